@@ -1,0 +1,1 @@
+"""REST API: FastAPI routers grouped by resource, request/response schemas, auth dependencies."""

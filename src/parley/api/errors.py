@@ -1,0 +1,88 @@
+"""The one place errors become HTTP responses: `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from parley.core.errors import ErrorCode, ParleyError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: ErrorCode.INVALID_JSON,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+}
+_HTTP_MESSAGES = {
+    400: "the request body is not valid JSON encoded as UTF-8",
+    404: "not found",
+    405: "method not allowed",
+    413: "the request body is too large",
+}
+# Pydantic error types raised by our own validators, and the codes they stand for.
+_VALIDATION_CODES = {"invalid_text": ErrorCode.INVALID_TEXT, "json_invalid": ErrorCode.INVALID_JSON}
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while a body is read past its limit (FastAPI lets HTTPExceptions through)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+def error_response(
+    status: int, code: str, message: str, *, details: Any = None, headers: Any = None
+) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ParleyError)
+    async def on_parley_error(_request: Request, exc: ParleyError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return error_response(exc.status, exc.code, exc.message, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        code = ErrorCode.VALIDATION
+        for error in errors:
+            code = _VALIDATION_CODES.get(error.get("type", ""), code)
+        status = 400 if code is ErrorCode.INVALID_JSON else 422
+        details = [
+            {
+                "loc": [str(part) for part in e.get("loc", ())],
+                "msg": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
+            for e in errors[:20]
+        ]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
+        message = f"{where}: {first['msg']}" if where else first["msg"]
+        return error_response(status, code, message, details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+        message = exc.detail if isinstance(exc, BodyTooLarge) else None
+        message = message or _HTTP_MESSAGES.get(exc.status_code) or str(exc.detail)
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return error_response(500, ErrorCode.INTERNAL, "internal error; it has been logged")

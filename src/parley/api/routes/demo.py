@@ -1,0 +1,66 @@
+"""The demo: a page where two seeded users, alice and bob, chat (only with PARLEY_DEMO=true)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from parley.api.deps import ServicesDep
+from parley.api.schemas import Input, TokenOut, UserOut
+from parley.core.errors import ErrorCode, NotFound
+from parley.core.models import ConversationKind
+from parley.services.container import Services
+
+router = APIRouter(tags=["demo"], include_in_schema=False)
+
+DEMO_USERS = ("alice", "bob")
+
+
+class DemoSessionIn(Input):
+    name: Literal["alice", "bob"]
+
+
+@router.get("/")
+async def index(request: Request) -> Response:
+    if not request.app.state.settings.demo:
+        return RedirectResponse("/docs")
+    return FileResponse(
+        request.app.state.static_dir / "demo" / "index.html",
+        headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; "
+            "style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'",
+            "Cache-Control": "no-cache",
+        },
+    )
+
+
+@router.post("/demo/session", response_model=TokenOut)
+async def demo_session(body: DemoSessionIn, request: Request, services: ServicesDep) -> TokenOut:
+    """Sign in as a demo user with one click."""
+    if not request.app.state.settings.demo:
+        raise NotFound("the demo is off (set PARLEY_DEMO=true)", ErrorCode.NOT_FOUND)
+    users = await services.identity.users.find_users_by_name([body.name])
+    token = await services.identity.do_issue_token(users[0], label="demo")
+    return TokenOut(token=token, user=UserOut.of(users[0]))
+
+
+async def seed_demo(services: Services) -> None:
+    """Create alice, bob and a room they share, once."""
+    existing = {
+        u.name: u for u in await services.identity.users.find_users_by_name(list(DEMO_USERS))
+    }
+    for name in DEMO_USERS:
+        if name not in existing:
+            existing[name] = await services.identity.do_create_user(
+                name, password=name, display_name=name.capitalize()
+            )
+    alice = existing["alice"]
+    if not await services.timeline.list_conversations(alice):
+        await services.timeline.do_create_conversation(
+            alice, kind=ConversationKind.ROOM, title="Demo room", member_names=["bob"]
+        )
+        await services.timeline.do_create_conversation(
+            alice, kind=ConversationKind.DIRECT, title="", member_names=["bob"]
+        )

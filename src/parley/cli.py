@@ -1,0 +1,153 @@
+"""The `parley` command: serve, migrate, and manage users."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from parley.core.errors import ParleyError
+from parley.core.models import Role
+from parley.logs import configure_logging
+from parley.services.container import Services
+from parley.settings import Settings
+from parley.storage.migrate import upgrade_to_head
+
+app = typer.Typer(
+    help="Parley: self-hosted chat with release safety built in.", no_args_is_help=True
+)
+user_app = typer.Typer(help="Manage users and their tokens.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+console = Console()
+T = TypeVar("T")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address [PARLEY_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [PARLEY_PORT].")] = None,
+    demo: Annotated[
+        bool | None,
+        typer.Option("--demo/--no-demo", help="Seed alice & bob and serve the demo page."),
+    ] = None,
+    migrate: Annotated[
+        bool, typer.Option(help="Apply migrations first (always on for the embedded SQLite).")
+    ] = False,
+) -> None:
+    """Run the server (embedded SQLite + in-process bus unless PARLEY_DATABASE_URL is set)."""
+    overrides = {
+        k: v for k, v in {"host": host, "port": port, "demo": demo}.items() if v is not None
+    }
+    settings = Settings(**overrides)
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    if settings.is_embedded or migrate:
+        upgrade_to_head(settings.effective_database_url)
+    from parley.app import create_app
+
+    if settings.demo:
+        console.print(f"Demo: open http://{settings.host}:{settings.port}/ (alice / bob)")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the newest schema."""
+    settings = Settings()
+    upgrade_to_head(settings.effective_database_url)
+    console.print(
+        f"[green]Schema is up to date[/green] ({_redacted(settings.effective_database_url)})"
+    )
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Login name: letters, digits, '.', '_', '-'.")],
+    role: Annotated[Role, typer.Option(help="Deployment-wide role.")] = Role.MEMBER,
+    internal: Annotated[
+        bool, typer.Option(help="An internal (staff) user: dark launches.")
+    ] = False,
+    password: Annotated[str | None, typer.Option(help="Allow password login too.")] = None,
+) -> None:
+    """Create a user and print an API token for them (shown once)."""
+
+    async def run(services: Services) -> str:
+        user = await services.identity.do_create_user(
+            name, role=role, internal=internal, password=password
+        )
+        return await services.identity.do_issue_token(user, label="cli")
+
+    token = _run(run)
+    console.print(f"Created user [bold]{name}[/bold] ({role.value}). API token (shown once):")
+    print(token)
+
+
+@user_app.command("token")
+def user_token(name: Annotated[str, typer.Argument(help="An existing user.")]) -> None:
+    """Issue a new API token for an existing user."""
+
+    async def run(services: Services) -> str:
+        users = await services.identity.users.find_users_by_name([name])
+        if not users:
+            raise typer.BadParameter(f"no user named {name!r}; create one with `parley user add`")
+        return await services.identity.do_issue_token(users[0], label="cli")
+
+    print(_run(run))
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users."""
+
+    async def run(services: Services) -> Table:
+        table = Table("id", "name", "display name", "role", "internal", "created (UTC)")
+        for user in await services.identity.users.list_users():
+            table.add_row(
+                str(user.id),
+                user.name,
+                user.display_name,
+                user.role.value,
+                "yes" if user.internal else "",
+                user.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
+        return table
+
+    console.print(_run(run))
+
+
+def _run(action: Callable[[Services], Awaitable[T]]) -> T:
+    settings = Settings()
+    if settings.is_embedded:
+        upgrade_to_head(settings.effective_database_url)
+
+    async def main() -> T:
+        services = Services.build(settings)
+        try:
+            return await action(services)
+        finally:
+            await services.db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except ParleyError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def _redacted(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if "@" in rest else url
+
+
+def main() -> None:
+    app()

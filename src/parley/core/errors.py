@@ -1,0 +1,86 @@
+"""One exception tree and one table of stable error codes.
+
+    ParleyError                      (code, message, status)
+     ├── BadInput                    400/413/422 — the request itself is wrong
+     ├── Unauthenticated             401 — no or bad credentials
+     ├── Forbidden                   403 — authenticated, but not allowed
+     ├── NotFound                    404 — absent, or not visible to this user (same answer)
+     ├── Conflict                    409 — the state forbids it
+     └── Unavailable                 503 — retry later (database or bus down)
+
+Third-party errors (SQLAlchemy, Redis) are converted in one place at the storage boundary.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    BAD_REQUEST = "ERR_BAD_REQUEST"
+    VALIDATION = "ERR_VALIDATION"
+    INVALID_JSON = "ERR_INVALID_JSON"
+    INVALID_TEXT = "ERR_INVALID_TEXT"
+    PAYLOAD_TOO_LARGE = "ERR_PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "ERR_UNSUPPORTED_MEDIA_TYPE"
+    UNAUTHENTICATED = "ERR_UNAUTHENTICATED"
+    INVALID_CREDENTIALS = "ERR_INVALID_CREDENTIALS"
+    FORBIDDEN = "ERR_FORBIDDEN"
+    NOT_FOUND = "ERR_NOT_FOUND"
+    METHOD_NOT_ALLOWED = "ERR_METHOD_NOT_ALLOWED"
+    CONFLICT = "ERR_CONFLICT"
+    NAME_TAKEN = "ERR_NAME_TAKEN"
+    RECEIPT_BEYOND_LAST_SEQ = "ERR_RECEIPT_BEYOND_LAST_SEQ"
+    ATTACHMENT_UNAVAILABLE = "ERR_ATTACHMENT_UNAVAILABLE"
+    RATE_LIMITED = "ERR_RATE_LIMITED"
+    RESYNC_RANGE_UNAVAILABLE = "ERR_RESYNC_RANGE_UNAVAILABLE"
+    RESYNC_THROTTLED = "ERR_RESYNC_THROTTLED"
+    UNAVAILABLE = "ERR_UNAVAILABLE"
+    INTERNAL = "ERR_INTERNAL"
+
+
+class ParleyError(Exception):
+    """Base of every error Parley reports to a client."""
+
+    status = 500
+    default_code = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class BadInput(ParleyError):
+    status = 422
+    default_code = ErrorCode.VALIDATION
+
+
+class PayloadTooLarge(BadInput):
+    status = 413
+    default_code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class Unauthenticated(ParleyError):
+    status = 401
+    default_code = ErrorCode.UNAUTHENTICATED
+
+
+class Forbidden(ParleyError):
+    status = 403
+    default_code = ErrorCode.FORBIDDEN
+
+
+class NotFound(ParleyError):
+    status = 404
+    default_code = ErrorCode.NOT_FOUND
+
+
+class Conflict(ParleyError):
+    status = 409
+    default_code = ErrorCode.CONFLICT
+
+
+class Unavailable(ParleyError):
+    status = 503
+    default_code = ErrorCode.UNAVAILABLE

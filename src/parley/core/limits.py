@@ -1,0 +1,19 @@
+"""The documented maximum of every user-controlled field (docs/api.md lists them)."""
+
+from __future__ import annotations
+
+MESSAGE_BODY_MAX_CHARS = 16_000
+TITLE_MAX_CHARS = 200
+USER_NAME_MAX_CHARS = 64
+DISPLAY_NAME_MAX_CHARS = 128
+PASSWORD_MAX_CHARS = 256
+CLIENT_MSG_ID_MAX_CHARS = 128
+FILE_NAME_MAX_CHARS = 255
+METADATA_MAX_BYTES = 4_096
+METADATA_MAX_DEPTH = 4
+MEMBERS_PER_REQUEST_MAX = 500
+ATTACHMENTS_PER_MESSAGE_MAX = 10
+PAGE_LIMIT_DEFAULT = 50
+PAGE_LIMIT_MAX = 500
+# Sequence numbers and ids fit JavaScript's safe integers, so clients never round them.
+SEQ_MAX = 2**53 - 1

@@ -1,0 +1,48 @@
+"""Checks every stored string passes: valid Unicode scalar values, no NUL, bounded size.
+
+PostgreSQL refuses NUL in text and lone surrogates cannot be encoded as UTF-8; SQLite accepts
+both. Refusing them here makes the two databases behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from parley.core.errors import BadInput, ErrorCode
+from parley.core.limits import METADATA_MAX_BYTES, METADATA_MAX_DEPTH
+
+
+def check_text(value: str) -> str:
+    """Return `value` if it can be stored as-is on every database, else raise BadInput."""
+    if "\x00" in value:
+        raise BadInput("text must not contain NUL characters", ErrorCode.INVALID_TEXT)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(
+            "text must be valid Unicode (no lone surrogates)", ErrorCode.INVALID_TEXT
+        ) from None
+    return value
+
+
+def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """Bound free-form metadata by depth and encoded size; check every key and string in it."""
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > METADATA_MAX_DEPTH:
+            raise BadInput(f"metadata nests deeper than {METADATA_MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            for key, item in node.items():
+                check_text(key)
+                walk(item, depth + 1)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, depth + 1)
+        elif isinstance(node, str):
+            check_text(node)
+
+    walk(value, 1)
+    if len(json.dumps(value, ensure_ascii=False).encode()) > METADATA_MAX_BYTES:
+        raise BadInput(f"metadata is larger than {METADATA_MAX_BYTES} bytes")
+    return value

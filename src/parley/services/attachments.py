@@ -1,0 +1,117 @@
+"""Attachments: upload into a conversation, download by its members, safe by construction.
+
+The content type is sniffed from the bytes (never taken from the client), files are stored
+under server-made ids, and the client's file name is only ever echoed back sanitized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import unicodedata
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import filetype
+
+from parley.core import limits
+from parley.core.errors import BadInput, ErrorCode, NotFound
+from parley.core.models import Attachment, User
+from parley.core.ports import BlobStore
+from parley.services.timeline import Timeline
+from parley.storage.attachments import AttachmentStore
+from parley.storage.rows import now
+
+# Types a browser may show inline. Everything else (HTML, SVG, JS, PDF, unknown) is a download.
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"})
+_SNIFF_BYTES = 8192
+
+
+def safe_file_name(name: str) -> str:
+    """A file name with no path, no control characters and a bounded length."""
+    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C" and c not in '"<>|:*?')
+    name = name.strip(" .")[: limits.FILE_NAME_MAX_CHARS]
+    return name or "file"
+
+
+def sniff_content_type(head: bytes) -> str:
+    """The type the bytes say they are; text only when they decode as UTF-8 without markup."""
+    kind = filetype.guess(head)
+    if kind is not None:
+        return str(kind.mime)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
+            return "application/octet-stream"
+        text = head[: exc.start].decode("utf-8")
+    lowered = text.lstrip().lower()
+    if lowered.startswith(("<!doctype html", "<html", "<svg", "<?xml", "<script")):
+        return "text/html" if not lowered.startswith(("<svg", "<?xml")) else "image/svg+xml"
+    return "text/plain"
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    attachment: Attachment
+    inline: bool
+    chunks: AsyncIterator[bytes]
+
+
+class Attachments:
+    def __init__(
+        self, *, timeline: Timeline, store: AttachmentStore, blobs: BlobStore, max_bytes: int
+    ) -> None:
+        self.timeline = timeline
+        self.store = store
+        self.blobs = blobs
+        self.max_bytes = max_bytes
+
+    async def do_upload(
+        self, actor: User, conversation_id: int, file_name: str, chunks: AsyncIterator[bytes]
+    ) -> Attachment:
+        await self.timeline.access_conversation(actor, conversation_id)
+        attachment_id = "att_" + secrets.token_urlsafe(18)
+        digest = hashlib.sha256()
+        head = bytearray()
+
+        async def observed() -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                digest.update(chunk)
+                if len(head) < _SNIFF_BYTES:
+                    head.extend(chunk[: _SNIFF_BYTES - len(head)])
+                yield chunk
+
+        size = await self.blobs.put(attachment_id, observed(), self.max_bytes)
+        if size == 0:
+            await self.blobs.delete(attachment_id)
+            raise BadInput("the file is empty", ErrorCode.VALIDATION)
+        attachment = Attachment(
+            id=attachment_id,
+            conversation_id=conversation_id,
+            uploader_id=actor.id,
+            file_name=safe_file_name(file_name),
+            content_type=sniff_content_type(bytes(head)),
+            size=size,
+            sha256=digest.hexdigest(),
+            created_at=now(),
+        )
+        try:
+            await self.store.add_attachment(attachment)
+        except BaseException:
+            await self.blobs.delete(attachment_id)
+            raise
+        return attachment
+
+    async def access_download(self, actor: User, attachment_id: str) -> Download:
+        """The file if `actor` is a member of its conversation; 404 otherwise, alike."""
+        attachment = await self.store.get_attachment(attachment_id)
+        if attachment is None:
+            raise NotFound("no such attachment")
+        await self.timeline.access_conversation(actor, attachment.conversation_id)
+        return Download(
+            attachment=attachment,
+            inline=attachment.content_type in INLINE_TYPES,
+            chunks=self.blobs.open(attachment.id),
+        )

@@ -1,0 +1,238 @@
+"""Conversations, messages and receipts as a member sees and changes them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from parley.core.errors import BadInput, Conflict, ErrorCode, Forbidden, NotFound
+from parley.core.events import ConversationUpdatedEvent, Event, ReceiptEvent
+from parley.core.models import (
+    Appended,
+    Conversation,
+    ConversationKind,
+    ConversationSummary,
+    Member,
+    MemberRole,
+    Message,
+    NewMessage,
+    Role,
+    User,
+)
+from parley.core.receipts import ReceiptUpdate, advance_receipt
+from parley.core.writer import MessageWriter
+from parley.storage.attachments import AttachmentStore
+from parley.storage.conversations import ConversationStore
+from parley.storage.messages import MessageStore
+from parley.storage.users import UserStore
+
+Publish = Callable[[Event], Awaitable[None]]
+
+
+async def _publish_nowhere(_event: Event) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """A user's authorized view of one conversation."""
+
+    conversation: Conversation
+    member: Member
+
+
+class Timeline:
+    def __init__(
+        self,
+        *,
+        users: UserStore,
+        conversations: ConversationStore,
+        messages: MessageStore,
+        attachments: AttachmentStore,
+        writer: MessageWriter,
+        publish: Publish = _publish_nowhere,
+        on_read_rollback: Callable[[int], None] = lambda _n: None,
+    ) -> None:
+        self.users = users
+        self.conversations = conversations
+        self.messages = messages
+        self.attachments = attachments
+        self.writer = writer
+        self.publish = publish
+        self.on_read_rollback = on_read_rollback
+
+    async def access_conversation(self, actor: User, conversation_id: int) -> Access:
+        """The conversation if `actor` is a member; otherwise 404, whether it exists or not."""
+        found = await self.conversations.get_membership(conversation_id, actor.id)
+        if found is None:
+            raise NotFound("no such conversation", ErrorCode.NOT_FOUND)
+        return Access(*found)
+
+    async def check_user_names(self, names: list[str]) -> list[User]:
+        unique = list(dict.fromkeys(names))
+        found = await self.users.find_users_by_name(unique) if unique else []
+        missing = sorted(set(unique) - {user.name for user in found})
+        if missing:
+            raise BadInput(f"unknown users: {', '.join(missing)}", ErrorCode.VALIDATION)
+        return found
+
+    async def do_create_conversation(
+        self, actor: User, *, kind: ConversationKind, title: str, member_names: list[str]
+    ) -> tuple[Conversation, bool]:
+        others = [user for user in await self.check_user_names(member_names) if user.id != actor.id]
+        direct_key = None
+        if kind is ConversationKind.DIRECT:
+            if len(others) != 1:
+                raise BadInput("a direct conversation has exactly one other member")
+            low, high = sorted((actor.id, others[0].id))
+            direct_key = f"{low}:{high}"
+        conversation, created = await self.conversations.create_conversation(
+            kind=kind,
+            title=title,
+            created_by=actor.id,
+            member_ids=[user.id for user in others],
+            direct_key=direct_key,
+        )
+        if created:
+            await self.publish(
+                ConversationUpdatedEvent(
+                    conversation_id=conversation.id,
+                    member_ids=[actor.id, *(user.id for user in others)],
+                )
+            )
+        return conversation, created
+
+    async def list_conversations(self, actor: User) -> list[ConversationSummary]:
+        return await self.conversations.list_conversations_for(actor.id)
+
+    async def list_members(self, actor: User, conversation_id: int) -> list[Member]:
+        await self.access_conversation(actor, conversation_id)
+        return await self.conversations.list_members(conversation_id)
+
+    async def do_add_members(
+        self, actor: User, conversation_id: int, names: list[str]
+    ) -> list[int]:
+        access = await self.access_conversation(actor, conversation_id)
+        if access.conversation.kind is ConversationKind.DIRECT:
+            raise Conflict("members of a direct conversation cannot change")
+        users = await self.check_user_names(names)
+        added = await self.conversations.add_members(conversation_id, [u.id for u in users])
+        if added:
+            await self._announce_members(conversation_id)
+        return added
+
+    async def do_remove_member(self, actor: User, conversation_id: int, user_id: int) -> None:
+        access = await self.access_conversation(actor, conversation_id)
+        if access.conversation.kind is ConversationKind.DIRECT:
+            raise Conflict("members of a direct conversation cannot change")
+        may_remove_others = access.member.role is MemberRole.OWNER or actor.role is Role.ADMIN
+        if user_id != actor.id and not may_remove_others:
+            raise Forbidden("only the conversation's owner can remove other members")
+        if not await self.conversations.remove_member(conversation_id, user_id):
+            raise NotFound("that user is not a member")
+        await self._announce_members(conversation_id, also_tell=[user_id])
+
+    async def _announce_members(
+        self, conversation_id: int, also_tell: list[int] | None = None
+    ) -> None:
+        member_ids = [m.user_id for m in await self.conversations.list_members(conversation_id)]
+        await self.publish(
+            ConversationUpdatedEvent(
+                conversation_id=conversation_id, member_ids=[*member_ids, *(also_tell or [])]
+            )
+        )
+
+    async def do_send(
+        self,
+        actor: User,
+        conversation_id: int,
+        *,
+        client_msg_id: str,
+        body: str,
+        attachment_ids: list[str],
+        metadata: dict[str, object],
+    ) -> Appended:
+        """Store a message once; a retry with the same `client_msg_id` returns the original."""
+        await self.access_conversation(actor, conversation_id)
+        refs = []
+        if attachment_ids:
+            wanted = list(dict.fromkeys(attachment_ids))
+            found = {a.id: a for a in await self.attachments.find_attachments(wanted)}
+            for attachment_id in wanted:
+                attachment = found.get(attachment_id)
+                if (
+                    attachment is None
+                    or attachment.conversation_id != conversation_id
+                    or attachment.uploader_id != actor.id
+                ):
+                    raise BadInput(
+                        f"attachment {attachment_id!r} is not one you uploaded here",
+                        ErrorCode.ATTACHMENT_UNAVAILABLE,
+                    )
+                refs.append(attachment.ref())
+        if not body.strip() and not refs:
+            raise BadInput("a message needs a body or an attachment")
+        return await self.writer.append(
+            NewMessage(
+                conversation_id=conversation_id,
+                sender_id=actor.id,
+                client_msg_id=client_msg_id,
+                body=body,
+                attachments=refs,
+                metadata=dict(metadata),
+            )
+        )
+
+    async def list_messages(
+        self,
+        actor: User,
+        conversation_id: int,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+    ) -> tuple[Conversation, list[Message]]:
+        """A page of the timeline, and the conversation as it was just before it was read."""
+        access = await self.access_conversation(actor, conversation_id)
+        found = await self.messages.list_messages(
+            conversation_id, after=after, before=before, limit=limit
+        )
+        return access.conversation, found
+
+    async def do_receipt(
+        self,
+        actor: User,
+        conversation_id: int,
+        *,
+        delivered_seq: int | None,
+        read_seq: int | None,
+    ) -> ReceiptUpdate:
+        """Move the actor's cursors forward; stale values are ignored and counted."""
+        before: list[Member] = []
+
+        def advance(member: Member, last_seq: int) -> ReceiptUpdate:
+            before.append(member)
+            return advance_receipt(
+                delivered_seq=member.delivered_seq,
+                read_seq=member.read_seq,
+                last_seq=last_seq,
+                new_delivered=delivered_seq,
+                new_read=read_seq,
+            )
+
+        outcome = await self.conversations.apply_receipt(conversation_id, actor.id, advance)
+        if outcome is None:
+            raise NotFound("no such conversation", ErrorCode.NOT_FOUND)
+        if outcome.rollbacks_ignored:
+            self.on_read_rollback(outcome.rollbacks_ignored)
+        old = before[-1]
+        if (outcome.delivered_seq, outcome.read_seq) != (old.delivered_seq, old.read_seq):
+            await self.publish(
+                ReceiptEvent(
+                    conversation_id=conversation_id,
+                    user_id=actor.id,
+                    delivered_seq=outcome.delivered_seq,
+                    read_seq=outcome.read_seq,
+                )
+            )
+        return outcome

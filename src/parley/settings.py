@@ -1,0 +1,63 @@
+"""Every PARLEY_* setting in one place, documented where it is declared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    """Configuration read from `PARLEY_*` environment variables (and an optional `.env` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", env_file=".env", extra="ignore")
+
+    # Where Parley keeps its embedded database and attachment files.
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR)
+    # SQLAlchemy async URL. Empty means the embedded SQLite file `<data_dir>/parley.db`.
+    # Production: postgresql+asyncpg://user@host/db
+    database_url: str = ""
+    # Redis URL for fan-out, presence and rate limits. Empty means in-process (one node only).
+    redis_url: str = ""
+
+    # HTTP listener for `parley serve`.
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Seed two demo users (alice, bob) and serve the demo page's one-click sign-in.
+    # Never enable on a deployment reachable by strangers.
+    demo: bool = False
+
+    # SQLite `synchronous` pragma: FULL survives power loss; NORMAL survives process crashes only.
+    sqlite_synchronous: str = "FULL"
+
+    # Group commit: the most messages one transaction stores, and how many writer loops run.
+    # SQLite has one writer; PostgreSQL batches of different conversations can commit in parallel.
+    writer_max_batch: int = Field(default=512, ge=1, le=10_000)
+    writer_shards: int = Field(default=0, ge=0, le=64)  # 0: 1 on SQLite, 4 on PostgreSQL
+
+    # Attachments: largest upload accepted, in bytes.
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # Largest JSON request body, in bytes (refused with 413 before it is read whole).
+    request_max_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    # Logs: JSON lines (production) or plain text.
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').as_posix()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def attachments_dir(self) -> Path:
+        return self.data_dir / "attachments"

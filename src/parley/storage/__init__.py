@@ -1,0 +1,1 @@
+"""All SQL lives here: tables, migrations, and one store class per aggregate."""

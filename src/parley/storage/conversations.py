@@ -1,0 +1,228 @@
+"""ConversationStore: conversations, their members, and the members' receipt cursors."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from parley.core.models import (
+    Conversation,
+    ConversationKind,
+    ConversationSummary,
+    Member,
+    MemberRole,
+)
+from parley.core.receipts import ReceiptUpdate
+from parley.storage.database import Database
+from parley.storage.rows import conversation_from_row, member_from_row, now
+from parley.storage.schema import conversations, members, messages
+
+# Member columns are labelled with this prefix where they are selected beside a conversation's.
+MEMBER_PREFIX = "member_"
+
+
+class ConversationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_conversation(
+        self,
+        *,
+        kind: ConversationKind,
+        title: str,
+        created_by: int,
+        member_ids: list[int],
+        direct_key: str | None = None,
+    ) -> tuple[Conversation, bool]:
+        """Create a conversation with its members; for a direct pair that exists, return it.
+
+        Returns the conversation and whether it was created now.
+        """
+        joined = now()
+        try:
+            async with self.db.write() as conn:
+                row = (
+                    await conn.execute(
+                        insert(conversations)
+                        .values(
+                            kind=kind.value,
+                            title=title,
+                            created_by=created_by,
+                            created_at=joined,
+                            last_seq=0,
+                            direct_key=direct_key,
+                        )
+                        .returning(*conversations.c)
+                    )
+                ).one()
+                await conn.execute(
+                    insert(members),
+                    [
+                        {
+                            "conversation_id": row.id,
+                            "user_id": user_id,
+                            "role": (
+                                MemberRole.OWNER if user_id == created_by else MemberRole.MEMBER
+                            ).value,
+                            "delivered_seq": 0,
+                            "read_seq": 0,
+                            "joined_at": joined,
+                        }
+                        for user_id in dict.fromkeys([created_by, *member_ids])
+                    ],
+                )
+                return conversation_from_row(row), True
+        except IntegrityError:
+            if direct_key is None:
+                raise
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(conversations).where(conversations.c.direct_key == direct_key)
+                )
+            ).one()
+        return conversation_from_row(row), False
+
+    async def get_membership(
+        self, conversation_id: int, user_id: int
+    ) -> tuple[Conversation, Member] | None:
+        """The conversation and the user's membership, or None when they are not a member."""
+        query = (
+            select(conversations, *[c.label(f"{MEMBER_PREFIX}{c.name}") for c in members.c])
+            .join(members, members.c.conversation_id == conversations.c.id)
+            .where(conversations.c.id == conversation_id, members.c.user_id == user_id)
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return conversation_from_row(row), member_from_row(row, prefix=MEMBER_PREFIX)
+
+    async def list_conversations_for(self, user_id: int) -> list[ConversationSummary]:
+        unread = (
+            select(func.count())
+            .where(
+                messages.c.conversation_id == conversations.c.id,
+                messages.c.seq > members.c.read_seq,
+                messages.c.sender_id != user_id,
+            )
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                conversations,
+                *[c.label(f"{MEMBER_PREFIX}{c.name}") for c in members.c],
+                unread.label("unread"),
+            )
+            .join(members, members.c.conversation_id == conversations.c.id)
+            .where(members.c.user_id == user_id)
+            .order_by(conversations.c.id)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+            ids = [row.id for row in rows]
+            member_ids: dict[int, list[int]] = defaultdict(list)
+            if ids:
+                pairs = await conn.execute(
+                    select(members.c.conversation_id, members.c.user_id)
+                    .where(members.c.conversation_id.in_(ids))
+                    .order_by(members.c.conversation_id, members.c.user_id)
+                )
+                for conversation_id, member_id in pairs:
+                    member_ids[conversation_id].append(member_id)
+        return [
+            ConversationSummary(
+                conversation=conversation_from_row(row),
+                member=member_from_row(row, prefix=MEMBER_PREFIX),
+                unread=row.unread,
+                member_ids=member_ids[row.id],
+            )
+            for row in rows
+        ]
+
+    async def list_members(self, conversation_id: int) -> list[Member]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(members)
+                .where(members.c.conversation_id == conversation_id)
+                .order_by(members.c.user_id)
+            )
+            return [member_from_row(row) for row in rows]
+
+    async def add_members(self, conversation_id: int, user_ids: list[int]) -> list[int]:
+        """Add users who are not members yet; returns the ids actually added."""
+        async with self.db.write() as conn:
+            existing = set(
+                (
+                    await conn.execute(
+                        select(members.c.user_id).where(
+                            members.c.conversation_id == conversation_id,
+                            members.c.user_id.in_(user_ids),
+                        )
+                    )
+                ).scalars()
+            )
+            added = [uid for uid in dict.fromkeys(user_ids) if uid not in existing]
+            if added:
+                joined = now()
+                await conn.execute(
+                    insert(members),
+                    [
+                        {
+                            "conversation_id": conversation_id,
+                            "user_id": uid,
+                            "role": MemberRole.MEMBER.value,
+                            "delivered_seq": 0,
+                            "read_seq": 0,
+                            "joined_at": joined,
+                        }
+                        for uid in added
+                    ],
+                )
+        return added
+
+    async def remove_member(self, conversation_id: int, user_id: int) -> bool:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                delete(members).where(
+                    members.c.conversation_id == conversation_id, members.c.user_id == user_id
+                )
+            )
+        return bool(result.rowcount)
+
+    async def apply_receipt(
+        self,
+        conversation_id: int,
+        user_id: int,
+        advance: Callable[[Member, int], ReceiptUpdate],
+    ) -> ReceiptUpdate | None:
+        """Apply `advance(member, last_seq)` to the member's cursors under a row lock.
+
+        Returns None when the user is not a member.
+        """
+        locked = (
+            select(members, conversations.c.last_seq.label("last_seq"))
+            .join(conversations, conversations.c.id == members.c.conversation_id)
+            .where(members.c.conversation_id == conversation_id, members.c.user_id == user_id)
+        )
+        if self.db.is_postgres:
+            locked = locked.with_for_update(of=members)
+        async with self.db.write() as conn:
+            row = (await conn.execute(locked)).first()
+            if row is None:
+                return None
+            outcome = advance(member_from_row(row), row.last_seq)
+            await conn.execute(
+                update(members)
+                .where(
+                    and_(
+                        members.c.conversation_id == conversation_id,
+                        members.c.user_id == user_id,
+                    )
+                )
+                .values(delivered_seq=outcome.delivered_seq, read_seq=outcome.read_seq)
+            )
+        return outcome

@@ -1,0 +1,87 @@
+"""Engines and transactions for SQLite (embedded) and PostgreSQL (production).
+
+SQLite allows one writer at a time, so writes go through a one-connection engine that opens
+`BEGIN IMMEDIATE` (no lock upgrades, no SQLITE_BUSY mid-transaction) while reads use a pool of
+deferred transactions that WAL lets run beside the writer. PostgreSQL uses one pooled engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from parley.storage.errors import translate_db_errors
+
+
+class Database:
+    """The connection pools of one deployment, with `read()` and `write()` transactions."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        if self.dialect == "sqlite":
+            _ensure_sqlite_dir(url)
+            self._writer = _sqlite_engine(url, sqlite_synchronous, begin="BEGIN IMMEDIATE", pool=1)
+            self._reader = _sqlite_engine(url, sqlite_synchronous, begin="BEGIN", pool=8)
+        else:
+            engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self._writer = self._reader = engine
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that may write; committed when the block exits without error."""
+        with translate_db_errors():
+            async with self._writer.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        with translate_db_errors():
+            async with self._reader.connect() as conn:
+                yield conn
+
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_engine(url: str, synchronous: str, *, begin: str, pool: int) -> AsyncEngine:
+    engine = create_async_engine(url, pool_size=pool, max_overflow=0, pool_timeout=60)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide where transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine

@@ -1,0 +1,118 @@
+"""UserStore and TokenStore: identities and the hashed bearer tokens that stand for them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from parley.core.errors import Conflict, ErrorCode
+from parley.core.models import Role, User
+from parley.storage.database import Database
+from parley.storage.rows import now, user_from_row
+from parley.storage.schema import api_tokens, users
+
+
+class UserStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_user(
+        self,
+        *,
+        name: str,
+        display_name: str,
+        role: Role,
+        internal: bool,
+        password_hash: str | None,
+    ) -> User:
+        try:
+            async with self.db.write() as conn:
+                result = await conn.execute(
+                    insert(users)
+                    .values(
+                        name=name,
+                        display_name=display_name,
+                        role=role.value,
+                        internal=internal,
+                        password_hash=password_hash,
+                        created_at=now(),
+                    )
+                    .returning(*users.c)
+                )
+                return user_from_row(result.one())
+        except IntegrityError:
+            raise Conflict(f"the user name {name!r} is taken", ErrorCode.NAME_TAKEN) from None
+
+    async def get_user(self, user_id: int) -> User | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        return user_from_row(row) if row else None
+
+    async def find_users_by_name(self, names: list[str]) -> list[User]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(users).where(users.c.name.in_(names)))
+            return [user_from_row(row) for row in rows]
+
+    async def find_users_by_id(self, ids: list[int]) -> list[User]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(users).where(users.c.id.in_(ids)))
+            return [user_from_row(row) for row in rows]
+
+    async def get_credentials(self, name: str) -> tuple[User, str | None] | None:
+        """The user named `name` with their password hash, for login."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.name == name))).first()
+        return (user_from_row(row), row.password_hash) if row else None
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+            )
+
+    async def list_users(self) -> list[User]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(users).order_by(users.c.id))
+            return [user_from_row(row) for row in rows]
+
+
+class TokenStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add_token(
+        self, *, user_id: int, token_hash: str, label: str, expires_at: datetime | None
+    ) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                insert(api_tokens).values(
+                    user_id=user_id,
+                    token_hash=token_hash,
+                    label=label,
+                    created_at=now(),
+                    expires_at=expires_at,
+                )
+            )
+
+    async def find_token_user(self, token_hash: str) -> tuple[User, datetime | None] | None:
+        """The user a live (not revoked) token belongs to, and when the token expires."""
+        query = (
+            select(users, api_tokens.c.expires_at.label("token_expires_at"))
+            .join(api_tokens, api_tokens.c.user_id == users.c.id)
+            .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None))
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return user_from_row(row), row.token_expires_at
+
+    async def revoke_token(self, token_hash: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(api_tokens)
+                .where(api_tokens.c.token_hash == token_hash)
+                .values(revoked_at=now())
+            )
