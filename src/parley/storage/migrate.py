@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command
@@ -21,11 +22,15 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_to_head(url: str) -> None:
-    """Bring the database at `url` to the newest schema. Blocking; safe to run repeatedly."""
+    """Bring the database at `url` to the newest schema. Blocking; safe to run repeatedly.
+
+    Alembic's env.py runs its own event loop, so under a running loop this uses a thread.
+    """
     _ensure_sqlite_dir(url)
-    command.upgrade(alembic_config(url), "head")
-
-
-async def upgrade_to_head_async(url: str) -> None:
-    """The same, from inside a running event loop (Alembic's env.py runs its own loop)."""
-    await asyncio.to_thread(upgrade_to_head, url)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(alembic_config(url), "head")
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(command.upgrade, alembic_config(url), "head").result()

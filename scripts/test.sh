@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install what the tests need and run the whole suite: lint (ruff, ESLint) and pytest
+# (unit, SQLite + PostgreSQL + Redis integration, real server processes, Chromium e2e).
+# Used by the README's Quick start and by .ci/run. Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+say "Python environment (.venv)"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+say "PostgreSQL and Redis (started if installed and down)"
+if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
+fi
+
+say "Chromium for browser tests"
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
+fi
+
+say "Lint"
+.venv/bin/ruff check src tests
+.venv/bin/ruff format --check src tests
+if [ -f package.json ] && command -v npm >/dev/null; then
+  npm ci --no-audit --no-fund --silent
+  npx eslint src/parley/static
+fi
+
+say "Tests"
+.venv/bin/python -m pytest "$@"
