@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from parley import __version__
 from parley.api.errors import install_error_handlers
 from parley.api.middleware import RequestBodyLimit, RequestObserver
-from parley.api.routes import attachments, auth, conversations, demo, messages, ops
+from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
 from parley.services.container import Services
 from parley.settings import Settings
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         conversations.router,
         messages.router,
         attachments.router,
+        stream.router,
         demo.router,
     ):
         app.include_router(router)

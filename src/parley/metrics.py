@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUEST_SECONDS = Histogram(
     "parley_http_request_duration_seconds",
@@ -25,3 +25,48 @@ READ_ROLLBACK_DETECTED = Counter(
     "P0: receipts that tried to move a cursor backwards (ignored, never applied).",
     ["transport"],
 )
+
+STREAM_CONNECTIONS = Gauge(
+    "parley_stream_connections", "Open stream connections on this node.", ["transport"]
+)
+STREAM_OPENS = Counter(
+    "parley_stream_opens_total",
+    "Stream connections opened (with or without a cursor).",
+    ["transport"],
+)
+STREAM_RESUMES = Counter(
+    "parley_stream_resumes_total", "Stream opens that re-sent missed events.", ["transport"]
+)
+RESYNC_ERRORS = Counter(
+    "parley_resync_errors_total",
+    "ERR_RESYNC_RANGE_UNAVAILABLE and ERR_RESYNC_THROTTLED answers.",
+    ["transport", "code"],
+)
+SLOW_CONSUMERS = Counter(
+    "parley_slow_consumer_disconnects_total",
+    "Connections cut loose for falling behind.",
+    ["transport"],
+)
+FANOUT_DELAY = Histogram(
+    "parley_fanout_delay_seconds",
+    "Commit to dispatch on this node's hub (server-side write receipt).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CLIENT_REPORTED = Counter(
+    "parley_client_reported_total",
+    "Counters reported by clients: the P0 invariants ack_without_receipt_10s, "
+    "timeline_duplicate_detected, read_rollback_detected, and forced_resyncs, full_state_loads.",
+    ["transport", "counter"],
+)
+CLIENT_WRITE_RECEIPT = Histogram(
+    "parley_client_write_receipt_seconds",
+    "Ack to the message arriving on the sender's stream, as clients measured it.",
+    ["transport"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WRITE_RECEIPT_P95_MS = Gauge(
+    "parley_write_receipt_p95_ms",
+    "p95 of the last 1,000 client-reported write receipts, in milliseconds.",
+    ["transport"],
+)
+BUS_HEALTHY = Gauge("parley_bus_healthy", "1 when the fan-out bus is connected.")

@@ -44,6 +44,28 @@ class Settings(BaseSettings):
     # Largest JSON request body, in bytes (refused with 413 before it is read whole).
     request_max_bytes: int = Field(default=256 * 1024, ge=1024)
 
+    # Real-time streams (docs/realtime.md).
+    # Resume from cursors at most this many positions behind the head, and this old.
+    resume_window_events: int = Field(default=100_000, ge=1)
+    resume_window_seconds: int = Field(default=24 * 3600, ge=1)
+    # A resume may re-send at most this many missed messages; more means "load full state".
+    resume_max_messages: int = Field(default=5_000, ge=1)
+    # How often one user may resume with a backlog (a `limits` rate string).
+    resume_rate: str = "60/minute"
+    # Per-node connection limits.
+    stream_max_per_user: int = Field(default=20, ge=1)
+    stream_max_per_ip: int = Field(default=500, ge=1)
+    # Events queued for one slow connection before it is cut loose (it then resumes).
+    stream_queue_limit: int = Field(default=10_000, ge=10)
+    # Largest WebSocket frame, after permessage-deflate inflation (close 1009 past it).
+    ws_max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Origins (scheme://host[:port]) besides the server's own allowed to open a WebSocket.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # How often each node reads the stream head to catch what the bus lost.
+    head_poll_seconds: float = Field(default=1.0, gt=0)
+    # An SSE stream ends after this long (the client reconnects with its cursor).
+    sse_max_seconds: int = Field(default=3600, ge=10)
+
     # Logs: JSON lines (production) or plain text.
     log_json: bool = True
     log_level: str = "INFO"

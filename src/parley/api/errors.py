@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from parley.core.errors import ErrorCode, ParleyError
+from parley.core.errors import ErrorCode, ParleyError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,13 @@ _HTTP_MESSAGES = {
     405: "method not allowed",
     413: "the request body is too large",
 }
-# Pydantic error types raised by our own validators, and the codes they stand for.
-_VALIDATION_CODES = {"invalid_text": ErrorCode.INVALID_TEXT, "json_invalid": ErrorCode.INVALID_JSON}
+# Pydantic error types raised by our own validators (and pydantic's refusal of lone surrogates),
+# and the codes they stand for.
+_VALIDATION_CODES = {
+    "invalid_text": ErrorCode.INVALID_TEXT,
+    "string_unicode": ErrorCode.INVALID_TEXT,
+    "json_invalid": ErrorCode.INVALID_JSON,
+}
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -53,11 +60,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ParleyError)
     async def on_parley_error(_request: Request, exc: ParleyError) -> JSONResponse:
         headers = {"Retry-After": "1"} if exc.status == 503 else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
         return error_response(exc.status, exc.code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        if _body_not_json(request, errors):
+            return error_response(
+                415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"
+            )
         code = ErrorCode.VALIDATION
         for error in errors:
             code = _VALIDATION_CODES.get(error.get("type", ""), code)
@@ -86,3 +99,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
         return error_response(500, ErrorCode.INTERNAL, "internal error; it has been logged")
+
+
+def _body_not_json(request: Request, errors: Sequence[Any]) -> bool:
+    """A JSON body was expected, and one came with another (or no) Content-Type.
+
+    FastAPI parses only `application/json` and `*+json` bodies; anything else reaches the schema
+    as raw bytes and fails as a whole, at the location `("body",)`.
+    """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return False
+    return any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors)

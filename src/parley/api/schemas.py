@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from parley.core import limits
-from parley.core.errors import BadInput
+from parley.core.errors import BadInput, ErrorCode
 from parley.core.models import (
     AttachmentRef,
     Conversation,
@@ -28,12 +28,16 @@ def _text(value: str) -> str:
         raise PydanticCustomError("invalid_text", exc.message) from None
 
 
+# The pydantic error type each of our codes travels as (api/errors.py maps them back).
+_ERROR_TYPES = {ErrorCode.INVALID_TEXT: "invalid_text", ErrorCode.INVALID_JSON: "json_invalid"}
+
+
 def _metadata(value: dict[str, Any]) -> dict[str, Any]:
     try:
         return check_metadata(value)
     except BadInput as exc:
         raise PydanticCustomError(
-            "invalid_text" if exc.code == "ERR_INVALID_TEXT" else "metadata_invalid", exc.message
+            _ERROR_TYPES.get(exc.code, "metadata_invalid"), exc.message
         ) from None
 
 
@@ -123,6 +127,7 @@ class MessageOut(BaseModel):
     id: int
     conversation_id: int
     seq: int
+    pos: int = Field(description="Stream position: pass as `cursor` to resume after this message.")
     sender_id: int
     client_msg_id: str
     body: str
@@ -136,6 +141,7 @@ class MessageOut(BaseModel):
             id=message.id,
             conversation_id=message.conversation_id,
             seq=message.seq,
+            pos=message.pos,
             sender_id=message.sender_id,
             client_msg_id=message.client_msg_id,
             body=message.body,
@@ -147,14 +153,18 @@ class MessageOut(BaseModel):
 
 class MemberOut(BaseModel):
     user_id: int
+    name: str
+    display_name: str
     role: str
     delivered_seq: int
     read_seq: int
 
     @classmethod
-    def of(cls, member: Member) -> MemberOut:
+    def of(cls, member: Member, user: User) -> MemberOut:
         return cls(
             user_id=member.user_id,
+            name=user.name,
+            display_name=user.display_name,
             role=member.role.value,
             delivered_seq=member.delivered_seq,
             read_seq=member.read_seq,

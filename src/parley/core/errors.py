@@ -6,6 +6,8 @@
      ├── Forbidden                   403 — authenticated, but not allowed
      ├── NotFound                    404 — absent, or not visible to this user (same answer)
      ├── Conflict                    409 — the state forbids it
+     │    └── ResyncRangeUnavailable 409 — the cursor is outside the resume window
+     ├── RateLimited                 429 — too often; `retry_after` seconds
      └── Unavailable                 503 — retry later (database or bus down)
 
 Third-party errors (SQLAlchemy, Redis) are converted in one place at the storage boundary.
@@ -35,6 +37,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "ERR_RATE_LIMITED"
     RESYNC_RANGE_UNAVAILABLE = "ERR_RESYNC_RANGE_UNAVAILABLE"
     RESYNC_THROTTLED = "ERR_RESYNC_THROTTLED"
+    TRANSPORT_DISABLED = "ERR_TRANSPORT_DISABLED"
+    TOO_MANY_CONNECTIONS = "ERR_TOO_MANY_CONNECTIONS"
     UNAVAILABLE = "ERR_UNAVAILABLE"
     INTERNAL = "ERR_INTERNAL"
 
@@ -84,3 +88,16 @@ class Conflict(ParleyError):
 class Unavailable(ParleyError):
     status = 503
     default_code = ErrorCode.UNAVAILABLE
+
+
+class ResyncRangeUnavailable(Conflict):
+    default_code = ErrorCode.RESYNC_RANGE_UNAVAILABLE
+
+
+class RateLimited(ParleyError):
+    status = 429
+    default_code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str, code: ErrorCode | None = None, *, retry_after: float) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after

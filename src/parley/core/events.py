@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from parley.core.models import Message
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    """A message as clients see it, on the stream and over REST alike."""
+    return {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "seq": message.seq,
+        "pos": message.pos,
+        "sender_id": message.sender_id,
+        "client_msg_id": message.client_msg_id,
+        "body": message.body,
+        "attachments": [asdict(ref) for ref in message.attachments],
+        "metadata": message.metadata,
+        "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
 
 class MessageEvent(BaseModel):
     type: Literal["message"] = "message"
+    pos: int
     conversation_id: int
     seq: int
     message: dict[str, Any]
+
+    @classmethod
+    def of(cls, message: Message) -> MessageEvent:
+        return cls(
+            pos=message.pos,
+            conversation_id=message.conversation_id,
+            seq=message.seq,
+            message=message_payload(message),
+        )
 
 
 class ReceiptEvent(BaseModel):
@@ -22,10 +51,64 @@ class ReceiptEvent(BaseModel):
     read_seq: int
 
 
+class TypingEvent(BaseModel):
+    type: Literal["typing"] = "typing"
+    conversation_id: int
+    user_id: int
+    expires_in_ms: int
+
+
+class PresenceEvent(BaseModel):
+    type: Literal["presence"] = "presence"
+    user_id: int
+    status: Literal["online", "offline"]
+
+
 class ConversationUpdatedEvent(BaseModel):
     type: Literal["conversation.updated"] = "conversation.updated"
     conversation_id: int
     member_ids: list[int]
+    removed_ids: list[int] = []
 
 
-Event = MessageEvent | ReceiptEvent | ConversationUpdatedEvent
+class ControlEvent(BaseModel):
+    type: Literal["control"] = "control"
+    op: Literal["transport", "reconnect"]
+    mode: str | None = None
+    reason: str | None = None
+
+
+class HelloEvent(BaseModel):
+    type: Literal["hello"] = "hello"
+    cursor: str
+    transport: str
+    mode: str
+    resumed: int
+
+
+class ErrorEvent(BaseModel):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    ref: str | None = None
+    retry_after: float | None = None
+
+
+class AckEvent(BaseModel):
+    type: Literal["ack"] = "ack"
+    ref: str
+    conversation_id: int
+    id: int
+    seq: int
+    pos: int
+    duplicate: bool
+
+
+Event = (
+    MessageEvent
+    | ReceiptEvent
+    | TypingEvent
+    | PresenceEvent
+    | ConversationUpdatedEvent
+    | ControlEvent
+)

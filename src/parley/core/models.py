@@ -101,6 +101,7 @@ class Message:
     id: int
     conversation_id: int
     seq: int
+    pos: int
     sender_id: int
     client_msg_id: str
     body: str

@@ -7,6 +7,7 @@ both. Refusing them here makes the two databases behave the same.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from parley.core.errors import BadInput, ErrorCode
@@ -30,7 +31,8 @@ def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     """Bound free-form metadata by depth and encoded size; check every key and string in it."""
 
     def walk(node: Any, depth: int) -> None:
-        if depth > METADATA_MAX_DEPTH:
+        # Depth counts objects and arrays, as JSON does: {"a": {"b": 1}} is 2 levels deep.
+        if isinstance(node, dict | list) and depth > METADATA_MAX_DEPTH:
             raise BadInput(f"metadata nests deeper than {METADATA_MAX_DEPTH} levels")
         if isinstance(node, dict):
             for key, item in node.items():
@@ -41,6 +43,9 @@ def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
                 walk(item, depth + 1)
         elif isinstance(node, str):
             check_text(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            # Python's parser accepts NaN and Infinity; JSON and PostgreSQL do not.
+            raise BadInput("metadata numbers must be finite", ErrorCode.INVALID_JSON)
 
     walk(value, 1)
     if len(json.dumps(value, ensure_ascii=False).encode()) > METADATA_MAX_BYTES:

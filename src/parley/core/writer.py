@@ -42,7 +42,7 @@ class MessageWriter:
     ) -> None:
         self._store = store
         self._max_batch = max_batch
-        self._on_commit = on_commit
+        self.on_commit = on_commit
         self._on_batch = on_batch
         self._queues: list[asyncio.Queue[Pending]] = [asyncio.Queue() for _ in range(shards)]
         self._tasks: list[asyncio.Task[None]] = []
@@ -98,9 +98,9 @@ class MessageWriter:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
-        if self._on_commit:
+        if self.on_commit:
             try:
-                await self._on_commit(results)
+                await self.on_commit(results)
             except Exception:  # delivery is best-effort after commit; resume fills gaps
                 log.exception("publishing committed messages failed")
 

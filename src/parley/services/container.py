@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parley.bus import Bus
+from parley.bus.memory import MemoryBus
+from parley.bus.redis import RedisBus
 from parley.core.models import Appended
 from parley.core.writer import MessageWriter
 from parley.metrics import (
@@ -12,8 +15,10 @@ from parley.metrics import (
     READ_ROLLBACK_DETECTED,
     WRITER_BATCH_SIZE,
 )
+from parley.realtime.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
 from parley.services.attachments import Attachments
 from parley.services.identity import Identity
+from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.attachments import AttachmentStore
@@ -21,6 +26,7 @@ from parley.storage.blobs import LocalBlobStore
 from parley.storage.conversations import ConversationStore
 from parley.storage.database import Database
 from parley.storage.messages import MessageStore
+from parley.storage.stream import StreamStore
 from parley.storage.users import TokenStore, UserStore
 
 
@@ -32,6 +38,7 @@ class Services:
     timeline: Timeline
     attachments: Attachments
     writer: MessageWriter
+    stream: StreamService
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -39,16 +46,15 @@ class Services:
             settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         users = UserStore(db)
+        identity = Identity(users, TokenStore(db))
         message_store = MessageStore(db)
-        shards = settings.writer_shards or (4 if db.is_postgres else 1)
+        attachment_store = AttachmentStore(db)
         writer = MessageWriter(
             message_store,
-            shards=shards,
+            shards=settings.writer_shards or (4 if db.is_postgres else 1),
             max_batch=settings.writer_max_batch,
-            on_commit=_count_stored,
             on_batch=WRITER_BATCH_SIZE.observe,
         )
-        attachment_store = AttachmentStore(db)
         timeline = Timeline(
             users=users,
             conversations=ConversationStore(db),
@@ -57,10 +63,35 @@ class Services:
             writer=writer,
             on_read_rollback=READ_ROLLBACK_DETECTED.labels("rest").inc,
         )
+        bus: Bus
+        ephemeral: Ephemeral
+        if settings.redis_url:
+            bus, ephemeral = RedisBus(settings.redis_url), RedisEphemeral(settings.redis_url)
+        else:
+            bus, ephemeral = MemoryBus(), MemoryEphemeral()
+        stream = StreamService(
+            settings=settings,
+            store=StreamStore(db),
+            timeline=timeline,
+            identity=identity,
+            bus=bus,
+            ephemeral=ephemeral,
+            limiter_storage=StreamService.limiter_storage_for(settings.redis_url),
+        )
+        # Events leave only after their commit, through the stream service.
+        timeline.publish = stream.publish
+
+        async def on_commit(results: list[Appended]) -> None:
+            created = sum(1 for result in results if result.created)
+            MESSAGES_STORED.inc(created)
+            MESSAGE_RETRIES.inc(len(results) - created)
+            await stream.publish_committed(results)
+
+        writer.on_commit = on_commit
         return cls(
             settings=settings,
             db=db,
-            identity=Identity(users, TokenStore(db)),
+            identity=identity,
             timeline=timeline,
             attachments=Attachments(
                 timeline=timeline,
@@ -69,17 +100,15 @@ class Services:
                 max_bytes=settings.attachment_max_bytes,
             ),
             writer=writer,
+            stream=stream,
         )
 
     async def start(self) -> None:
         self.writer.start()
+        await self.stream.start()
 
     async def stop(self) -> None:
+        self.stream.drain()
         await self.writer.stop()
+        await self.stream.stop()
         await self.db.dispose()
-
-
-async def _count_stored(results: list[Appended]) -> None:
-    created = sum(1 for result in results if result.created)
-    MESSAGES_STORED.inc(created)
-    MESSAGE_RETRIES.inc(len(results) - created)

@@ -105,9 +105,12 @@ class Timeline:
     async def list_conversations(self, actor: User) -> list[ConversationSummary]:
         return await self.conversations.list_conversations_for(actor.id)
 
-    async def list_members(self, actor: User, conversation_id: int) -> list[Member]:
+    async def list_members(self, actor: User, conversation_id: int) -> list[tuple[Member, User]]:
+        """The members, each with their user, so clients can show names."""
         await self.access_conversation(actor, conversation_id)
-        return await self.conversations.list_members(conversation_id)
+        members = await self.conversations.list_members(conversation_id)
+        users = {u.id: u for u in await self.users.find_users_by_id([m.user_id for m in members])}
+        return [(member, users[member.user_id]) for member in members]
 
     async def do_add_members(
         self, actor: User, conversation_id: int, names: list[str]
@@ -130,15 +133,17 @@ class Timeline:
             raise Forbidden("only the conversation's owner can remove other members")
         if not await self.conversations.remove_member(conversation_id, user_id):
             raise NotFound("that user is not a member")
-        await self._announce_members(conversation_id, also_tell=[user_id])
+        await self._announce_members(conversation_id, removed_ids=[user_id])
 
     async def _announce_members(
-        self, conversation_id: int, also_tell: list[int] | None = None
+        self, conversation_id: int, removed_ids: list[int] | None = None
     ) -> None:
         member_ids = [m.user_id for m in await self.conversations.list_members(conversation_id)]
         await self.publish(
             ConversationUpdatedEvent(
-                conversation_id=conversation_id, member_ids=[*member_ids, *(also_tell or [])]
+                conversation_id=conversation_id,
+                member_ids=member_ids,
+                removed_ids=removed_ids or [],
             )
         )
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from parley.core.models import (
     Conversation,
@@ -18,7 +19,10 @@ from parley.core.models import (
 from parley.core.receipts import ReceiptUpdate
 from parley.storage.database import Database
 from parley.storage.rows import conversation_from_row, member_from_row, now
-from parley.storage.schema import conversations, members, messages
+from parley.storage.schema import conversations, members, messages, stream_head
+
+# The stream position now: stamped on what changed, so a resuming client gets it again.
+_HEAD = select(stream_head.c.pos).where(stream_head.c.id == 1).scalar_subquery()
 
 # Member columns are labelled with this prefix where they are selected beside a conversation's.
 MEMBER_PREFIX = "member_"
@@ -44,6 +48,7 @@ class ConversationStore:
         joined = now()
         try:
             async with self.db.write() as conn:
+                head = (await conn.execute(select(_HEAD))).scalar_one()
                 row = (
                     await conn.execute(
                         insert(conversations)
@@ -54,6 +59,7 @@ class ConversationStore:
                             created_at=joined,
                             last_seq=0,
                             direct_key=direct_key,
+                            updated_pos=_HEAD,
                         )
                         .returning(*conversations.c)
                     )
@@ -70,6 +76,7 @@ class ConversationStore:
                             "delivered_seq": 0,
                             "read_seq": 0,
                             "joined_at": joined,
+                            "updated_pos": head,
                         }
                         for user_id in dict.fromkeys([created_by, *member_ids])
                     ],
@@ -168,6 +175,7 @@ class ConversationStore:
             added = [uid for uid in dict.fromkeys(user_ids) if uid not in existing]
             if added:
                 joined = now()
+                head = (await conn.execute(select(_HEAD))).scalar_one()
                 await conn.execute(
                     insert(members),
                     [
@@ -178,10 +186,12 @@ class ConversationStore:
                             "delivered_seq": 0,
                             "read_seq": 0,
                             "joined_at": joined,
+                            "updated_pos": head,
                         }
                         for uid in added
                     ],
                 )
+                await _touch_conversation(conn, conversation_id)
         return added
 
     async def remove_member(self, conversation_id: int, user_id: int) -> bool:
@@ -191,6 +201,7 @@ class ConversationStore:
                     members.c.conversation_id == conversation_id, members.c.user_id == user_id
                 )
             )
+            await _touch_conversation(conn, conversation_id)
         return bool(result.rowcount)
 
     async def apply_receipt(
@@ -223,6 +234,16 @@ class ConversationStore:
                         members.c.user_id == user_id,
                     )
                 )
-                .values(delivered_seq=outcome.delivered_seq, read_seq=outcome.read_seq)
+                .values(
+                    delivered_seq=outcome.delivered_seq,
+                    read_seq=outcome.read_seq,
+                    updated_pos=_HEAD,
+                )
             )
         return outcome
+
+
+async def _touch_conversation(conn: AsyncConnection, conversation_id: int) -> None:
+    await conn.execute(
+        update(conversations).where(conversations.c.id == conversation_id).values(updated_pos=_HEAD)
+    )

@@ -4,8 +4,10 @@
 sends in one transaction (the group commit of `core.writer`): sends already stored (retries of a
 `client_msg_id`) come back as they are, new ones get the next `seq`s of their conversation, in
 the order they arrived, and the conversation's `last_seq` moves in the same transaction.
-On PostgreSQL the batch is one statement (one round trip); on SQLite, a few statements inside one
-`BEGIN IMMEDIATE` transaction (one fsync).
+Each stored message also gets the next deployment-wide stream position (`pos`), taken under the
+`stream_head` row lock, so positions are gapless and follow commit order on every node.
+On PostgreSQL the batch is one statement after the head lock; on SQLite, a few statements inside
+one `BEGIN IMMEDIATE` transaction (one fsync).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from parley.core.models import Appended, Message, NewMessage
 from parley.storage.database import Database
 from parley.storage.rows import message_from_row, now
-from parley.storage.schema import conversations, messages
+from parley.storage.schema import conversations, messages, stream_head
 
 Key = tuple[int, int, str]
 
@@ -57,15 +59,19 @@ bumped AS (
     FROM counts WHERE c.id = counts.conversation_id
     RETURNING c.id, c.last_seq, counts.n
 ),
+head AS (
+    UPDATE stream_head SET pos = pos + (SELECT count(*) FROM fresh) WHERE id = 1
+),
 numbered AS (
     SELECT f.*, b.last_seq - b.n
-           + row_number() OVER (PARTITION BY f.conversation_id ORDER BY f.idx) AS seq
+           + row_number() OVER (PARTITION BY f.conversation_id ORDER BY f.idx) AS seq,
+           CAST(:head AS bigint) + row_number() OVER (ORDER BY f.idx) AS pos
     FROM fresh f JOIN bumped b ON b.id = f.conversation_id
 ),
 inserted AS (
-    INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, body, attachments,
-                          metadata, created_at)
-    SELECT conversation_id, seq, sender_id, client_msg_id, body, attachments, metadata,
+    INSERT INTO messages (conversation_id, seq, pos, sender_id, client_msg_id, body,
+                          attachments, metadata, created_at)
+    SELECT conversation_id, seq, pos, sender_id, client_msg_id, body, attachments, metadata,
            created_at FROM numbered
     RETURNING *
 )
@@ -74,6 +80,9 @@ UNION ALL
 SELECT existing.*, false AS created FROM existing
 """
 )
+
+
+_PG_LOCK_HEAD = text("SELECT pos FROM stream_head WHERE id = 1 FOR UPDATE")
 
 
 class MessageStore:
@@ -112,7 +121,10 @@ class MessageStore:
             ]
         )
         async with self.db.write() as conn:
-            rows = (await conn.execute(_PG_APPEND, {"batch": payload})).all()
+            # Every batch takes the stream head's row lock first: positions follow commit order
+            # across nodes, and no two batches can lock conversations in opposite orders.
+            head = (await conn.execute(_PG_LOCK_HEAD)).scalar_one()
+            rows = (await conn.execute(_PG_APPEND, {"batch": payload, "head": head})).all()
         return {
             (row.conversation_id, row.sender_id, row.client_msg_id): Appended(
                 message_from_row(row), created=row.created
@@ -121,7 +133,9 @@ class MessageStore:
         }
 
     async def _append_generic(self, batch: list[NewMessage]) -> dict[Key, Appended]:
-        firsts = {send.idempotency_key: send for send in reversed(batch)}
+        firsts: dict[Key, NewMessage] = {}
+        for send in batch:
+            firsts.setdefault(send.idempotency_key, send)
         created_at = now()
         async with self.db.write() as conn:
             stored: dict[Key, Appended] = {}
@@ -137,9 +151,18 @@ class MessageStore:
                 stored[(message.conversation_id, message.sender_id, message.client_msg_id)] = (
                     Appended(message, created=False)
                 )
-            fresh = [send for key, send in reversed(firsts.items()) if key not in stored]
+            fresh = [send for key, send in firsts.items() if key not in stored]
             if not fresh:
                 return stored
+            head = (
+                await conn.execute(
+                    update(stream_head)
+                    .where(stream_head.c.id == 1)
+                    .values(pos=stream_head.c.pos + len(fresh))
+                    .returning(stream_head.c.pos)
+                )
+            ).scalar_one()
+            next_pos = head - len(fresh) + 1
             counts = Counter(send.conversation_id for send in fresh)
             next_seq: dict[int, int] = {}
             for conversation_id, n in counts.items():
@@ -153,13 +176,14 @@ class MessageStore:
                 ).scalar_one()
                 next_seq[conversation_id] = last - n + 1
             rows: list[dict[str, Any]] = []
-            for send in fresh:
+            for pos, send in enumerate(fresh, start=next_pos):
                 seq = next_seq[send.conversation_id]
                 next_seq[send.conversation_id] = seq + 1
                 rows.append(
                     {
                         "conversation_id": send.conversation_id,
                         "seq": seq,
+                        "pos": pos,
                         "sender_id": send.sender_id,
                         "client_msg_id": send.client_msg_id,
                         "body": send.body,

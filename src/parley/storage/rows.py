@@ -76,6 +76,7 @@ def message_from_row(row: Row[Any]) -> Message:
         id=row.id,
         conversation_id=row.conversation_id,
         seq=row.seq,
+        pos=row.pos,
         sender_id=row.sender_id,
         client_msg_id=row.client_msg_id,
         body=row.body,

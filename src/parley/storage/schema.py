@@ -71,6 +71,8 @@ conversations = Table(
     Column("last_seq", BigInteger, nullable=False, default=0),
     # "lo:hi" user ids of a direct conversation, so a pair has exactly one.
     Column("direct_key", String(64), nullable=True, unique=True),
+    # Stream position when membership last changed (resume re-sends `conversation.updated`).
+    Column("updated_pos", BigInteger, nullable=False, default=0),
 )
 
 members = Table(
@@ -87,6 +89,8 @@ members = Table(
     Column("delivered_seq", BigInteger, nullable=False, default=0),
     Column("read_seq", BigInteger, nullable=False, default=0),
     Column("joined_at", Timestamp, nullable=False),
+    # Stream position when the cursors last moved (resume re-sends the receipt).
+    Column("updated_pos", BigInteger, nullable=False, default=0),
     Index("ix_members_user_id", "user_id"),
 )
 
@@ -101,6 +105,8 @@ messages = Table(
         nullable=False,
     ),
     Column("seq", BigInteger, nullable=False),
+    # Deployment-wide stream position: gapless, in commit order across nodes (see stream_head).
+    Column("pos", BigInteger, nullable=False, unique=True),
     Column("sender_id", Id, ForeignKey("users.id"), nullable=False),
     Column("client_msg_id", String(128), nullable=False),
     Column("body", Text, nullable=False),
@@ -131,4 +137,23 @@ attachments = Table(
     Column("sha256", String(64), nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Index("ix_attachments_conversation_id", "conversation_id"),
+)
+
+# One row: the last stream position handed out. Message batches lock it first, so positions
+# follow commit order on every node and a hub can deliver them without gaps.
+stream_head = Table(
+    "stream_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pos", BigInteger, nullable=False),
+)
+
+# Deployment-wide switches changed at run time (e.g. the transport mode), shared by all nodes.
+runtime_settings = Table(
+    "runtime_settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Json, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("updated_by", Id, ForeignKey("users.id"), nullable=True),
 )

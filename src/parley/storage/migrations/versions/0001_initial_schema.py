@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises:
+Revises: (none)
 Create Date: 2026-11-25
 """
 
@@ -18,6 +18,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    stream_head = op.create_table(
+        "stream_head",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("pos", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_stream_head")),
+    )
+    op.bulk_insert(stream_head, [{"id": 1, "pos": 0}])
     op.create_table(
         "users",
         sa.Column(
@@ -74,11 +81,29 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seq", sa.BigInteger(), nullable=False),
         sa.Column("direct_key", sa.String(length=64), nullable=True),
+        sa.Column("updated_pos", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["created_by"], ["users.id"], name=op.f("fk_conversations_created_by_users")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
         sa.UniqueConstraint("direct_key", name=op.f("uq_conversations_direct_key")),
+    )
+    op.create_table(
+        "runtime_settings",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column(
+            "value",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "updated_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.ForeignKeyConstraint(
+            ["updated_by"], ["users.id"], name=op.f("fk_runtime_settings_updated_by_users")
+        ),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_runtime_settings")),
     )
     op.create_table(
         "attachments",
@@ -118,6 +143,7 @@ def upgrade() -> None:
         sa.Column("delivered_seq", sa.BigInteger(), nullable=False),
         sa.Column("read_seq", sa.BigInteger(), nullable=False),
         sa.Column("joined_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_pos", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["conversation_id"],
             ["conversations.id"],
@@ -144,6 +170,7 @@ def upgrade() -> None:
             "conversation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
         sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("pos", sa.BigInteger(), nullable=False),
         sa.Column(
             "sender_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
@@ -174,6 +201,7 @@ def upgrade() -> None:
             "conversation_id", "sender_id", "client_msg_id", name="uq_messages_client_msg_id"
         ),
         sa.UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
+        sa.UniqueConstraint("pos", name=op.f("uq_messages_pos")),
     )
 
 
@@ -187,9 +215,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_attachments_conversation_id")
 
     op.drop_table("attachments")
+    op.drop_table("runtime_settings")
     op.drop_table("conversations")
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
         batch_op.drop_index("ix_api_tokens_user_id")
 
     op.drop_table("api_tokens")
     op.drop_table("users")
+    op.drop_table("stream_head")

@@ -1,0 +1,93 @@
+"""RedisBus: every node publishes its batches on one channel and hears everyone else's.
+
+One PUBLISH per committed batch (not per message, not per recipient). While Redis is down,
+publishes fail fast and are dropped: the other nodes' hubs notice the stream head moving
+(they poll it) and read the missing messages from the database, so delivery catches up by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from parley.bus import Deliver
+from parley.realtime.envelope import Envelope, decode_batch, encode_batch
+
+log = logging.getLogger(__name__)
+
+
+class RedisBus:
+    def __init__(self, url: str, *, channel: str = "parley:events") -> None:
+        self.node_id = uuid.uuid4().hex[:12]
+        self.channel = channel
+        self._client = redis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        )
+        self._deliver: Deliver | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._healthy = False
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._task = asyncio.create_task(self._listen(), name="redis-bus-listen")
+
+    async def publish(self, envelopes: list[Envelope]) -> None:
+        if not envelopes:
+            return
+        try:
+            await self._client.publish(self.channel, encode_batch(self.node_id, envelopes))
+        except (RedisError, OSError) as exc:
+            if self._healthy:
+                log.warning(
+                    "redis publish failed; other nodes will catch up from the database: %s", exc
+                )
+            self._healthy = False
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._healthy = True
+                log.info("redis bus subscribed to %s", self.channel)
+                async for message in pubsub.listen():
+                    if message["type"] != "message":
+                        continue
+                    node, envelopes = decode_batch(message["data"])
+                    if node != self.node_id and self._deliver:
+                        self._deliver(envelopes)
+            except asyncio.CancelledError:
+                await _close_quietly(pubsub)
+                raise
+            except (RedisError, OSError) as exc:
+                if self._healthy:
+                    log.warning("redis bus connection lost; reconnecting: %s", exc)
+                self._healthy = False
+                await _close_quietly(pubsub)
+                await asyncio.sleep(0.5)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._client.aclose()
+
+
+async def _close_quietly(pubsub: redis.client.PubSub) -> None:
+    with contextlib.suppress(RedisError, OSError):
+        await pubsub.aclose()

@@ -1,0 +1,93 @@
+"""Envelope: one event serialized once, with who it is for and its stream position."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from parley.core.events import (
+    ControlEvent,
+    ConversationUpdatedEvent,
+    Event,
+    MessageEvent,
+    PresenceEvent,
+)
+
+
+@dataclass(slots=True)
+class Envelope:
+    """An event on its way to connections.
+
+    `data` is the event's JSON, made once and sent as-is by every transport. Message events carry
+    their stream position `pos`; the rest are delivered as they come. The audience is the members
+    of `conversation_ids`, plus `user_ids`, or everyone when `broadcast`.
+    """
+
+    type: str
+    data: str
+    pos: int | None = None
+    conversation_ids: tuple[int, ...] = ()
+    user_ids: tuple[int, ...] = ()
+    broadcast: bool = False
+    committed_at: float = field(default_factory=time.time)
+    _sse: bytes | None = None
+
+    def sse_frame(self) -> bytes:
+        """The Server-Sent Events frame, made once per envelope."""
+        if self._sse is None:
+            event_id = f"id: {self.pos}\n" if self.pos is not None else ""
+            self._sse = f"{event_id}event: {self.type}\ndata: {self.data}\n\n".encode()
+        return self._sse
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "data": self.data,
+            "pos": self.pos,
+            "conversation_ids": list(self.conversation_ids),
+            "user_ids": list(self.user_ids),
+            "broadcast": self.broadcast,
+            "committed_at": self.committed_at,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Envelope:
+        return cls(
+            type=wire["type"],
+            data=wire["data"],
+            pos=wire["pos"],
+            conversation_ids=tuple(wire["conversation_ids"]),
+            user_ids=tuple(wire["user_ids"]),
+            broadcast=wire["broadcast"],
+            committed_at=wire["committed_at"],
+        )
+
+
+def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
+    """Wrap an event; `audience` is the conversations a presence change concerns."""
+    data = event.model_dump_json()
+    if isinstance(event, MessageEvent):
+        return Envelope(event.type, data, pos=event.pos, conversation_ids=(event.conversation_id,))
+    if isinstance(event, ConversationUpdatedEvent):
+        return Envelope(
+            event.type,
+            data,
+            conversation_ids=(event.conversation_id,),
+            user_ids=(*event.member_ids, *event.removed_ids),
+        )
+    if isinstance(event, PresenceEvent):
+        return Envelope(event.type, data, conversation_ids=audience)
+    if isinstance(event, ControlEvent):
+        return Envelope(event.type, data, broadcast=True)
+    return Envelope(event.type, data, conversation_ids=(event.conversation_id,))
+
+
+def encode_batch(node_id: str, envelopes: list[Envelope]) -> str:
+    return json.dumps({"node": node_id, "envelopes": [e.to_wire() for e in envelopes]})
+
+
+def decode_batch(payload: str | bytes) -> tuple[str, list[Envelope]]:
+    decoded = json.loads(payload)
+    return decoded["node"], [Envelope.from_wire(wire) for wire in decoded["envelopes"]]

@@ -1,0 +1,139 @@
+"""Short-lived shared state: stream tickets, presence and typing, each with a TTL.
+
+Twins behind one protocol: `MemoryEphemeral` (one process) and `RedisEphemeral` (many nodes).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import redis.asyncio as redis
+
+
+class Ephemeral(Protocol):
+    async def put_ticket(self, ticket: str, user_id: int, ttl: float) -> None: ...
+
+    async def take_ticket(self, ticket: str) -> int | None:
+        """The ticket's user, once: a second take of the same ticket returns None."""
+        ...
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """True if `key` was free (and is now held for `ttl` s)."""
+        ...
+
+    async def presence_touch(self, user_id: int, session: str, ttl: float) -> bool:
+        """Mark a session online; True if the user was offline before."""
+        ...
+
+    async def presence_leave(self, user_id: int, session: str) -> bool:
+        """Drop a session; True if the user has no live session left."""
+        ...
+
+    async def online(self, user_ids: list[int]) -> set[int]: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryEphemeral:
+    def __init__(self) -> None:
+        self._tickets: dict[str, tuple[int, float]] = {}
+        self._claims: dict[str, float] = {}
+        self._sessions: dict[int, dict[str, float]] = {}
+
+    async def put_ticket(self, ticket: str, user_id: int, ttl: float) -> None:
+        now = time.monotonic()
+        self._tickets = {k: v for k, v in self._tickets.items() if v[1] > now}
+        self._tickets[ticket] = (user_id, now + ttl)
+
+    async def take_ticket(self, ticket: str) -> int | None:
+        found = self._tickets.pop(ticket, None)
+        if found is None or found[1] <= time.monotonic():
+            return None
+        return found[0]
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        now = time.monotonic()
+        if self._claims.get(key, 0) > now:
+            return False
+        if len(self._claims) > 10_000:
+            self._claims = {k: v for k, v in self._claims.items() if v > now}
+        self._claims[key] = now + ttl
+        return True
+
+    def _live(self, user_id: int) -> dict[str, float]:
+        now = time.monotonic()
+        sessions = {k: v for k, v in self._sessions.get(user_id, {}).items() if v > now}
+        self._sessions[user_id] = sessions
+        return sessions
+
+    async def presence_touch(self, user_id: int, session: str, ttl: float) -> bool:
+        sessions = self._live(user_id)
+        was_offline = not sessions
+        sessions[session] = time.monotonic() + ttl
+        return was_offline
+
+    async def presence_leave(self, user_id: int, session: str) -> bool:
+        sessions = self._live(user_id)
+        sessions.pop(session, None)
+        return not sessions
+
+    async def online(self, user_ids: list[int]) -> set[int]:
+        return {uid for uid in user_ids if self._live(uid)}
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisEphemeral:
+    """Keys: `{prefix}ticket:<t>` (GETDEL), `{prefix}claim:<k>` (SET NX EX), and one sorted set
+    per user, `{prefix}presence:<uid>`, of sessions scored by their expiry time."""
+
+    def __init__(self, url: str, *, prefix: str = "parley:") -> None:
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._prefix = prefix
+
+    async def put_ticket(self, ticket: str, user_id: int, ttl: float) -> None:
+        await self._redis.set(f"{self._prefix}ticket:{ticket}", user_id, px=int(ttl * 1000))
+
+    async def take_ticket(self, ticket: str) -> int | None:
+        value = await self._redis.getdel(f"{self._prefix}ticket:{ticket}")
+        return int(value) if value is not None else None
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        return bool(
+            await self._redis.set(f"{self._prefix}claim:{key}", 1, nx=True, px=int(ttl * 1000))
+        )
+
+    async def presence_touch(self, user_id: int, session: str, ttl: float) -> bool:
+        key = f"{self._prefix}presence:{user_id}"
+        now = time.time()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zcard(key)
+            pipe.zadd(key, {session: now + ttl})
+            pipe.expire(key, int(ttl) + 1)
+            _, before, _, _ = await pipe.execute()
+        return int(before) == 0
+
+    async def presence_leave(self, user_id: int, session: str) -> bool:
+        key = f"{self._prefix}presence:{user_id}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(key, session)
+            pipe.zremrangebyscore(key, "-inf", time.time())
+            pipe.zcard(key)
+            _, _, left = await pipe.execute()
+        return int(left) == 0
+
+    async def online(self, user_ids: list[int]) -> set[int]:
+        if not user_ids:
+            return set()
+        now = time.time()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for uid in user_ids:
+                pipe.zcount(f"{self._prefix}presence:{uid}", now, "+inf")
+            counts = await pipe.execute()
+        return {uid for uid, count in zip(user_ids, counts, strict=True) if count}
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,214 @@
+"""WebSocket transport: the stream out, `send`/`receipt`/`typing`/`ping` frames in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from parley import metrics
+from parley.core.errors import ErrorCode, ParleyError, RateLimited, ResyncRangeUnavailable
+from parley.core.events import AckEvent, ErrorEvent
+from parley.core.models import User
+from parley.realtime.envelope import Envelope
+from parley.services.stream import StreamService, StreamSession
+from parley.transports import bearer_token, client_ip, origin_allowed
+from parley.transports.frames import ReceiptFrame, SendFrame, TypingFrame, parse_frame
+
+log = logging.getLogger(__name__)
+
+CLOSE_SERVICE_RESTART = 1012
+CLOSE_UNAUTHENTICATED = 4001
+CLOSE_TRANSPORT_DISABLED = 4003
+CLOSE_TOO_SLOW = 4008
+CLOSE_RESYNC_UNAVAILABLE = 4009
+CLOSE_RATE_LIMITED = 4029
+_MAX_INFLIGHT_SENDS = 64
+
+
+async def serve_websocket(websocket: WebSocket, stream: StreamService) -> None:
+    if not origin_allowed(websocket, stream.settings.allowed_origins):
+        await websocket.close(code=1008, reason="origin not allowed")  # before accept: HTTP 403
+        return
+    await websocket.accept()
+    try:
+        user = await stream.authenticate(
+            token=bearer_token(websocket), ticket=websocket.query_params.get("ticket")
+        )
+        stream.check_transport_allowed("ws")
+        stream.check_connection_limits(user, client_ip(websocket))
+        session = await stream.open(
+            user,
+            cursor=websocket.query_params.get("cursor"),
+            transport="ws",
+            client_ip=client_ip(websocket),
+        )
+    except ParleyError as exc:
+        await _refuse(websocket, exc)
+        return
+    try:
+        await _run(websocket, stream, session)
+    finally:
+        await stream.close(session)
+
+
+async def _refuse(websocket: WebSocket, exc: ParleyError) -> None:
+    retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+    await websocket.send_text(
+        ErrorEvent(code=exc.code, message=exc.message, retry_after=retry_after).model_dump_json()
+    )
+    if isinstance(exc, ResyncRangeUnavailable):
+        code = CLOSE_RESYNC_UNAVAILABLE
+    elif isinstance(exc, RateLimited):
+        code = CLOSE_RATE_LIMITED
+    elif exc.code == ErrorCode.TRANSPORT_DISABLED:
+        code = CLOSE_TRANSPORT_DISABLED
+    elif exc.status == 401:
+        code = CLOSE_UNAUTHENTICATED
+    else:
+        code = 1008
+    await websocket.close(code=code, reason=exc.code)
+
+
+async def _run(websocket: WebSocket, stream: StreamService, session: StreamSession) -> None:
+    await websocket.send_text(session.hello.model_dump_json())
+    for envelope in session.backlog:
+        await websocket.send_text(envelope.data)
+    writer = asyncio.create_task(_write(websocket, session))
+    reader = asyncio.create_task(_read(websocket, stream, session))
+    done, pending = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if (exc := task.exception()) and not isinstance(exc, WebSocketDisconnect):
+            log.warning("websocket ended with an error: %r", exc)
+
+
+async def _write(websocket: WebSocket, session: StreamSession) -> None:
+    while True:
+        envelopes = await session.sub.wait()
+        for envelope in envelopes:
+            await websocket.send_text(envelope.data)
+            close = _close_code_after(envelope, session)
+            if close is not None:
+                await websocket.close(code=close, reason=envelope.type)
+                return
+        if session.sub.overflowed:
+            metrics.SLOW_CONSUMERS.labels("ws").inc()
+            await websocket.close(code=CLOSE_TOO_SLOW, reason="too slow; resume with your cursor")
+            return
+        if session.sub.closed:
+            await websocket.close(code=CLOSE_SERVICE_RESTART)
+            return
+
+
+def _close_code_after(envelope: Envelope, session: StreamSession) -> int | None:
+    if envelope.type != "control":
+        return None
+    if '"op":"reconnect"' in envelope.data:
+        return CLOSE_SERVICE_RESTART
+    if '"mode":"sse_only"' in envelope.data:
+        return CLOSE_TRANSPORT_DISABLED
+    return None
+
+
+async def _read(websocket: WebSocket, stream: StreamService, session: StreamSession) -> None:
+    inflight: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is None:
+                _reply_error(session, ErrorCode.BAD_REQUEST, "binary frames are not supported")
+                continue
+            frame = _parse(message["text"], session)
+            if frame is None:
+                continue
+            if frame["type"] == "send":
+                if len(inflight) >= _MAX_INFLIGHT_SENDS:
+                    _reply_error(session, ErrorCode.RATE_LIMITED, "too many sends in flight")
+                    continue
+                task = asyncio.create_task(_send(stream, session.user, session, frame))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            else:
+                await _handle(stream, session, frame)
+    finally:
+        for task in inflight:
+            task.cancel()
+
+
+def _parse(text: str, session: StreamSession) -> dict[str, Any] | None:
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        _reply_error(session, ErrorCode.INVALID_JSON, "frames are JSON objects")
+        return None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        _reply_error(session, ErrorCode.VALIDATION, 'a frame is an object with a "type"')
+        return None
+    return frame
+
+
+async def _handle(stream: StreamService, session: StreamSession, frame: dict[str, Any]) -> None:
+    kind = frame["type"]
+    if kind == "ping":
+        session.sub.push(Envelope("pong", '{"type":"pong"}'))
+        return
+    try:
+        if kind == "receipt":
+            receipt = parse_frame(ReceiptFrame, frame)
+            await stream.timeline.do_receipt(
+                session.user,
+                receipt.conversation_id,
+                delivered_seq=receipt.delivered_seq,
+                read_seq=receipt.read_seq,
+            )
+        elif kind == "typing":
+            typing = parse_frame(TypingFrame, frame)
+            await stream.do_typing(session.user, typing.conversation_id)
+        else:
+            _reply_error(session, ErrorCode.VALIDATION, f"unknown frame type {kind!r}")
+    except ParleyError as exc:
+        _reply_error(session, exc.code, exc.message)
+
+
+async def _send(
+    stream: StreamService, user: User, session: StreamSession, frame: dict[str, Any]
+) -> None:
+    ref = frame.get("client_msg_id") if isinstance(frame.get("client_msg_id"), str) else None
+    try:
+        send = parse_frame(SendFrame, frame)
+        appended = await stream.timeline.do_send(
+            user,
+            send.conversation_id,
+            client_msg_id=send.client_msg_id,
+            body=send.body,
+            attachment_ids=send.attachments,
+            metadata=send.metadata,
+        )
+    except ParleyError as exc:
+        _reply_error(session, exc.code, exc.message, ref=ref)
+        return
+    message = appended.message
+    ack = AckEvent(
+        ref=send.client_msg_id,
+        conversation_id=message.conversation_id,
+        id=message.id,
+        seq=message.seq,
+        pos=message.pos,
+        duplicate=not appended.created,
+    )
+    session.sub.push(Envelope("ack", ack.model_dump_json()))
+
+
+def _reply_error(
+    session: StreamSession, code: str, message: str, *, ref: str | None = None
+) -> None:
+    error = ErrorEvent(code=code, message=message, ref=ref)
+    session.sub.push(Envelope("error", error.model_dump_json()))
