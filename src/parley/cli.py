@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from types import FrameType
+from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
@@ -51,13 +53,32 @@ def serve(
 
     if settings.demo:
         console.print(f"Demo: open http://{settings.host}:{settings.port}/ (alice / bob)")
-    uvicorn.run(
-        create_app(settings),
+    app_instance = create_app(settings)
+    config = uvicorn.Config(
+        app_instance,
         host=settings.host,
         port=settings.port,
         log_config=None,
+        ws_max_size=settings.ws_max_frame_bytes,
         timeout_graceful_shutdown=10,
     )
+    DrainingServer(config, app_instance).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT, first tell every stream to move (WS close 1012, SSE/poll end)."""
+
+    def __init__(self, config: uvicorn.Config, app_instance: Any) -> None:
+        super().__init__(config)
+        self.app_instance = app_instance
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        services = getattr(self.app_instance.state, "services", None)
+        if services is not None:
+            # A signal handler may interrupt the loop anywhere: let the loop run the drain.
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_soon_threadsafe(services.stream.drain)
+        super().handle_exit(sig, frame)
 
 
 @app.command()

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     # Redis URL for fan-out, presence and rate limits. Empty means in-process (one node only).
     redis_url: str = ""
+    # Prefix of every Redis key and channel: deployments sharing one Redis must differ here.
+    redis_prefix: str = "parley:"
 
     # HTTP listener for `parley serve`.
     host: str = "127.0.0.1"

@@ -7,6 +7,7 @@ under server-made ids, and the client's file name is only ever echoed back sanit
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import unicodedata
 from collections.abc import AsyncIterator
@@ -22,15 +23,24 @@ from parley.services.timeline import Timeline
 from parley.storage.attachments import AttachmentStore
 from parley.storage.rows import now
 
-# Types a browser may show inline. Everything else (HTML, SVG, JS, PDF, unknown) is a download.
-INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"})
+# Types a browser may show inline. Everything else (HTML, SVG, PDF, unknown) is a download, and
+# so is text: bytes cannot tell a script from prose, and a `.js` file must never render.
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 _SNIFF_BYTES = 8192
+# What browsers take for markup when they sniff (WHATWG MIME Sniffing, "HTML" patterns).
+_HTML_START = re.compile(
+    r"<(?:!--|(?:!doctype html|html|head|script|iframe|h1|div|font|table|a|style|title|b|body|br|p)"
+    r"[\s/>])"
+)
+_SVG_STARTS = ("<svg", "<?xml", "<!doctype svg")
+# Unicode line and paragraph separators act as line breaks but are not category "C".
+_UNSAFE_CATEGORIES = frozenset({"Zl", "Zp"})
 
 
 def safe_file_name(name: str) -> str:
     """A file name with no path, no control characters and a bounded length."""
     name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C" and c not in '"<>|:*?')
+    name = "".join(c for c in name if _is_safe_name_char(c))
     name = name.strip(" .")[: limits.FILE_NAME_MAX_CHARS]
     return name or "file"
 
@@ -46,10 +56,17 @@ def sniff_content_type(head: bytes) -> str:
         if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
             return "application/octet-stream"
         text = head[: exc.start].decode("utf-8")
-    lowered = text.lstrip().lower()
-    if lowered.startswith(("<!doctype html", "<html", "<svg", "<?xml", "<script")):
-        return "text/html" if not lowered.startswith(("<svg", "<?xml")) else "image/svg+xml"
+    lowered = text.lstrip("\ufeff \t\n\r\f").lower()
+    if lowered.startswith(_SVG_STARTS):
+        return "image/svg+xml"
+    if _HTML_START.match(lowered):
+        return "text/html"
     return "text/plain"
+
+
+def _is_safe_name_char(c: str) -> bool:
+    category = unicodedata.category(c)
+    return category[0] != "C" and category not in _UNSAFE_CATEGORIES and c not in '"<>|:*?'
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +126,11 @@ class Attachments:
         attachment = await self.store.get_attachment(attachment_id)
         if attachment is None:
             raise NotFound("no such attachment")
-        await self.timeline.access_conversation(actor, attachment.conversation_id)
+        try:
+            await self.timeline.access_conversation(actor, attachment.conversation_id)
+        except NotFound:
+            # The same answer as a missing id, so ids cannot be probed from outside.
+            raise NotFound("no such attachment") from None
         return Download(
             attachment=attachment,
             inline=attachment.content_type in INLINE_TYPES,

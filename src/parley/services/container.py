@@ -66,7 +66,9 @@ class Services:
         bus: Bus
         ephemeral: Ephemeral
         if settings.redis_url:
-            bus, ephemeral = RedisBus(settings.redis_url), RedisEphemeral(settings.redis_url)
+            prefix = settings.redis_prefix
+            bus = RedisBus(settings.redis_url, channel=f"{prefix}events")
+            ephemeral = RedisEphemeral(settings.redis_url, prefix=prefix)
         else:
             bus, ephemeral = MemoryBus(), MemoryEphemeral()
         stream = StreamService(
@@ -76,7 +78,9 @@ class Services:
             identity=identity,
             bus=bus,
             ephemeral=ephemeral,
-            limiter_storage=StreamService.limiter_storage_for(settings.redis_url),
+            limiter_storage=StreamService.limiter_storage_for(
+                settings.redis_url, settings.redis_prefix
+            ),
         )
         # Events leave only after their commit, through the stream service.
         timeline.publish = stream.publish

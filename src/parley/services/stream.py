@@ -117,9 +117,13 @@ class StreamService:
         self._positioned = False
 
     @classmethod
-    def limiter_storage_for(cls, redis_url: str) -> Storage:
+    def limiter_storage_for(cls, redis_url: str, prefix: str) -> Storage:
         if redis_url:
-            return RedisStorage(redis_url.replace("redis://", "async+redis://", 1))
+            return RedisStorage(
+                redis_url.replace("redis://", "async+redis://", 1),
+                implementation="redispy",
+                key_prefix=f"{prefix}limits",
+            )
         return MemoryStorage()
 
     # -- lifecycle -----------------------------------------------------------------------------
