@@ -79,6 +79,16 @@ class PostgresDatabases:
         self.created.append(name)
         return _asyncpg_url(POSTGRES_ADMIN_DSN, name)
 
+    def fresh_blocking(self) -> str:
+        """`fresh()` for sync fixtures (those that start server processes)."""
+        urls: list[str] = []
+
+        async def make() -> None:
+            urls.append(await self.fresh())
+
+        _blocking(make())
+        return urls[0]
+
     def drop_all(self) -> None:
         async def drop() -> None:
             for name in reversed(self.created):
@@ -200,3 +210,23 @@ async def create_conversation(
     )
     assert response.status_code in (200, 201), response.text
     return int(response.json()["id"])
+
+
+REDIS_TEST_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis server's URL; unreachable skips locally and fails in CI."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis must be reachable in CI ({REDIS_TEST_URL}): {exc}")
+        pytest.skip(f"Redis not reachable at {REDIS_TEST_URL}: {exc}")
+    finally:
+        client.close()
+    return REDIS_TEST_URL
