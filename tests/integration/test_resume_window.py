@@ -48,7 +48,7 @@ async def test_a_cursor_older_than_the_window_is_range_unavailable(
 async def test_more_missed_messages_than_a_resume_resends_means_full_state(
     people: PeopleFactory, services: Services
 ) -> None:
-    user_id, positions = await _send_many(people, 5)
+    user_id, _ = await _send_many(people, 5)
     user = await services.identity.users.get_user(user_id)
     assert user is not None
 
