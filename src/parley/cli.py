@@ -19,6 +19,7 @@ from parley.logs import configure_logging
 from parley.services.container import Services
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
+from parley.transports.http import header_deadline_protocol
 
 app = typer.Typer(
     help="Parley: self-hosted chat with release safety built in.", no_args_is_help=True
@@ -60,6 +61,8 @@ def serve(
         port=settings.port,
         log_config=None,
         ws_max_size=settings.ws_max_frame_bytes,
+        http=header_deadline_protocol(settings.http_header_timeout_seconds),
+        timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=10,
     )
     DrainingServer(config, app_instance).run()

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(default_factory=list)
     # How often each node reads the stream head to catch what the bus lost.
     head_poll_seconds: float = Field(default=1.0, gt=0)
+    # Slowloris guards: a request's headers must arrive within this many seconds of its first
+    # byte, and an idle keep-alive connection is closed after the second figure.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_keep_alive_seconds: int = Field(default=5, ge=1)
     # An SSE stream ends after this long (the client reconnects with its cursor).
     sse_max_seconds: int = Field(default=3600, ge=10)
 

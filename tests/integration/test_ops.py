@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +147,33 @@ def test_cli_refuses_a_taken_name_with_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "ERR_NAME_TAKEN" in result.stdout
+
+
+def test_a_client_trickling_request_headers_is_disconnected(tmp_path: Path) -> None:
+    env = {"PARLEY_HTTP_HEADER_TIMEOUT_SECONDS": "1"}
+    server = ServerProcess(port=free_port(), workdir=tmp_path, env=env).start()
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 40
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            closed_after = None
+            for sent, byte in enumerate(request):
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed_after = sent
+                    break
+                time.sleep(0.1)
+                sock.setblocking(False)
+                try:
+                    if sock.recv(1) == b"":
+                        closed_after = sent
+                        break
+                except BlockingIOError:
+                    pass
+                finally:
+                    sock.setblocking(True)
+        healthy = httpx.get(f"{server.url}/healthz")
+    finally:
+        server.stop()
+    assert closed_after is not None and closed_after < len(request) - 1
+    assert healthy.status_code == 200
