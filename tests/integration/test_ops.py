@@ -177,3 +177,27 @@ def test_a_client_trickling_request_headers_is_disconnected(tmp_path: Path) -> N
         server.stop()
     assert closed_after is not None and closed_after < len(request) - 1
     assert healthy.status_code == 200
+
+
+async def test_client_reports_are_exported_per_transport(people: PeopleFactory) -> None:
+    alice = await people.add()
+    name = 'parley_client_reported_total{counter="timeline_duplicate_detected",transport="sse"}'
+    before = _sample(await people.client().get("/metrics"), name)
+
+    accepted = await alice.http.post(
+        "/v1/stream/report",
+        json={
+            "transport": "sse",
+            "counters": {"timeline_duplicate_detected": 2},
+            "write_receipt_ms": [4.0, 5.0, 250.0],
+        },
+    )
+    refused = await alice.http.post(
+        "/v1/stream/report", json={"transport": "sse", "counters": {"made_up": 1}}
+    )
+    text = (await people.client().get("/metrics")).text
+
+    assert accepted.status_code == 204
+    assert refused.status_code == 422
+    assert _sample_text(text, name) == before + 2
+    assert _sample_text(text, 'parley_write_receipt_p95_ms{transport="sse"}') > 0
