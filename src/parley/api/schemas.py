@@ -51,6 +51,10 @@ UserName = Annotated[
     str, Field(min_length=1, max_length=limits.USER_NAME_MAX_CHARS, pattern=r"^[A-Za-z0-9._-]+$")
 ]
 Seq = Annotated[int, Field(ge=0, le=limits.SEQ_MAX)]
+# Attachment ids are server-made (`att_` + URL-safe base64); anything else cannot name one, and
+# checking the shape keeps NUL (which PostgreSQL refuses and SQLite stores) out of queries.
+ATTACHMENT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+AttachmentId = Annotated[str, Field(min_length=1, max_length=40, pattern=ATTACHMENT_ID_PATTERN)]
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
 
 
@@ -78,7 +82,7 @@ class MembersIn(Input):
 class SendIn(Input):
     client_msg_id: Text(limits.CLIENT_MSG_ID_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
     body: Text(limits.MESSAGE_BODY_MAX_CHARS) = ""  # type: ignore[valid-type]
-    attachments: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+    attachments: list[AttachmentId] = Field(
         default_factory=list, max_length=limits.ATTACHMENTS_PER_MESSAGE_MAX
     )
     metadata: Metadata = Field(default_factory=dict)

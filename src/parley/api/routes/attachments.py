@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from parley.api.deps import CurrentUser, ServicesDep
 from parley.api.routes.conversations import ConversationId
-from parley.api.schemas import AttachmentOut
+from parley.api.schemas import ATTACHMENT_ID_PATTERN, AttachmentOut
 from parley.core.models import Attachment
 
 router = APIRouter(prefix="/v1", tags=["attachments"])
@@ -53,7 +53,9 @@ async def upload_attachment(
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 async def download_attachment(
-    attachment_id: Annotated[str, Path(max_length=40)], user: CurrentUser, services: ServicesDep
+    attachment_id: Annotated[str, Path(max_length=40, pattern=ATTACHMENT_ID_PATTERN)],
+    user: CurrentUser,
+    services: ServicesDep,
 ) -> StreamingResponse:
     download = await services.attachments.access_download(user, attachment_id)
     attachment = download.attachment
@@ -70,9 +72,12 @@ async def download_attachment(
 
 
 def content_disposition(attachment: Attachment, *, inline: bool) -> str:
-    """RFC 6266 with an ASCII fallback and the exact name in `filename*` (RFC 5987)."""
+    """RFC 6266 with an ASCII fallback and the exact name in `filename*` (RFC 5987).
+
+    The fallback drops `%` too: some browsers percent-decode a plain `filename`.
+    """
     fallback = "".join(
-        c if c.isascii() and c.isprintable() and c not in '"\\;' else "_"
+        c if c.isascii() and c.isprintable() and c not in '"\\;%' else "_"
         for c in attachment.file_name
     )
     disposition = "inline" if inline else "attachment"

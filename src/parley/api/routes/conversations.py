@@ -17,7 +17,8 @@ from parley.api.schemas import (
     MembersOut,
 )
 from parley.core.limits import SEQ_MAX
-from parley.core.models import ConversationKind
+from parley.core.models import ConversationKind, User
+from parley.services.container import Services
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -62,8 +63,7 @@ async def get_conversation(
 async def list_members(
     conversation_id: ConversationId, user: CurrentUser, services: ServicesDep
 ) -> MembersOut:
-    members = await services.timeline.list_members(user, conversation_id)
-    return MembersOut(members=[MemberOut.of(member) for member in members])
+    return await _members_out(services, user, conversation_id)
 
 
 @router.post("/{conversation_id}/members", response_model=MembersOut)
@@ -71,8 +71,12 @@ async def add_members(
     conversation_id: ConversationId, body: MembersIn, user: CurrentUser, services: ServicesDep
 ) -> MembersOut:
     await services.timeline.do_add_members(user, conversation_id, body.members)
+    return await _members_out(services, user, conversation_id)
+
+
+async def _members_out(services: Services, user: User, conversation_id: int) -> MembersOut:
     members = await services.timeline.list_members(user, conversation_id)
-    return MembersOut(members=[MemberOut.of(member) for member in members])
+    return MembersOut(members=[MemberOut.of(member, who) for member, who in members])
 
 
 @router.delete("/{conversation_id}/members/{user_id}", status_code=204)

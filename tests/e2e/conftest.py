@@ -1,0 +1,96 @@
+"""Browser fixtures: a real `parley serve --demo` process and Debian's Chromium under Playwright.
+
+Playwright's sync API is used on purpose: these tests are plain functions, so no asyncio loop
+is running while Playwright drives its own, and pytest-asyncio's auto mode leaves them alone.
+`playwright install` cannot download browsers here, so the system Chromium is launched by path.
+Without it the tests skip locally and fail in CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
+
+from tests.support.servers import ServerProcess, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Polling runs every second; leave room for a slow CI machine before an expectation fails.
+expect.set_options(timeout=10_000)
+
+SignIn = Callable[[str], Page]
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A fresh demo server (alice, bob, "Demo room", one direct conversation) in its own dir."""
+    server = ServerProcess(
+        port=free_port(),
+        workdir=tmp_path,
+        env={
+            "PARLEY_LOG_JSON": "false",
+            "PARLEY_DATA_DIR": str(tmp_path / "var"),
+            "PARLEY_DATABASE_URL": "",  # the embedded SQLite, whatever the outer env says
+        },
+        args=["--demo"],
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    if not CHROMIUM.exists():
+        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def sign_in(browser: Browser, demo_server: ServerProcess) -> Iterator[SignIn]:
+    """Open the demo in a fresh browser context (its own sessionStorage) as `name`."""
+    contexts: list[BrowserContext] = []
+
+    def open_as(name: str) -> Page:
+        context = browser.new_context(accept_downloads=True, base_url=demo_server.url)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto("/")
+        page.get_by_role("button", name=name, exact=True).click()
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
