@@ -63,16 +63,29 @@ async def test_resuming_too_often_is_throttled_with_a_retry_hint(
     user = await services.identity.users.get_user(user_id)
     assert user is not None
     sessions = [
-        await services.stream.open(user, cursor=str(positions[0]), transport="poll")
+        await services.stream.open(user, cursor=str(positions[0]), transport="sse")
         for _ in range(3)
     ]
 
     with pytest.raises(RateLimited) as throttled:
-        await services.stream.open(user, cursor=str(positions[0]), transport="poll")
-    live = await services.stream.open(user, cursor=str(positions[-1]), transport="poll")
+        await services.stream.open(user, cursor=str(positions[0]), transport="ws")
+    live = await services.stream.open(user, cursor=str(positions[-1]), transport="sse")
 
     assert throttled.value.code == ErrorCode.RESYNC_THROTTLED
     assert 1 <= throttled.value.retry_after <= 60
     assert live.backlog == []  # nothing missed: not a resync, not throttled
     for session in [*sessions, live]:
+        await services.stream.close(session)
+
+
+async def test_ordinary_long_polling_a_little_behind_is_never_throttled(
+    people: PeopleFactory, services: Services
+) -> None:
+    user_id, positions = await _send_many(people, 3)
+    user = await services.identity.users.get_user(user_id)
+    assert user is not None
+
+    for _ in range(10):
+        session = await services.stream.open(user, cursor=str(positions[0]), transport="poll")
+        assert [e.pos for e in session.backlog if e.type == "message"] == positions[1:]
         await services.stream.close(session)

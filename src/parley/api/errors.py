@@ -48,11 +48,19 @@ class BodyTooLarge(StarletteHTTPException):
 
 
 def error_response(
-    status: int, code: str, message: str, *, details: Any = None, headers: Any = None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: Any = None,
+    headers: Any = None,
+    retry_after: int | None = None,
 ) -> JSONResponse:
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = details
+    if retry_after is not None:
+        error["retry_after"] = retry_after
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
@@ -61,7 +69,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_parley_error(_request: Request, exc: ParleyError) -> JSONResponse:
         headers = {"Retry-After": "1"} if exc.status == 503 else None
         if isinstance(exc, RateLimited):
-            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+            retry_after = max(1, math.ceil(exc.retry_after))
+            return error_response(
+                exc.status,
+                exc.code,
+                exc.message,
+                headers={"Retry-After": str(retry_after)},
+                retry_after=retry_after,
+            )
         return error_response(exc.status, exc.code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)

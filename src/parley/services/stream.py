@@ -57,6 +57,7 @@ Transport = Literal["ws", "sse", "poll"]
 TransportMode = Literal["auto", "sse_only"]
 TRANSPORT_MODE_KEY = "transport_mode"
 TICKET_TTL_SECONDS = 60
+POLL_FREE_LAG = 1_000
 TYPING_TTL_SECONDS = 5.0
 PRESENCE_TTL_SECONDS = 60.0
 REPORTED_COUNTERS = (
@@ -108,6 +109,9 @@ class StreamService:
         self.hub: Hub | None = None
         storage = limiter_storage or MemoryStorage()
         self._limiter = MovingWindowRateLimiter(storage)
+        # Used while the shared limiter's store (Redis) is unreachable: reconnecting clients still
+        # resume (delivery already falls back to the database) and each node still throttles.
+        self._local_limiter = MovingWindowRateLimiter(MemoryStorage())
         self._resume_rate = parse_rate(settings.resume_rate)
         self._per_ip: dict[str, int] = {}
         self._session_ip: dict[str, str] = {}
@@ -342,7 +346,9 @@ class StreamService:
         head = await self.store.get_head()
         if after > head or head - after > self.settings.resume_window_events:
             raise self._range_unavailable(transport, after, head)
-        if after < start:
+        # Reconnecting streams count as resyncs; a long-poll client is always a little behind,
+        # so it counts only when it lags far (a storm of stale polls, not normal polling).
+        if after < start and (transport != "poll" or start - after > POLL_FREE_LAG):
             await self._throttle_resume(user, transport)
             if after > 0:
                 when = await self.store.get_message_time(after)
@@ -390,9 +396,16 @@ class StreamService:
         )
 
     async def _throttle_resume(self, user: User, transport: Transport) -> None:
-        if await self._limiter.hit(self._resume_rate, "resume", str(user.id)):
-            return
-        stats = await self._limiter.get_window_stats(self._resume_rate, "resume", str(user.id))
+        limiter = self._limiter
+        try:
+            if await limiter.hit(self._resume_rate, "resume", str(user.id)):
+                return
+        except Exception as exc:  # the limiter's driver errors (Redis down): throttle per node
+            log.warning("shared resume throttle unavailable; throttling on this node: %s", exc)
+            limiter = self._local_limiter
+            if await limiter.hit(self._resume_rate, "resume", str(user.id)):
+                return
+        stats = await limiter.get_window_stats(self._resume_rate, "resume", str(user.id))
         metrics.RESYNC_ERRORS.labels(transport, ErrorCode.RESYNC_THROTTLED).inc()
         raise RateLimited(
             f"too many resumes (limit {self.settings.resume_rate}); retry later",

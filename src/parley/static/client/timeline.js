@@ -1,0 +1,39 @@
+/** A conversation's timeline as the client holds it: messages by seq, and where the holes are. */
+
+/** One conversation's messages by seq, and how far they run without a hole. */
+export class Timeline {
+  constructor(floor) {
+    this.bySeq = new Map();
+    this.fromStream = new Set(); // seqs the stream delivered: a second one is a duplicate
+    this.contiguous = floor ?? null; // every seq in (base, contiguous] is present
+    this.sorted = null;
+    this.filling = null;
+    this.fillTarget = 0;
+  }
+
+  /** Store a message; true if its seq is new here. A local copy never replaces a server one. */
+  insert(message) {
+    const had = this.bySeq.has(message.seq);
+    if (had && message.local) return false;
+    this.bySeq.set(message.seq, message);
+    this.sorted = null;
+    if (this.contiguous === null) this.contiguous = message.seq - 1;
+    this.advance();
+    return !had;
+  }
+
+  /** Accept everything up to `seq` as history, so a hole below it is no longer a gap. */
+  rebase(seq) {
+    if (this.contiguous === null || seq > this.contiguous) this.contiguous = seq;
+    this.advance();
+  }
+
+  advance() {
+    while (this.bySeq.has(this.contiguous + 1)) this.contiguous += 1;
+  }
+
+  messages() {
+    this.sorted ??= [...this.bySeq.values()].sort((a, b) => a.seq - b.seq);
+    return this.sorted;
+  }
+}
