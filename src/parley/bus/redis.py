@@ -30,11 +30,13 @@ class RedisBus:
         )
         self._deliver: Deliver | None = None
         self._task: asyncio.Task[None] | None = None
-        self._healthy = False
+        self._listening = False
+        self._publishing = True  # until a publish fails
 
     @property
     def healthy(self) -> bool:
-        return self._healthy
+        """Subscribed, and the last publish went through."""
+        return self._listening and self._publishing
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -43,21 +45,32 @@ class RedisBus:
     async def publish(self, envelopes: list[Envelope]) -> None:
         if not envelopes:
             return
-        try:
-            await self._client.publish(self.channel, encode_batch(self.node_id, envelopes))
-        except (RedisError, OSError) as exc:
-            if self._healthy:
-                log.warning(
-                    "redis publish failed; other nodes will catch up from the database: %s", exc
-                )
-            self._healthy = False
+        payload = encode_batch(self.node_id, envelopes)
+        # While subscribed, Redis is up: a failure is most likely a pooled connection left from
+        # before a Redis restart, which the failed attempt dropped; one more attempt reconnects.
+        attempts = 2 if self._listening else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._client.publish(self.channel, payload)
+            except (RedisError, OSError) as exc:
+                if attempt < attempts:
+                    continue
+                if self._publishing:
+                    log.warning(
+                        "redis publish failed; other nodes will catch up from the database: %s",
+                        exc,
+                    )
+                self._publishing = False
+                return
+            self._publishing = True
+            return
 
     async def _listen(self) -> None:
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
-                self._healthy = True
+                self._listening = self._publishing = True  # Redis answers again
                 log.info("redis bus subscribed to %s", self.channel)
                 async for message in pubsub.listen():
                     if message["type"] != "message":
@@ -69,9 +82,9 @@ class RedisBus:
                 await _close_quietly(pubsub)
                 raise
             except (RedisError, OSError) as exc:
-                if self._healthy:
+                if self._listening:
                     log.warning("redis bus connection lost; reconnecting: %s", exc)
-                self._healthy = False
+                self._listening = False
                 await _close_quietly(pubsub)
                 await asyncio.sleep(0.5)
 

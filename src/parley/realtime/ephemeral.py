@@ -6,9 +6,14 @@ Twins behind one protocol: `MemoryEphemeral` (one process) and `RedisEphemeral` 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from parley.core.errors import Unavailable
 
 
 class Ephemeral(Protocol):
@@ -87,53 +92,70 @@ class MemoryEphemeral:
 
 class RedisEphemeral:
     """Keys: `{prefix}ticket:<t>` (GETDEL), `{prefix}claim:<k>` (SET NX EX), and one sorted set
-    per user, `{prefix}presence:<uid>`, of sessions scored by their expiry time."""
+    per user, `{prefix}presence:<uid>`, of sessions scored by their expiry time.
+
+    Redis being unreachable raises `Unavailable` (a retryable 503), never a driver error."""
 
     def __init__(self, url: str, *, prefix: str = "parley:") -> None:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._prefix = prefix
 
     async def put_ticket(self, ticket: str, user_id: int, ttl: float) -> None:
-        await self._redis.set(f"{self._prefix}ticket:{ticket}", user_id, px=int(ttl * 1000))
+        with _redis_errors():
+            await self._redis.set(f"{self._prefix}ticket:{ticket}", user_id, px=int(ttl * 1000))
 
     async def take_ticket(self, ticket: str) -> int | None:
-        value = await self._redis.getdel(f"{self._prefix}ticket:{ticket}")
-        return int(value) if value is not None else None
+        with _redis_errors():
+            value = await self._redis.getdel(f"{self._prefix}ticket:{ticket}")
+            return int(value) if value is not None else None
 
     async def claim(self, key: str, ttl: float) -> bool:
-        return bool(
-            await self._redis.set(f"{self._prefix}claim:{key}", 1, nx=True, px=int(ttl * 1000))
-        )
+        with _redis_errors():
+            return bool(
+                await self._redis.set(f"{self._prefix}claim:{key}", 1, nx=True, px=int(ttl * 1000))
+            )
 
     async def presence_touch(self, user_id: int, session: str, ttl: float) -> bool:
-        key = f"{self._prefix}presence:{user_id}"
-        now = time.time()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(key, "-inf", now)
-            pipe.zcard(key)
-            pipe.zadd(key, {session: now + ttl})
-            pipe.expire(key, int(ttl) + 1)
-            _, before, _, _ = await pipe.execute()
-        return int(before) == 0
+        with _redis_errors():
+            key = f"{self._prefix}presence:{user_id}"
+            now = time.time()
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(key, "-inf", now)
+                pipe.zcard(key)
+                pipe.zadd(key, {session: now + ttl})
+                pipe.expire(key, int(ttl) + 1)
+                _, before, _, _ = await pipe.execute()
+            return int(before) == 0
 
     async def presence_leave(self, user_id: int, session: str) -> bool:
-        key = f"{self._prefix}presence:{user_id}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(key, session)
-            pipe.zremrangebyscore(key, "-inf", time.time())
-            pipe.zcard(key)
-            _, _, left = await pipe.execute()
-        return int(left) == 0
+        with _redis_errors():
+            key = f"{self._prefix}presence:{user_id}"
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(key, session)
+                pipe.zremrangebyscore(key, "-inf", time.time())
+                pipe.zcard(key)
+                _, _, left = await pipe.execute()
+            return int(left) == 0
 
     async def online(self, user_ids: list[int]) -> set[int]:
-        if not user_ids:
-            return set()
-        now = time.time()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for uid in user_ids:
-                pipe.zcount(f"{self._prefix}presence:{uid}", now, "+inf")
-            counts = await pipe.execute()
-        return {uid for uid, count in zip(user_ids, counts, strict=True) if count}
+        with _redis_errors():
+            if not user_ids:
+                return set()
+            now = time.time()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for uid in user_ids:
+                    pipe.zcount(f"{self._prefix}presence:{uid}", now, "+inf")
+                counts = await pipe.execute()
+            return {uid for uid, count in zip(user_ids, counts, strict=True) if count}
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    """Redis unreachable is a retryable 503, like a database outage."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise Unavailable("short-lived state (Redis) is unavailable; retry shortly") from exc

@@ -20,7 +20,7 @@ def translate_db_errors() -> Iterator[None]:
             raise  # the caller retries its transaction
         raise Unavailable("the database is unavailable; retry shortly") from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or _is_server_unavailable(exc):
             raise Unavailable("the database connection was lost; retry shortly") from exc
         raise
     except (ConnectionError, OSError) as exc:
@@ -30,3 +30,14 @@ def translate_db_errors() -> Iterator[None]:
 def _is_transaction_conflict(exc: DBAPIError) -> bool:
     message = str(exc.orig).lower()
     return "deadlock" in message or "could not serialize" in message
+
+
+# SQLSTATEs of a server that is unreachable or (re)starting rather than of a wrong statement:
+# connection exceptions (class 08), and admin/crash shutdown and "cannot connect now" (57P0x),
+# which asyncpg raises as plain DBAPIErrors while PostgreSQL restarts.
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _is_server_unavailable(exc: DBAPIError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    return state.startswith(_UNAVAILABLE_STATES)

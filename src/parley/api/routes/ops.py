@@ -20,14 +20,22 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready to serve: the database answers."""
+    """Ready to serve: the database answers (else 503).
+
+    A bus outage only degrades the node (200, status "degraded"): sends still commit and every
+    hub still catches up by polling the database head, just later.
+    """
+    bus_ok = services.stream.bus.healthy
+    checks = {
+        "database": "ok",
+        "bus": "ok" if bus_ok else "unavailable; delivery polls the database",
+    }
     try:
         await services.db.ping()
     except Unavailable as exc:
-        return JSONResponse(
-            {"status": "unavailable", "checks": {"database": str(exc)}}, status_code=503
-        )
-    return JSONResponse({"status": "ok", "checks": {"database": "ok"}})
+        checks["database"] = str(exc)
+        return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+    return JSONResponse({"status": "ok" if bus_ok else "degraded", "checks": checks})
 
 
 @router.get("/metrics", response_class=Response)
