@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -58,6 +58,7 @@ TransportMode = Literal["auto", "sse_only"]
 TRANSPORT_MODE_KEY = "transport_mode"
 TICKET_TTL_SECONDS = 60
 POLL_FREE_LAG = 1_000
+OUTBOX_LIMIT = 10_000
 TYPING_TTL_SECONDS = 5.0
 PRESENCE_TTL_SECONDS = 60.0
 REPORTED_COUNTERS = (
@@ -117,6 +118,10 @@ class StreamService:
         self._session_ip: dict[str, str] = {}
         self._receipt_samples: dict[str, deque[float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._outbox: deque[list[Envelope]] = deque()
+        self._outbox_ready = asyncio.Event()
+        # Also given every report with its user (the release gates store them per cohort).
+        self.on_report: Callable[[int, Transport, dict[str, int], list[float]], None] | None = None
         self._draining = False
         self._positioned = False
 
@@ -152,6 +157,7 @@ class StreamService:
         self._tasks = [
             asyncio.create_task(self._poll_head(), name="stream-head-poll"),
             asyncio.create_task(self._refresh_presence(), name="presence-refresh"),
+            asyncio.create_task(self._publish_outbox(), name="bus-publish"),
         ]
 
     def drain(self) -> None:
@@ -168,6 +174,7 @@ class StreamService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._flush_outbox()
         if self.hub:
             await self.hub.close()
         await self.bus.stop()
@@ -223,10 +230,32 @@ class StreamService:
         await self._send([envelope_for(event)])
 
     async def _send(self, envelopes: list[Envelope]) -> None:
+        """Deliver on this node now; hand to the bus publisher without waiting for Redis.
+
+        The group-commit writer calls this between batches, so a slow or hanging Redis must not
+        hold up the next commit. If the outbox overflows, the oldest batches are dropped: other
+        nodes read lost messages from the database (head polling), the rest is ephemeral.
+        """
         if not envelopes:
             return
         self.live_hub.ingest(envelopes)
-        await self.bus.publish(envelopes)
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self._outbox.popleft()
+        self._outbox.append(envelopes)
+        self._outbox_ready.set()
+
+    async def _publish_outbox(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            await self._flush_outbox()
+
+    async def _flush_outbox(self) -> None:
+        batch: list[Envelope] = []
+        while self._outbox:
+            batch += self._outbox.popleft()
+        if batch:
+            await self.bus.publish(batch)
 
     # -- authentication --------------------------------------------------------------------------
 
@@ -461,8 +490,14 @@ class StreamService:
         return await self.ephemeral.online(user_ids)
 
     def record_report(
-        self, transport: Transport, counters: dict[str, int], write_receipt_ms: Iterable[float]
+        self,
+        transport: Transport,
+        counters: dict[str, int],
+        write_receipt_ms: Iterable[float],
+        *,
+        user_id: int | None = None,
     ) -> None:
+        write_receipt_ms = list(write_receipt_ms)
         for name, value in counters.items():
             if name not in REPORTED_COUNTERS:
                 raise BadInput(f"unknown counter {name!r}; known: {', '.join(REPORTED_COUNTERS)}")
@@ -477,6 +512,8 @@ class StreamService:
             metrics.WRITE_RECEIPT_P95_MS.labels(transport).set(
                 ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
             )
+        if self.on_report is not None and user_id is not None:
+            self.on_report(user_id, transport, dict(counters), write_receipt_ms)
 
 
 def parse_cursor(cursor: str | None) -> int | None:
