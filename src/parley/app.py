@@ -13,6 +13,7 @@ from parley import __version__
 from parley.api.errors import install_error_handlers
 from parley.api.middleware import RequestBodyLimit, RequestObserver
 from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
+from parley.features.release import routes as release
 from parley.services.container import Services
 from parley.settings import Settings
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         attachments.router,
         stream.router,
         demo.router,
+        release.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -175,3 +175,44 @@ def _redacted(url: str) -> str:
 
 def main() -> None:
     app()
+
+
+@user_app.command("add-many")
+def user_add_many(
+    prefix: Annotated[str, typer.Argument(help="Names are PREFIX-0, PREFIX-1, ...")],
+    count: Annotated[int, typer.Argument(min=1, max=100_000, help="How many users.")],
+    json_out: Annotated[
+        bool, typer.Option("--json", help='Print {"users": [{id, name, token}]} as JSON.')
+    ] = False,
+) -> None:
+    """Create many users with a token each, in one go (load tests: `parley bench`)."""
+
+    async def run(services: Services) -> list[tuple[Any, str]]:
+        names = [f"{prefix}-{i}" for i in range(count)]
+        return await services.identity.do_create_users(names, label="bench")
+
+    created = _run(run)
+    if json_out:
+        import json
+
+        rows = [{"id": user.id, "name": user.name, "token": token} for user, token in created]
+        print(json.dumps({"users": rows}))
+    else:
+        for user, token in created:
+            print(f"{user.name} {token}")
+
+
+from parley.bench.command import HELP as BENCH_HELP  # noqa: E402 - appended command
+from parley.bench.command import bench as bench_command  # noqa: E402
+
+app.command("bench", help=BENCH_HELP)(bench_command)
+
+from parley.features.release.cli import (  # noqa: E402 - appended commands
+    gonogo_command,
+    release_app,
+    smoke_command,
+)
+
+app.add_typer(release_app, name="release")
+app.command("gonogo")(gonogo_command)
+app.command("smoke")(smoke_command)

@@ -70,3 +70,33 @@ WRITE_RECEIPT_P95_MS = Gauge(
     ["transport"],
 )
 BUS_HEALTHY = Gauge("parley_bus_healthy", "1 when the fan-out bus is connected.")
+
+# -- release control plane (docs/release.md) ---------------------------------------------------
+RELEASE_STAGE_PERCENT = Gauge(
+    "parley_release_stage_percent",
+    "The rollout stage of the release, as its percentage (off 0, canary_1 1, ..., full 100).",
+)
+RELEASE_KILL_SWITCH = Gauge(
+    "parley_release_kill_switch", "1 while the release's kill switch is on."
+)
+RELEASE_GATE_OK = Gauge(
+    "parley_release_gate_ok",
+    "Release gates as the watcher last computed them: 1 ok, 0 failed, -1 not enough data.",
+    ["gate"],
+)
+RELEASE_DECISION = Gauge(
+    "parley_release_decision",
+    "1 for the current rollout decision (PROCEED, HOLD, ROLLBACK), 0 for the others.",
+    ["decision"],
+)
+RELEASE_TRANSITIONS = Counter(
+    "parley_release_transitions_total", "Rollout moves by action.", ["action"]
+)
+RELEASE_KILLS = Counter(
+    "parley_release_kills_total",
+    "Kill switch trips: by the watcher on a P0 breach, or by an operator.",
+    ["trigger"],
+)
+RELEASE_WEBHOOK_FAILURES = Counter(
+    "parley_release_webhook_failures_total", "Kill notifications the webhook did not accept."
+)

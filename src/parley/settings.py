@@ -89,3 +89,36 @@ class Settings(BaseSettings):
     @property
     def attachments_dir(self) -> Path:
         return self.data_dir / "attachments"
+
+    # -- release control plane (docs/release.md) -------------------------------------------------
+    # Minimum time a release stays in each canary stage before it may be promoted (seed 004:
+    # canary_1 30-60 min, canary_10 2-4 h, canary_50 12-24 h).
+    release_dwell_canary_1_seconds: int = Field(default=30 * 60, ge=0)
+    release_dwell_canary_10_seconds: int = Field(default=2 * 3600, ge=0)
+    release_dwell_canary_50_seconds: int = Field(default=12 * 3600, ge=0)
+    # Gates read the metrics since the stage began, at most this far back.
+    release_window_seconds: int = Field(default=3600, ge=1)
+    # Too little data is HOLD, never a pass: each cohort needs this many measured messages
+    # (write receipts clients reported) and sessions (distinct reporting users).
+    release_min_messages: int = Field(default=200, ge=0)
+    release_min_sessions: int = Field(default=10, ge=0)
+    # P1 thresholds. Rates are per client report (≈ one client, one report interval), except the
+    # resync-error rate (per stream open) and the 5xx rate (per HTTP request).
+    release_max_write_receipt_p95_ms: float = Field(default=1000.0, ge=0)
+    release_max_forced_resync_rate: float = Field(default=0.05, ge=0)
+    release_max_full_state_rate: float = Field(default=0.05, ge=0)
+    release_max_resync_error_rate: float = Field(default=0.05, ge=0)
+    release_max_5xx_rate: float = Field(default=0.01, ge=0)
+    # Canary vs baseline, per metric (Mann-Whitney U, as Kayenta does): a regression is a canary
+    # worse with p < alpha and a mean worse by more than the tolerance (0.2 = 20 %).
+    release_compare_alpha: float = Field(default=0.05, gt=0, lt=1)
+    release_compare_tolerance: float = Field(default=0.2, ge=0)
+    # How often the watcher stores samples, announces flag changes and checks for a P0 breach
+    # (a report carrying a P0 counter wakes it at once).
+    release_watch_seconds: float = Field(default=5.0, gt=0)
+    # POSTed a JSON body when the watcher trips the kill switch (empty: no webhook).
+    release_webhook_url: str = ""
+    # A kill (manual or automatic) also switches the transport to SSE-only (seed 000's rollback).
+    release_kill_sse_only: bool = False
+    # Metric samples older than this are deleted.
+    release_sample_retention_seconds: int = Field(default=2 * 24 * 3600, ge=3600)

@@ -104,6 +104,14 @@ class AckEvent(BaseModel):
     duplicate: bool
 
 
+class FlagsUpdatedEvent(BaseModel):
+    """Feature flags changed: fetch `GET /v1/flags` again (values differ per user)."""
+
+    type: Literal["flags.updated"] = "flags.updated"
+    revision: int
+    keys: list[str] = []
+
+
 Event = (
     MessageEvent
     | ReceiptEvent
@@ -111,4 +119,5 @@ Event = (
     | PresenceEvent
     | ConversationUpdatedEvent
     | ControlEvent
+    | FlagsUpdatedEvent
 )

@@ -11,6 +11,7 @@ from parley.core.events import (
     ControlEvent,
     ConversationUpdatedEvent,
     Event,
+    FlagsUpdatedEvent,
     MessageEvent,
     PresenceEvent,
 )
@@ -79,7 +80,7 @@ def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
         )
     if isinstance(event, PresenceEvent):
         return Envelope(event.type, data, conversation_ids=audience)
-    if isinstance(event, ControlEvent):
+    if isinstance(event, ControlEvent | FlagsUpdatedEvent):
         return Envelope(event.type, data, broadcast=True)
     return Envelope(event.type, data, conversation_ids=(event.conversation_id,))
 

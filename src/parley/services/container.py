@@ -9,6 +9,7 @@ from parley.bus.memory import MemoryBus
 from parley.bus.redis import RedisBus
 from parley.core.models import Appended
 from parley.core.writer import MessageWriter
+from parley.features.release.service import Release
 from parley.metrics import (
     MESSAGE_RETRIES,
     MESSAGES_STORED,
@@ -39,6 +40,7 @@ class Services:
     attachments: Attachments
     writer: MessageWriter
     stream: StreamService
+    release: Release
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -105,14 +107,17 @@ class Services:
             ),
             writer=writer,
             stream=stream,
+            release=Release.build(settings, db, stream=stream, users=users),
         )
 
     async def start(self) -> None:
         self.writer.start()
         await self.stream.start()
+        await self.release.start()
 
     async def stop(self) -> None:
         self.stream.drain()
+        await self.release.stop()
         await self.writer.stop()
         await self.stream.stop()
         await self.db.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from parley.core.coalesce import CoalescedLookup
 from parley.core.errors import BadInput, Conflict, ErrorCode, Forbidden, NotFound
 from parley.core.events import ConversationUpdatedEvent, Event, ReceiptEvent
 from parley.core.models import (
@@ -60,10 +61,12 @@ class Timeline:
         self.writer = writer
         self.publish = publish
         self.on_read_rollback = on_read_rollback
+        # Every send checks membership: checks arriving together share one query.
+        self._memberships = CoalescedLookup(conversations.find_memberships)
 
     async def access_conversation(self, actor: User, conversation_id: int) -> Access:
         """The conversation if `actor` is a member; otherwise 404, whether it exists or not."""
-        found = await self.conversations.get_membership(conversation_id, actor.id)
+        found = await self._memberships.get((conversation_id, actor.id))
         if found is None:
             raise NotFound("no such conversation", ErrorCode.NOT_FOUND)
         return Access(*found)

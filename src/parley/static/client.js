@@ -38,6 +38,7 @@
  *   "receipt" (receipt)            {conversation_id, user_id, delivered_seq, read_seq}, only
  *                                  forward: the maximum seen so far
  *   "typing", "presence", "conversation.updated" (event)   as the server sent them
+ *   "flags.updated" (event)        {revision, keys}: feature flags changed; GET /v1/flags again
  *   "transport" (name, switch)     the stream is now over "ws" | "sse" | "poll"
  *   "state" (state)                "idle" | "connecting" | "open" | "reconnecting" | "closed"
  *   "resync" ()                    the server could not resume: full state is being reloaded

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +26,9 @@ _HEAD = select(stream_head.c.pos).where(stream_head.c.id == 1).scalar_subquery()
 
 # Member columns are labelled with this prefix where they are selected beside a conversation's.
 MEMBER_PREFIX = "member_"
+_MEMBERSHIPS = select(
+    conversations, *[c.label(f"{MEMBER_PREFIX}{c.name}") for c in members.c]
+).join(members, members.c.conversation_id == conversations.c.id)
 
 
 class ConversationStore:
@@ -97,16 +100,23 @@ class ConversationStore:
         self, conversation_id: int, user_id: int
     ) -> tuple[Conversation, Member] | None:
         """The conversation and the user's membership, or None when they are not a member."""
-        query = (
-            select(conversations, *[c.label(f"{MEMBER_PREFIX}{c.name}") for c in members.c])
-            .join(members, members.c.conversation_id == conversations.c.id)
-            .where(conversations.c.id == conversation_id, members.c.user_id == user_id)
-        )
+        found = await self.find_memberships([(conversation_id, user_id)])
+        return found.get((conversation_id, user_id))
+
+    async def find_memberships(
+        self, pairs: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], tuple[Conversation, Member]]:
+        """`get_membership` for many `(conversation_id, user_id)` pairs in one query."""
+        query = _MEMBERSHIPS.where(tuple_(members.c.conversation_id, members.c.user_id).in_(pairs))
         async with self.db.read() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        return conversation_from_row(row), member_from_row(row, prefix=MEMBER_PREFIX)
+            rows = (await conn.execute(query)).all()
+        return {
+            (row.id, row.member_user_id): (
+                conversation_from_row(row),
+                member_from_row(row, prefix=MEMBER_PREFIX),
+            )
+            for row in rows
+        }
 
     async def list_conversations_for(self, user_id: int) -> list[ConversationSummary]:
         unread = (

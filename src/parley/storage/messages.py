@@ -192,9 +192,7 @@ class MessageStore:
                         "created_at": created_at,
                     }
                 )
-            inserted = await conn.execute(
-                insert(messages).returning(*messages.c, sort_by_parameter_order=True), rows
-            )
+            inserted = await conn.execute(insert(messages).returning(*messages.c), rows)
             for row in inserted:
                 message = message_from_row(row)
                 stored[(message.conversation_id, message.sender_id, message.client_msg_id)] = (

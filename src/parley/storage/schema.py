@@ -157,3 +157,101 @@ runtime_settings = Table(
     Column("updated_at", Timestamp, nullable=False),
     Column("updated_by", Id, ForeignKey("users.id"), nullable=True),
 )
+
+# -- release control plane (migration 0002_release; docs/release.md) ------------------------------
+
+# Feature flags and their targeting rules (core/flags.py evaluates them). The value of
+# `transport_sse_only` lives in runtime_settings["transport_mode"], the switch the stream reads.
+flags = Table(
+    "flags",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("internal_only", Boolean, nullable=False),
+    Column("percentage", Integer, nullable=True),
+    Column("stickiness", String(16), nullable=False),
+    Column("bucket_group", String(64), nullable=False),
+    Column("allow_users", Json, nullable=False),
+    Column("allow_keys", Json, nullable=False),
+    Column("roles", Json, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+)
+
+# One row: bumped by every flag change; `published` is the revision clients were told about
+# (`flags.updated`), so exactly one node announces a change made elsewhere (e.g. the CLI).
+flag_revision = Table(
+    "flag_revision",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("published", BigInteger, nullable=False),
+)
+
+# One row: the rollout state of the release (seed 004's chat_get_v11_rollout_state).
+release_state = Table(
+    "release_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("release", String(64), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("killed", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("changed_at", Timestamp, nullable=False),
+    Column("stage_since", Timestamp, nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+# The decision log: every transition with its gate snapshot and approving owner (seed 004 §9).
+release_history = Table(
+    "release_history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("from_stage", String(16), nullable=False),
+    Column("to_stage", String(16), nullable=False),
+    Column("killed", Boolean, nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("override", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("gates", Json, nullable=False),
+)
+
+# Client reports (POST /v1/stream/report) with the cohort their user was in: gates per cohort.
+release_client_reports = Table(
+    "release_client_reports",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    Column("user_id", Id, nullable=False),
+    Column("cohort", String(16), nullable=False),
+    Column("transport", String(8), nullable=False),
+    # The reported counters, one column each, so the P0 check is one cheap query.
+    Column("ack_without_receipt_10s", Integer, nullable=False),
+    Column("timeline_duplicate_detected", Integer, nullable=False),
+    Column("read_rollback_detected", Integer, nullable=False),
+    Column("forced_resyncs", Integer, nullable=False),
+    Column("full_state_loads", Integer, nullable=False),
+    Column("write_receipt_ms", Json, nullable=False),
+    Index("ix_release_client_reports_at", "at"),
+)
+
+# Each node's request, 5xx, stream-open and resync-error counts per watcher tick.
+release_server_samples = Table(
+    "release_server_samples",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    Column("node", String(32), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors_5xx", BigInteger, nullable=False),
+    Column("stream_opens", BigInteger, nullable=False),
+    Column("resync_range_unavailable", BigInteger, nullable=False),
+    Column("resync_throttled", BigInteger, nullable=False),
+    Index("ix_release_server_samples_at", "at"),
+)

@@ -45,6 +45,29 @@ class UserStore:
         except IntegrityError:
             raise Conflict(f"the user name {name!r} is taken", ErrorCode.NAME_TAKEN) from None
 
+    async def create_users(self, names: list[str], *, role: Role) -> list[User]:
+        """Create many users in one transaction (load tests); any taken name fails them all."""
+        created = now()
+        rows = [
+            {
+                "name": name,
+                "display_name": name,
+                "role": role.value,
+                "internal": False,
+                "password_hash": None,
+                "created_at": created,
+            }
+            for name in names
+        ]
+        try:
+            async with self.db.write() as conn:
+                # Unordered RETURNING is one statement on SQLite too (ordered is one per row).
+                result = await conn.execute(insert(users).returning(*users.c), rows)
+                by_name = {row.name: user_from_row(row) for row in result}
+                return [by_name[name] for name in names]
+        except IntegrityError:
+            raise Conflict("one of those user names is taken", ErrorCode.NAME_TAKEN) from None
+
     async def get_user(self, user_id: int) -> User | None:
         async with self.db.read() as conn:
             row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
@@ -94,6 +117,24 @@ class TokenStore:
                     created_at=now(),
                     expires_at=expires_at,
                 )
+            )
+
+    async def add_tokens(self, tokens: list[tuple[int, str]], *, label: str) -> None:
+        """Store many `(user_id, token_hash)` pairs in one transaction."""
+        created = now()
+        async with self.db.write() as conn:
+            await conn.execute(
+                insert(api_tokens),
+                [
+                    {
+                        "user_id": user_id,
+                        "token_hash": token_hash,
+                        "label": label,
+                        "created_at": created,
+                        "expires_at": None,
+                    }
+                    for user_id, token_hash in tokens
+                ],
             )
 
     async def find_token_user(self, token_hash: str) -> tuple[User, datetime | None] | None:

@@ -87,7 +87,9 @@ async def stream_ticket(user: CurrentUser, services: ServicesDep) -> TicketOut:
 @router.post("/v1/stream/report", status_code=204)
 async def stream_report(body: ReportIn, user: CurrentUser, services: ServicesDep) -> None:
     """Client-side invariant counters (deltas) and write-receipt latencies."""
-    services.stream.record_report(body.transport, body.counters, body.write_receipt_ms)
+    services.stream.record_report(
+        body.transport, body.counters, body.write_receipt_ms, user_id=user.id
+    )
 
 
 @router.post("/v1/conversations/{conversation_id}/typing", status_code=204, tags=["messages"])
@@ -119,5 +121,5 @@ async def set_transport_mode(
     body: TransportModeIn, user: CurrentUser, services: ServicesDep
 ) -> TransportModeOut:
     """`sse_only` is the rollback path: WebSockets are told to move and new ones refused."""
-    await services.stream.set_mode(user, body.mode)
+    await services.release.flags.do_set_transport_mode(user, body.mode)
     return TransportModeOut(mode=body.mode)

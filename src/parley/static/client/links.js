@@ -13,6 +13,7 @@ const STREAM_EVENTS = [
   "presence",
   "conversation.updated",
   "control",
+  "flags.updated",
 ];
 
 /**

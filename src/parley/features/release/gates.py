@@ -1,0 +1,423 @@
+"""Release gates: from a window of metrics per cohort to PROCEED | HOLD | ROLLBACK (pure).
+
+Seed 004 §5: promote only when `gate_p0_ok`, `gate_p1_ok` and `gate_rollout_ok` are all true
+and `rollout_decision = PROCEED`. Every HOLD and ROLLBACK carries its reasons, naming the
+metric, the values and, for P0, the offending reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from parley.core.rollout import P0_COUNTERS, Decision, RolloutState, Stage
+from parley.features.release.stats import mann_whitney_u, mean, percentile
+from parley.settings import Settings
+from parley.storage.release import ClientReportRow, ServerSampleRow
+
+CANARY, BASELINE = "canary", "baseline"
+# Most write-receipt samples a cohort keeps for the comparison (the newest reports first).
+MAX_SAMPLES = 20_000
+MAX_NAMED_IDS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class GatePolicy:
+    """Thresholds, minimums and dwell times: `PARLEY_RELEASE_*` settings."""
+
+    dwell: dict[Stage, timedelta]
+    window: timedelta
+    min_messages: int = 200
+    min_sessions: int = 10
+    max_write_receipt_p95_ms: float = 1000.0
+    max_forced_resync_rate: float = 0.05
+    max_full_state_rate: float = 0.05
+    max_resync_error_rate: float = 0.05
+    max_5xx_rate: float = 0.01
+    alpha: float = 0.05
+    tolerance: float = 0.2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GatePolicy:
+        return cls(
+            dwell={
+                Stage.CANARY_1: timedelta(seconds=settings.release_dwell_canary_1_seconds),
+                Stage.CANARY_10: timedelta(seconds=settings.release_dwell_canary_10_seconds),
+                Stage.CANARY_50: timedelta(seconds=settings.release_dwell_canary_50_seconds),
+            },
+            window=timedelta(seconds=settings.release_window_seconds),
+            min_messages=settings.release_min_messages,
+            min_sessions=settings.release_min_sessions,
+            max_write_receipt_p95_ms=settings.release_max_write_receipt_p95_ms,
+            max_forced_resync_rate=settings.release_max_forced_resync_rate,
+            max_full_state_rate=settings.release_max_full_state_rate,
+            max_resync_error_rate=settings.release_max_resync_error_rate,
+            max_5xx_rate=settings.release_max_5xx_rate,
+            alpha=settings.release_compare_alpha,
+            tolerance=settings.release_compare_tolerance,
+        )
+
+    def window_start(self, state: RolloutState, now: datetime) -> datetime:
+        """Gates look at the current stage only, and at most `window` back."""
+        return max(state.stage_since, now - self.window)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricWindow:
+    """What the gates read: client reports (each tagged with its cohort) and server counts."""
+
+    start: datetime
+    end: datetime
+    reports: Sequence[ClientReportRow]
+    server: ServerSampleRow
+
+
+@dataclass(slots=True)
+class Cohort:
+    """One cohort's reports, summed."""
+
+    name: str
+    reports: int = 0
+    users: set[int] = field(default_factory=set)
+    counters: dict[str, int] = field(default_factory=dict)
+    offending: dict[str, list[int]] = field(default_factory=dict)
+    write_receipt_ms: list[float] = field(default_factory=list)
+    per_report: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def messages(self) -> int:
+        return len(self.write_receipt_ms)
+
+    @property
+    def sessions(self) -> int:
+        return len(self.users)
+
+    def add(self, report: ClientReportRow) -> None:
+        self.reports += 1
+        self.users.add(report.user_id)
+        for name in (*P0_COUNTERS, "forced_resyncs", "full_state_loads"):
+            value = report.counters.get(name, 0)
+            self.counters[name] = self.counters.get(name, 0) + value
+            self.per_report.setdefault(name, []).append(float(value))
+            if value and name in P0_COUNTERS:
+                self.offending.setdefault(name, []).append(report.id)
+        if len(self.write_receipt_ms) < MAX_SAMPLES:
+            self.write_receipt_ms.extend(report.write_receipt_ms)
+
+    def rate(self, counter: str) -> float | None:
+        return self.counters.get(counter, 0) / self.reports if self.reports else None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "reports": self.reports,
+            "sessions": self.sessions,
+            "messages": self.messages,
+            "write_receipt_p95_ms": percentile(self.write_receipt_ms, 0.95),
+            "forced_resync_rate": self.rate("forced_resyncs"),
+            "full_state_rate": self.rate("full_state_loads"),
+            **{name: self.counters.get(name, 0) for name in P0_COUNTERS},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the gate table: green (True), red (False) or waiting for data (None)."""
+
+    gate: str  # p0 | p1 | rollout
+    name: str
+    ok: bool | None
+    value: Any
+    threshold: Any
+    detail: str
+    baseline: Any = None
+    # A P1 failure the baseline shares is not the release's doing: HOLD, not ROLLBACK.
+    attributable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GateReport:
+    stage: Stage
+    killed: bool
+    evaluated_at: datetime
+    window_start: datetime
+    gate_p0_ok: bool
+    gate_p1_ok: bool | None
+    gate_rollout_ok: bool
+    enough_data: bool
+    rollout_decision: Decision
+    reasons: list[str]
+    checks: list[Check]
+    cohorts: dict[str, dict[str, Any]]
+    server: dict[str, Any]
+
+    @property
+    def p0_breached(self) -> bool:
+        return not self.gate_p0_ok
+
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON the decision log and the API keep."""
+        data = asdict(self)
+        data["stage"] = self.stage.value
+        data["rollout_decision"] = self.rollout_decision.value
+        data["evaluated_at"] = _iso(self.evaluated_at)
+        data["window_start"] = _iso(self.window_start)
+        return data
+
+
+def evaluate_gates(
+    state: RolloutState, window: MetricWindow, policy: GatePolicy, now: datetime
+) -> GateReport:
+    """Seed 004's `chat_get_v11_release_gates()`, from the metrics in `window`."""
+    cohorts = {CANARY: Cohort(CANARY), BASELINE: Cohort(BASELINE)}
+    for report in window.reports:
+        cohorts[CANARY if report.cohort == CANARY else BASELINE].add(report)
+    canary, baseline = cohorts[CANARY], cohorts[BASELINE]
+    expected = _expected_cohorts(state)
+    short = [
+        f"{c.name} has {c.messages} of {policy.min_messages} messages and {c.sessions} of "
+        f"{policy.min_sessions} sessions"
+        for c in (cohorts[name] for name in expected)
+        if c.messages < policy.min_messages or c.sessions < policy.min_sessions
+    ]
+    enough = not short
+    comparable = enough and len(expected) == 2
+
+    checks = [*_p0_checks(canary, baseline)]
+    checks += _p1_client_checks(state, canary, baseline, policy, enough, comparable)
+    checks += _p1_server_checks(window.server, policy)
+    checks += _rollout_checks(state, policy, now)
+
+    p0_ok = all(c.ok for c in checks if c.gate == "p0")
+    p1_results = [c.ok for c in checks if c.gate == "p1"]
+    p1_ok: bool | None = False if False in p1_results else (None if None in p1_results else True)
+    rollout_ok = all(c.ok for c in checks if c.gate == "rollout")
+
+    rollback: list[str] = []
+    hold: list[str] = []
+    for check in checks:
+        if check.ok is False:
+            severe = check.gate == "p0" or (check.gate == "p1" and check.attributable)
+            target = rollback if severe and state.stage is not Stage.OFF else hold
+            target.append(f"{check.name}: {check.detail}")
+    if short:
+        hold.append("not enough messages yet: " + "; ".join(short))
+    decision = Decision.ROLLBACK if rollback else Decision.HOLD if hold else Decision.PROCEED
+    return GateReport(
+        stage=state.stage,
+        killed=state.killed,
+        evaluated_at=now,
+        window_start=window.start,
+        gate_p0_ok=p0_ok,
+        gate_p1_ok=p1_ok,
+        gate_rollout_ok=rollout_ok,
+        enough_data=enough,
+        rollout_decision=decision,
+        reasons=rollback + hold,
+        checks=checks,
+        cohorts={name: cohort.summary() for name, cohort in cohorts.items()},
+        server=_server_summary(window.server),
+    )
+
+
+def _expected_cohorts(state: RolloutState) -> tuple[str, ...]:
+    """Which cohorts must have data: none before the canary starts (or while it is killed)."""
+    if state.stage is Stage.OFF or state.killed:
+        return ()
+    if state.stage is Stage.FULL:
+        return (CANARY,)
+    return (CANARY, BASELINE)
+
+
+def _p0_checks(canary: Cohort, baseline: Cohort) -> list[Check]:
+    checks = []
+    for name in P0_COUNTERS:
+        in_canary, in_baseline = canary.counters.get(name, 0), baseline.counters.get(name, 0)
+        if in_canary or in_baseline:
+            ids = (canary.offending.get(name, []) + baseline.offending.get(name, []))[
+                :MAX_NAMED_IDS
+            ]
+            detail = (
+                f"{in_canary + in_baseline} (canary {in_canary}, baseline {in_baseline}); "
+                f"must be exactly 0; reports {', '.join(f'#{i}' for i in ids)}"
+            )
+        else:
+            detail = "0 in the window"
+        checks.append(
+            Check(
+                gate="p0",
+                name=name,
+                ok=not (in_canary or in_baseline),
+                value=in_canary,
+                baseline=in_baseline,
+                threshold=0,
+                detail=detail,
+            )
+        )
+    return checks
+
+
+@dataclass(frozen=True, slots=True)
+class _ClientMetric:
+    name: str
+    limit: float
+    slack: float  # absolute difference too small to matter, whatever the test says
+
+    def value(self, cohort: Cohort) -> float | None:
+        if self.name == "write_receipt_p95_ms":
+            return percentile(cohort.write_receipt_ms, 0.95)
+        return cohort.rate(_RATE_COUNTERS[self.name])
+
+    def samples(self, cohort: Cohort) -> list[float]:
+        if self.name == "write_receipt_p95_ms":
+            return cohort.write_receipt_ms
+        return cohort.per_report.get(_RATE_COUNTERS[self.name], [])
+
+
+_RATE_COUNTERS = {"forced_resync_rate": "forced_resyncs", "full_state_rate": "full_state_loads"}
+
+
+def _p1_client_checks(
+    state: RolloutState,
+    canary: Cohort,
+    baseline: Cohort,
+    policy: GatePolicy,
+    enough: bool,
+    comparable: bool,
+) -> list[Check]:
+    metrics = [
+        _ClientMetric("write_receipt_p95_ms", policy.max_write_receipt_p95_ms, 5.0),
+        _ClientMetric("forced_resync_rate", policy.max_forced_resync_rate, 0.0),
+        _ClientMetric("full_state_rate", policy.max_full_state_rate, 0.0),
+    ]
+    # Before the canary starts (or while it is killed) the gates judge the current version.
+    subject = baseline if state.stage is Stage.OFF or state.killed else canary
+    checks = []
+    for metric in metrics:
+        value, base = metric.value(subject), metric.value(baseline)
+        if subject is baseline:
+            base = None
+        if not enough or value is None:
+            checks.append(
+                Check("p1", metric.name, None, value, metric.limit, "not enough data", base)
+            )
+            continue
+        problems = []
+        if value > metric.limit:
+            problems.append(f"{_fmt(value)} is above the threshold {_fmt(metric.limit)}")
+        if comparable:
+            problems += _compare(metric, canary, baseline, policy)
+        shared = base is not None and base > metric.limit
+        detail = "; ".join(problems) or f"{_fmt(value)} (threshold {_fmt(metric.limit)})"
+        if shared and problems:
+            detail += f"; the baseline is at {_fmt(base)} too"
+        checks.append(
+            Check(
+                gate="p1",
+                name=metric.name,
+                ok=not problems,
+                value=value,
+                threshold=metric.limit,
+                detail=detail,
+                baseline=base,
+                attributable=not shared,
+            )
+        )
+    return checks
+
+
+def _compare(
+    metric: _ClientMetric, canary: Cohort, baseline: Cohort, policy: GatePolicy
+) -> list[str]:
+    """Kayenta-style: the canary regressed if it is significantly and materially worse."""
+    first, second = metric.samples(canary), metric.samples(baseline)
+    if not first or not second:
+        return []
+    test = mann_whitney_u(first, second)
+    canary_mean, baseline_mean = mean(first) or 0.0, mean(second) or 0.0
+    allowed = baseline_mean * (1 + policy.tolerance) + metric.slack
+    if test.p_greater < policy.alpha and canary_mean > allowed:
+        return [
+            f"canary worse than baseline (Mann-Whitney p={test.p_greater:.4f} < "
+            f"{policy.alpha}; mean {_fmt(canary_mean)} vs {_fmt(baseline_mean)}, "
+            f"tolerance {policy.tolerance:.0%})"
+        ]
+    return []
+
+
+def _p1_server_checks(server: ServerSampleRow, policy: GatePolicy) -> list[Check]:
+    rows = [
+        ("error_5xx_rate", server.errors_5xx, server.requests, policy.max_5xx_rate, "requests"),
+        (
+            "err_resync_range_unavailable_rate",
+            server.resync_range_unavailable,
+            server.stream_opens,
+            policy.max_resync_error_rate,
+            "stream opens answered ERR_RESYNC_RANGE_UNAVAILABLE",
+        ),
+        (
+            "err_resync_throttled_rate",
+            server.resync_throttled,
+            server.stream_opens,
+            policy.max_resync_error_rate,
+            "stream opens answered ERR_RESYNC_THROTTLED",
+        ),
+    ]
+    checks = []
+    for name, count, total, limit, per in rows:
+        rate = count / total if total else 0.0
+        detail = f"{count} of {total} {per} = {_fmt(rate)} (threshold {_fmt(limit)})"
+        # Deployment-wide: both cohorts share these, so a breach holds rather than rolls back.
+        checks.append(Check("p1", name, rate <= limit, rate, limit, detail, attributable=False))
+    return checks
+
+
+def _rollout_checks(state: RolloutState, policy: GatePolicy, now: datetime) -> list[Check]:
+    kill = Check(
+        gate="rollout",
+        name="kill_switch",
+        ok=not state.killed,
+        value="on" if state.killed else "off",
+        threshold="off",
+        detail=f"on since {_iso(state.changed_at)}: {state.reason}" if state.killed else "off",
+    )
+    needed = policy.dwell.get(state.stage)
+    dwelt = now - state.stage_since
+    if needed is None:
+        dwell = Check("rollout", "dwell", True, _span(dwelt), None, f"no minimum at {state.stage}")
+    else:
+        dwell = Check(
+            gate="rollout",
+            name="dwell",
+            ok=dwelt >= needed,
+            value=_span(dwelt),
+            threshold=_span(needed),
+            detail=f"{_span(dwelt)} of {_span(needed)} in {state.stage}",
+        )
+    return [kill, dwell]
+
+
+def _server_summary(server: ServerSampleRow) -> dict[str, Any]:
+    return {
+        "requests": server.requests,
+        "errors_5xx": server.errors_5xx,
+        "stream_opens": server.stream_opens,
+        "ERR_RESYNC_RANGE_UNAVAILABLE": server.resync_range_unavailable,
+        "ERR_RESYNC_THROTTLED": server.resync_throttled,
+    }
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _span(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

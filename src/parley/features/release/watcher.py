@@ -1,0 +1,143 @@
+"""The release watcher: one task per node that keeps the gates live and pulls the hard stop.
+
+Each tick it stores the queued client reports and this node's counts, announces flag changes
+made elsewhere, recomputes the gates (exported as metrics) and — seed 004 §4 — on a P0 breach
+during a rollout trips the kill switch by itself (back to canary_1, kill on, reason recorded)
+and notifies the webhook. A report carrying a P0 counter wakes it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from parley import metrics
+from parley.core.rollout import Decision, Stage
+from parley.features.release.gates import GateReport
+from parley.features.release.rollout import Rollout, state_json
+from parley.features.release.samples import SampleRecorder
+from parley.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = timedelta(hours=1)
+GATES_EVERY = timedelta(minutes=1)
+
+
+class ReleaseWatcher:
+    def __init__(self, *, settings: Settings, rollout: Rollout, recorder: SampleRecorder) -> None:
+        self.settings = settings
+        self.rollout = rollout
+        self.recorder = recorder
+        self.flags = rollout.flags
+        self.last_gates: GateReport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune = rollout.clock() - PRUNE_EVERY
+        self._last_full = rollout.clock() - GATES_EVERY
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="release-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.recorder.flush()  # what clients reported last is still evidence
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.recorder.p0_seen.wait(), self.settings.release_watch_seconds
+                )
+            self.recorder.p0_seen.clear()
+            try:
+                await self.tick()
+            except Exception as exc:  # the database may be restarting; the next tick retries
+                log.warning("release watcher tick failed: %s", exc)
+
+    async def tick(self) -> GateReport | None:
+        """One round: store samples, announce flag changes, check P0, maybe kill.
+
+        The P0 check is one query for offending reports (normally none); the full gates, with
+        their per-cohort statistics, are recomputed on a breach and every `GATES_EVERY` for the
+        exported metrics.
+        """
+        now = self.rollout.clock()
+        await self.recorder.flush()
+        await self.recorder.sample_server(now)
+        await self.flags.announce_pending()
+        state = await self.rollout.get_state()
+        since = self.rollout.policy.window_start(state, now)
+        breached = bool(await self.rollout.store.list_p0_reports(since, limit=1))
+        if not breached and self.last_gates and now - self._last_full < GATES_EVERY:
+            return None
+        gates = await self.rollout.compute_gates(state)
+        self._last_full = now
+        if gates.p0_breached and gates.rollout_decision is Decision.ROLLBACK:
+            await self._hard_stop(gates)
+        self.last_gates = gates
+        _export(gates, state.stage, state.killed)
+        if now - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = now
+            retention = timedelta(seconds=self.settings.release_sample_retention_seconds)
+            await self.rollout.store.prune_samples(now - retention)
+        return gates
+
+    async def _hard_stop(self, gates: GateReport) -> None:
+        """Seed 004 §4: kill switch on, back to canary_1, reason recorded; tell the webhook."""
+        reason = "hard stop: p0 invariant breach: " + "; ".join(
+            f"{c.name}: {c.detail}" for c in gates.checks if c.gate == "p0" and not c.ok
+        )
+        state, moved = await self.rollout.do_hard_stop(reason=reason, gates=gates)
+        if moved:
+            log.error("release %s: %s", state.release, reason)
+            await self.notify(
+                {"event": "release.killed", "state": state_json(state), **_why(gates)}
+            )
+
+    async def notify(self, payload: dict[str, Any]) -> None:
+        """POST `payload` to PARLEY_RELEASE_WEBHOOK_URL; a failure is logged, never raised."""
+        url = self.settings.release_webhook_url
+        if not url:
+            return
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                response = await client.post(url, json=payload)
+                response.raise_for_status()
+        except httpx.HTTPError as exc:
+            metrics.RELEASE_WEBHOOK_FAILURES.inc()
+            log.warning("release webhook %s failed: %s", url, exc)
+
+
+def _why(gates: GateReport) -> dict[str, Any]:
+    return {
+        "decision": gates.rollout_decision.value,
+        "reasons": gates.reasons,
+        "gates": {
+            "gate_p0_ok": gates.gate_p0_ok,
+            "gate_p1_ok": gates.gate_p1_ok,
+            "gate_rollout_ok": gates.gate_rollout_ok,
+        },
+    }
+
+
+def _export(gates: GateReport, stage: Stage, killed: bool) -> None:
+    metrics.RELEASE_STAGE_PERCENT.set(stage.percentage)
+    metrics.RELEASE_KILL_SWITCH.set(1 if killed else 0)
+    for name, ok in (
+        ("p0", gates.gate_p0_ok),
+        ("p1", gates.gate_p1_ok),
+        ("rollout", gates.gate_rollout_ok),
+    ):
+        metrics.RELEASE_GATE_OK.labels(name).set(-1 if ok is None else int(ok))
+    for decision in Decision:
+        metrics.RELEASE_DECISION.labels(decision.value).set(int(decision is gates.rollout_decision))

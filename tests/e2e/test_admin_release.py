@@ -1,0 +1,165 @@
+"""The release admin page (/admin/release) in Chromium against a real server: sign in, walk the
+release from off to full, kill it, and see gates turn red on a reported P0 breach."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+
+from tests.support.servers import ServerProcess, free_port
+
+ENV = {
+    "PARLEY_LOG_JSON": "false",
+    "PARLEY_DATABASE_URL": "",  # the embedded SQLite, whatever the outer env says
+    "PARLEY_RELEASE_DWELL_CANARY_1_SECONDS": "0",
+    "PARLEY_RELEASE_DWELL_CANARY_10_SECONDS": "0",
+    "PARLEY_RELEASE_DWELL_CANARY_50_SECONDS": "0",
+    "PARLEY_RELEASE_MIN_MESSAGES": "0",
+    "PARLEY_RELEASE_MIN_SESSIONS": "0",
+    "PARLEY_RELEASE_WATCH_SECONDS": "0.5",
+}
+
+
+class Deployment:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.env = {**ENV, "PARLEY_DATA_DIR": str(workdir / "var")}
+        self.server = ServerProcess(port=free_port(), workdir=workdir, env=self.env)
+
+    def add_user(self, name: str, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "parley", "user", "add", name, *args],
+            cwd=self.workdir,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout.strip().splitlines()[-1]
+
+    def report(self, token: str, **counters: int) -> None:
+        response = httpx.post(
+            f"{self.server.url}/v1/stream/report",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"transport": "ws", "counters": counters, "write_receipt_ms": [30.0]},
+        )
+        assert response.status_code == 204, response.text
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    deployment = Deployment(tmp_path)
+    deployment.add_user("ops", "--role", "admin", "--password", "ops-password")
+    deployment.server.start()
+    yield deployment
+    deployment.server.stop()
+
+
+@pytest.fixture
+def admin_page(browser: Browser, deployment: Deployment) -> Iterator[Page]:
+    context = browser.new_context(base_url=deployment.server.url)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if _is_error(m) else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto("/admin/release")
+    page.get_by_label("Name").fill("ops")
+    page.get_by_label("Password").fill("ops-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#me-name")).to_have_text("ops")
+    yield page
+    context.close()
+    assert problems == [], problems  # no CSP violation, no script error
+
+
+def _is_error(message: ConsoleMessage) -> bool:
+    """CSP violations and script errors; an answered 4xx (a refused promotion) is expected."""
+    return message.type == "error" and not message.text.startswith("Failed to load resource")
+
+
+def test_the_page_is_served_with_a_strict_content_security_policy(
+    deployment: Deployment,
+) -> None:
+    response = httpx.get(f"{deployment.server.url}/admin/release")
+
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+
+
+def test_an_admin_walks_the_release_to_full_and_kills_it_from_the_page(
+    admin_page: Page,
+) -> None:
+    page = admin_page
+    expect(page.get_by_test_id("stage")).to_have_text("off")
+    expect(page.get_by_test_id("decision")).to_have_text("PROCEED")
+    page.get_by_label("Approving owner").fill("ana")
+
+    for stage in ("canary_1", "canary_10", "canary_50", "full"):
+        page.get_by_role("button", name="Promote").click()
+        expect(page.get_by_test_id("stage")).to_have_text(stage)
+    expect(page.locator("#percentage")).to_have_text("100 % of users")
+    expect(page.locator("[data-gate=gate_p0_ok]")).to_have_class("badge ok")
+
+    page.get_by_label("Reason").fill("support tickets spiking")
+    page.get_by_role("button", name="Kill switch").click()
+    page.get_by_role("button", name="Confirm kill").click()
+
+    expect(page.get_by_test_id("kill-state")).to_have_text("ON")
+    expect(page.get_by_test_id("stage")).to_have_text("canary_1")
+    expect(page.locator("#state-reason")).to_have_text("support tickets spiking")
+    expect(page.locator("[data-gate=gate_rollout_ok]")).to_have_class("badge bad")
+    expect(page.get_by_test_id("decision")).to_have_text("HOLD")
+    rows = page.locator("#history tbody tr")
+    expect(rows).to_have_count(5)
+    expect(rows.first).to_contain_text("full → canary_1")
+    expect(rows.first).to_contain_text("support tickets spiking")
+    expect(rows.last).to_contain_text("off → canary_1")
+    expect(rows.last).to_contain_text("ana")
+
+    page.get_by_role("button", name="Promote").click()
+    expect(page.locator("#message")).to_contain_text("promote refused")
+    expect(page.locator("#message")).to_contain_text("kill_switch")
+
+
+def test_a_reported_duplicate_turns_p0_red_and_the_page_refuses_to_promote(
+    admin_page: Page, deployment: Deployment
+) -> None:
+    page = admin_page
+    member = deployment.add_user("mia")
+
+    deployment.report(member, timeline_duplicate_detected=1)
+    page.reload()
+
+    expect(page.locator("[data-gate=gate_p0_ok]")).to_have_class("badge bad")
+    expect(page.get_by_test_id("decision")).to_have_text("HOLD")
+    expect(page.locator("#reasons")).to_contain_text("timeline_duplicate_detected: 1")
+    expect(page.locator("[data-check=timeline_duplicate_detected]")).to_contain_text("no")
+    page.get_by_role("button", name="Promote").click()
+    expect(page.locator("#message")).to_contain_text("promote refused")
+    expect(page.get_by_test_id("stage")).to_have_text("off")
+
+
+def test_the_watcher_kills_a_full_release_on_a_p0_breach_and_the_page_shows_it(
+    admin_page: Page, deployment: Deployment
+) -> None:
+    page = admin_page
+    member = deployment.add_user("mia")
+    for stage in ("canary_1", "canary_10", "canary_50", "full"):
+        page.get_by_role("button", name="Promote").click()
+        expect(page.get_by_test_id("stage")).to_have_text(stage)
+
+    deployment.report(member, ack_without_receipt_10s=1)
+
+    expect(page.get_by_test_id("kill-state")).to_have_text("ON")  # the page refreshes itself
+    expect(page.locator("#state-reason")).to_contain_text("hard stop: p0 invariant breach")
+    expect(page.locator("#state-actor")).to_have_text("watcher")
