@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -99,9 +100,15 @@ class Identity:
         await self.tokens.revoke_token(hash_token(token))
 
 
+# The same shape the REST schemas accept, so every user the CLI makes can be named over the API.
+_USER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 def check_user_name(name: str) -> None:
-    if not (1 <= len(name) <= 64) or not all(c.isalnum() or c in "._-" for c in name):
-        raise BadInput("a user name is 1-64 letters, digits, '.', '_' or '-'", ErrorCode.VALIDATION)
+    if not _USER_NAME.fullmatch(name):
+        raise BadInput(
+            "a user name is 1-64 ASCII letters, digits, '.', '_' or '-'", ErrorCode.VALIDATION
+        )
 
 
 def _aware(value: datetime) -> datetime:
