@@ -257,7 +257,12 @@ def _since(start_ns: int, end_ns: int) -> float:
 
 
 async def settled_rss(servers: ServerSet, seconds: float = 1.0) -> float:
-    """Total resident memory of the servers, MiB, the median of a few reads over `seconds`."""
+    """Total resident memory of the servers, MiB, the median of a few reads over `seconds`.
+
+    NaN (null in JSON) when the servers' process ids are unknown (`--url` without `--server-pid`).
+    """
+    if not servers.pids:
+        return math.nan
     reads = []
     for _ in range(5):
         reads.append(sum(servers.rss_mb()))
@@ -337,7 +342,9 @@ def _finish(run: Run, fleet: Fleet, before: dict[str, float], after: dict[str, f
         per_conn = (first["rss_connected_mb"] - before_mb) * 1024 / max(1, first["connected"])
         run.memory.update(
             rss_connected_mb=first["rss_connected_mb"],
-            rss_peak_mb=max(run.memory.get("rss_peak_mb", 0.0), first["rss_connected_mb"]),
+            rss_peak_mb=max(run.memory.get("rss_peak_mb", 0.0), first["rss_connected_mb"])
+            if run.servers.pids
+            else math.nan,
             rss_after_mb=last["rss_after_mb"],
             per_connection_kib=round(per_conn, 1),
             after_minus_before_mb=round(last["rss_after_mb"] - before_mb, 1),
