@@ -135,3 +135,28 @@ async def test_list_conversations_shows_last_seq_and_unread(people: PeopleFactor
     await bob.http.post(f"/v1/conversations/{cid}/receipts", json={"read_seq": 2})
     bobs = (await bob.http.get("/v1/conversations")).json()["conversations"]
     assert bobs[0]["unread"] == 1
+
+
+async def test_concurrent_sends_to_many_conversations_keep_each_gapless(
+    people: PeopleFactory,
+) -> None:
+    alice = await people.add()
+    conversations = [await create_conversation(alice) for _ in range(4)]
+
+    responses = await asyncio.gather(
+        *(
+            alice.http.post(
+                f"/v1/conversations/{cid}/messages",
+                json={"client_msg_id": f"{cid}-{n}", "body": "x"},
+            )
+            for n in range(15)
+            for cid in conversations
+        )
+    )
+
+    assert all(r.status_code == 201 for r in responses)
+    for cid in conversations:
+        seqs = sorted(r.json()["seq"] for r in responses if r.json()["conversation_id"] == cid)
+        assert seqs == list(range(1, 16))
+    positions = sorted(r.json()["pos"] for r in responses)
+    assert positions == list(range(positions[0], positions[0] + 60))

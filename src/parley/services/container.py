@@ -9,7 +9,10 @@ from parley.bus.memory import MemoryBus
 from parley.bus.redis import RedisBus
 from parley.core.models import Appended
 from parley.core.writer import MessageWriter
+from parley.features.inbox.service import Inboxes
 from parley.features.release.service import Release
+from parley.features.widget.guard import Network, WidgetLimits, parse_networks
+from parley.features.widget.service import Widget
 from parley.metrics import (
     MESSAGE_RETRIES,
     MESSAGES_STORED,
@@ -26,6 +29,7 @@ from parley.storage.attachments import AttachmentStore
 from parley.storage.blobs import LocalBlobStore
 from parley.storage.conversations import ConversationStore
 from parley.storage.database import Database
+from parley.storage.inboxes import InboxStore
 from parley.storage.messages import MessageStore
 from parley.storage.stream import StreamStore
 from parley.storage.users import TokenStore, UserStore
@@ -41,6 +45,10 @@ class Services:
     writer: MessageWriter
     stream: StreamService
     release: Release
+    inboxes: Inboxes
+    widget: Widget
+    widget_limits: WidgetLimits
+    widget_networks: list[Network]
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -53,7 +61,7 @@ class Services:
         attachment_store = AttachmentStore(db)
         writer = MessageWriter(
             message_store,
-            shards=settings.writer_shards or (4 if db.is_postgres else 1),
+            shards=settings.writer_shards,
             max_batch=settings.writer_max_batch,
             on_batch=WRITER_BATCH_SIZE.observe,
         )
@@ -94,6 +102,7 @@ class Services:
             await stream.publish_committed(results)
 
         writer.on_commit = on_commit
+        inbox_store = InboxStore(db)
         return cls(
             settings=settings,
             db=db,
@@ -108,6 +117,15 @@ class Services:
             writer=writer,
             stream=stream,
             release=Release.build(settings, db, stream=stream, users=users),
+            inboxes=Inboxes(inbox_store, timeline),
+            widget=Widget(
+                settings=settings, store=inbox_store, identity=identity, timeline=timeline
+            ),
+            widget_limits=WidgetLimits(
+                settings,
+                StreamService.limiter_storage_for(settings.redis_url, settings.redis_prefix),
+            ),
+            widget_networks=parse_networks(settings.trusted_proxies),
         )
 
     async def start(self) -> None:

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import insert, select, text, tuple_, update
+from sqlalchemy import case, insert, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from parley.core.models import Appended, Message, NewMessage
@@ -164,17 +164,17 @@ class MessageStore:
             ).scalar_one()
             next_pos = head - len(fresh) + 1
             counts = Counter(send.conversation_id for send in fresh)
-            next_seq: dict[int, int] = {}
-            for conversation_id, n in counts.items():
-                last = (
-                    await conn.execute(
-                        update(conversations)
-                        .where(conversations.c.id == conversation_id)
-                        .values(last_seq=conversations.c.last_seq + n)
-                        .returning(conversations.c.last_seq)
-                    )
-                ).scalar_one()
-                next_seq[conversation_id] = last - n + 1
+            # One statement bumps every conversation of the batch (not one per conversation).
+            bumped = await conn.execute(
+                update(conversations)
+                .where(conversations.c.id.in_(list(counts)))
+                .values(
+                    last_seq=conversations.c.last_seq
+                    + case(dict(counts), value=conversations.c.id, else_=0)
+                )
+                .returning(conversations.c.id, conversations.c.last_seq)
+            )
+            next_seq = {cid: last - counts[cid] + 1 for cid, last in bumped}
             rows: list[dict[str, Any]] = []
             for pos, send in enumerate(fresh, start=next_pos):
                 seq = next_seq[send.conversation_id]
