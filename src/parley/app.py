@@ -13,7 +13,9 @@ from parley import __version__
 from parley.api.errors import install_error_handlers
 from parley.api.middleware import RequestBodyLimit, RequestObserver
 from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
+from parley.features.inbox import routes as inbox
 from parley.features.release import routes as release
+from parley.features.widget import routes as widget
 from parley.services.container import Services
 from parley.settings import Settings
 
@@ -51,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stream.router,
         demo.router,
         release.router,
+        inbox.router,
+        widget.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

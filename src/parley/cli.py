@@ -216,3 +216,7 @@ from parley.features.release.cli import (  # noqa: E402 - appended commands
 app.add_typer(release_app, name="release")
 app.command("gonogo")(gonogo_command)
 app.command("smoke")(smoke_command)
+
+from parley.features.inbox.cli import inbox_app  # noqa: E402
+
+app.add_typer(inbox_app, name="inbox")

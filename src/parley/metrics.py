@@ -100,3 +100,8 @@ RELEASE_KILLS = Counter(
 RELEASE_WEBHOOK_FAILURES = Counter(
     "parley_release_webhook_failures_total", "Kill notifications the webhook did not accept."
 )
+WIDGET_REFUSED = Counter(
+    "parley_widget_refused_total",
+    "Widget API requests refused by a defence: origin, disabled, or the rate that was exceeded.",
+    ["reason"],
+)

@@ -255,3 +255,41 @@ release_server_samples = Table(
     Column("resync_throttled", BigInteger, nullable=False),
     Index("ix_release_server_samples_at", "at"),
 )
+
+# -- website live-chat (docs/widget.md) --------------------------------------------------------
+
+inboxes = Table(
+    "inboxes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    # Server-made and public (it sits in the embedding page); it names the inbox, nothing more.
+    Column("widget_token", String(64), nullable=False, unique=True),
+    Column("allowed_domains", Json, nullable=False),
+    # User names added to every new visitor conversation (until routing exists).
+    Column("operators", Json, nullable=False),
+    Column("privacy_url", String(2000), nullable=True),
+    Column("privacy_text", Text, nullable=True),
+    # {"timezone": "Europe/Moscow", "days": [0..6], "start": "09:00", "end": "18:00"}; null: always.
+    Column("working_hours", Json, nullable=True),
+    Column("offline_message", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("identity_secret", String(128), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+widget_sessions = Table(
+    "widget_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # sha256 of the visitor's session token; the token lives only in the visitor's browser.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("visitor_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
+    Index("ix_widget_sessions_inbox_id", "inbox_id"),
+)

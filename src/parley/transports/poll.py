@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from parley.core.models import User
 from parley.services.stream import StreamService
 from parley.transports import bearer_token, client_ip
 
@@ -15,8 +16,20 @@ async def poll(request: Request, stream: StreamService, timeout: float) -> Respo
     user = await stream.authenticate(
         token=bearer_token(request), ticket=request.query_params.get("ticket")
     )
-    cursor = request.query_params.get("cursor")
-    session = await stream.open(user, cursor=cursor, transport="poll", client_ip=client_ip(request))
+    return await poll_as(
+        user,
+        stream,
+        cursor=request.query_params.get("cursor"),
+        timeout=timeout,
+        client_ip=client_ip(request),
+    )
+
+
+async def poll_as(
+    user: User, stream: StreamService, *, cursor: str | None, timeout: float, client_ip: str
+) -> Response:
+    """One long poll for an already authenticated `user` (the widget polls as its visitor)."""
+    session = await stream.open(user, cursor=cursor, transport="poll", client_ip=client_ip)
     try:
         envelopes = list(session.backlog)
         if not envelopes and cursor:

@@ -1,0 +1,156 @@
+"""`/api/widget/...`: bootstrap, send, poll — no bearer; the widget or session token decides.
+
+Every request passes the same defences in the same order: the global switch, the per-IP rate
+(before any database work), the inbox's kill switch, the page's origin, the per-token/session
+rates.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from parley.api.deps import ServicesDep
+from parley.api.schemas import Input, MessageOut, Text
+from parley.core import limits
+from parley.features.widget.guard import check_origin, client_ip
+from parley.features.widget.service import Visit
+from parley.transports import poll
+
+router = APIRouter(prefix="/api/widget", tags=["widget"])
+
+# Both tokens are server-made URL-safe strings; the shape check keeps NUL and junk out of queries.
+TokenShape = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+WidgetToken = Annotated[str, TokenShape]
+SessionToken = Annotated[str, TokenShape]
+
+
+class BootstrapIn(Input):
+    widget_token: WidgetToken
+    session: SessionToken | None = None
+
+
+class PrivacyOut(BaseModel):
+    url: str
+    text: str
+
+
+class BootstrapOut(BaseModel):
+    session: str = Field(description="Keep it (localStorage) and send it back to restore.")
+    restored: bool
+    conversation_id: int
+    visitor_id: int
+    visitor_name: str
+    inbox_name: str
+    privacy: PrivacyOut
+    online: bool
+    offline_message: str | None
+
+
+class WidgetSendIn(Input):
+    session: SessionToken
+    client_msg_id: Text(limits.CLIENT_MSG_ID_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
+    body: Text(limits.MESSAGE_BODY_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
+
+
+def _ip(request: Request, services: ServicesDep) -> str:
+    return client_ip(request, services.widget_networks)
+
+
+async def _visit(request: Request, services: ServicesDep, session: str) -> Visit:
+    visit = await services.widget.access_visit(session)
+    services.widget.check_enabled(visit.inbox)
+    check_origin(request, visit.inbox)
+    return visit
+
+
+def _allow_cors(request: Request, response: Response) -> None:
+    """Let the embedding page read the answer; only called once its origin passed the check."""
+    origin = request.headers.get("origin")
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+
+
+@router.options("/{path:path}", status_code=204, include_in_schema=False)
+async def preflight(request: Request) -> Response:
+    """CORS preflight. It carries no body, so no inbox: the real request is checked instead."""
+    response = Response(status_code=204)
+    _allow_cors(request, response)
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+    response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+@router.post("/bootstrap", response_model=BootstrapOut)
+async def bootstrap(
+    body: BootstrapIn, request: Request, response: Response, services: ServicesDep
+) -> BootstrapOut:
+    """A visitor session for this inbox: the one `session` names if it is still there, else new."""
+    widget = services.widget
+    widget.check_enabled()
+    await services.widget_limits.hit("bootstrap_ip", _ip(request, services))
+    inbox = await widget.access_inbox(body.widget_token)
+    widget.check_enabled(inbox)
+    check_origin(request, inbox)
+    _allow_cors(request, response)
+    await services.widget_limits.hit("bootstrap_token", body.widget_token)
+    done = await widget.do_bootstrap(inbox, body.session)
+    url, text = widget.privacy(inbox)
+    online = widget.is_online(inbox)
+    return BootstrapOut(
+        session=done.session_token,
+        restored=done.restored,
+        conversation_id=done.visit.session.conversation_id,
+        visitor_id=done.visit.visitor.id,
+        visitor_name=done.visit.visitor.name,
+        inbox_name=inbox.name,
+        privacy=PrivacyOut(url=url, text=text),
+        online=online,
+        offline_message=None if online else inbox.offline_message,
+    )
+
+
+@router.post("/messages", response_model=MessageOut, status_code=201)
+async def send(
+    body: WidgetSendIn, request: Request, response: Response, services: ServicesDep
+) -> MessageOut:
+    """The visitor's message, through the same path as every other send (seq, idempotency)."""
+    services.widget.check_enabled()
+    await services.widget_limits.hit("send_ip", _ip(request, services))
+    visit = await _visit(request, services, body.session)
+    _allow_cors(request, response)
+    await services.widget_limits.hit("send_session", str(visit.session.id))
+    appended = await services.widget.do_send(
+        visit, client_msg_id=body.client_msg_id, body=body.body
+    )
+    if not appended.created:
+        response.status_code = 200
+    return MessageOut.of(appended.message)
+
+
+@router.get("/poll")
+async def widget_poll(
+    request: Request,
+    services: ServicesDep,
+    session: Annotated[str, Query(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
+    timeout: Annotated[float, Query(ge=0, le=poll.MAX_TIMEOUT_SECONDS)] = 25,
+) -> Response:
+    """`{"events": [...], "cursor": "N"}` for the visitor's conversation, as `/v1/stream/poll`."""
+    services.widget.check_enabled()
+    visit = await _visit(request, services, session)
+    await services.widget_limits.hit("poll_interval", str(visit.session.id))
+    await services.widget_limits.hit("poll_session", str(visit.session.id))
+    answer = await poll.poll_as(
+        visit.visitor,
+        services.stream,
+        cursor=cursor,
+        timeout=timeout,
+        client_ip=_ip(request, services),
+    )
+    _allow_cors(request, answer)
+    return answer
