@@ -178,3 +178,20 @@ async def test_stop_drains_queued_sends_then_refuses_new_ones(
     assert all(send.done() and send.result().created for send in queued)
     with pytest.raises(Unavailable):
         await writer.append(new("late"))
+
+
+async def test_a_store_answering_the_wrong_number_of_results_fails_sends_not_the_writer() -> None:
+    class Miscounting(FakeStore):
+        async def append_batch(self, batch: list[NewMessage]) -> list[Appended]:
+            answers = await super().append_batch(batch)
+            return [] if len(self.batches) == 1 else answers  # the first answer is broken
+
+    writer = MessageWriter(Miscounting())
+    writer.start()
+    try:
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(writer.append(new("first")), 5)
+        later = await asyncio.wait_for(writer.append(new("second")), 5)
+    finally:
+        await asyncio.wait_for(writer.stop(), 5)
+    assert later.created and later.message.body == "second"

@@ -78,6 +78,9 @@ class MessageWriter:
                 batch.append(queue.get_nowait())
             try:
                 await self._commit(batch)
+            except Exception as exc:  # a shard's loop must outlive any one batch
+                log.exception("group commit failed unexpectedly")
+                _fail(batch, exc)
             finally:
                 for _ in batch:
                     queue.task_done()
