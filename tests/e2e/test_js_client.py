@@ -499,7 +499,7 @@ def test_mark_read_never_moves_backwards(client: BrowserClient, chat: Chat) -> N
     assert client.page.evaluate("(room) => client.markRead(room, 2)", chat.room) is False
 
     assert eventually(chat.read_seq_of_alice) == 3
-    assert client.stats()["read_rollback_detected"] == 1
+    assert client.stats()["read_rollback_detected"] == 0  # a lower markRead is a no-op
 
 
 def test_message_missing_from_the_stream_is_filled_over_rest(
