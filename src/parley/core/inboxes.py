@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, field_validator
@@ -52,6 +53,10 @@ class Inbox:
     enabled: bool
     identity_secret: str | None
     created_at: datetime
+    routing_rules: list[dict[str, Any]] = field(default_factory=list)
+    branch_id: int | None = None
+    allow_attachments: bool = True
+    auto_assign: bool = False
 
     def is_online(self, at: datetime) -> bool:
         return self.working_hours is None or self.working_hours.is_open(at)
@@ -75,3 +80,4 @@ class WidgetSession:
     inbox_id: int
     visitor_id: int
     conversation_id: int
+    external_id: str | None = None

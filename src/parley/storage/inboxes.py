@@ -29,6 +29,10 @@ def inbox_from_row(row: Any) -> Inbox:
         enabled=bool(row.enabled),
         identity_secret=row.identity_secret,
         created_at=utc(row.created_at),
+        routing_rules=list(_json(row.routing_rules) or []),
+        branch_id=row.branch_id,
+        allow_attachments=bool(row.allow_attachments),
+        auto_assign=bool(row.auto_assign),
     )
 
 
@@ -38,6 +42,7 @@ def _session_from_row(row: Any) -> WidgetSession:
         inbox_id=row.inbox_id,
         visitor_id=row.visitor_id,
         conversation_id=row.conversation_id,
+        external_id=row.external_id,
     )
 
 

@@ -16,6 +16,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -276,6 +278,13 @@ inboxes = Table(
     Column("enabled", Boolean, nullable=False),
     Column("identity_secret", String(128), nullable=True),
     Column("created_at", Timestamp, nullable=False),
+    # [{"url_contains"|"url_prefix"|"language"|"country": value, ..., "branch_id": N}], first wins.
+    Column("routing_rules", Json, nullable=False, server_default="[]"),
+    # This inbox's own fallback branch; else PARLEY_DEFAULT_BRANCH_ID.
+    Column("branch_id", Id, ForeignKey("branches.id", ondelete="SET NULL"), nullable=True),
+    Column("allow_attachments", Boolean, nullable=False, server_default=true()),
+    # Assign a new conversation to the branch's available operator with the fewest open ones.
+    Column("auto_assign", Boolean, nullable=False, server_default=false()),
 )
 
 widget_sessions = Table(
@@ -291,5 +300,84 @@ widget_sessions = Table(
     ),
     Column("created_at", Timestamp, nullable=False),
     Column("last_seen_at", Timestamp, nullable=False),
+    # The site's user id when the session was opened with a verified identity token; such a
+    # session is restored only with a fresh valid token for the same user.
+    Column("external_id", String(200), nullable=True),
     Index("ix_widget_sessions_inbox_id", "inbox_id"),
+)
+
+# A team of operators that routed conversations go to ("branch" in the seed checklists).
+branches = Table(
+    "branches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("operators", Json, nullable=False),  # user names
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# The live-chat side of a visitor's conversation: one per (inbox, visitor), ever; a visitor who
+# writes again into a resolved/closed one reopens it.
+livechat_conversations = Table(
+    "livechat_conversations",
+    metadata,
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("visitor_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),  # open | pending | resolved | closed
+    Column("priority", String(16), nullable=False),  # low | normal | high | urgent
+    Column("assignee_id", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("branch_id", Id, ForeignKey("branches.id", ondelete="SET NULL"), nullable=True),
+    Column("page_url", String(2000), nullable=True),
+    Column("language", String(35), nullable=True),
+    Column("country", String(2), nullable=True),
+    # What the site told about its visitor (name, email, plan...); always rendered as text.
+    Column("attributes", Json, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("last_message_at", Timestamp, nullable=True),
+    UniqueConstraint("inbox_id", "visitor_id", name="uq_livechat_conversations_inbox_visitor"),
+    Index("ix_livechat_conversations_inbox_id_status", "inbox_id", "status"),
+    Index("ix_livechat_conversations_assignee_id", "assignee_id"),
+)
+
+# Internal notes: staff only. Not messages, so no transport that carries messages can leak them.
+livechat_notes = Table(
+    "livechat_notes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("livechat_conversations.conversation_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("author_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_livechat_notes_conversation_id", "conversation_id"),
+)
+
+# A verified site user (identity token) is one visitor user per inbox, whatever the device.
+widget_identities = Table(
+    "widget_identities",
+    metadata,
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("external_id", String(200), primary_key=True),
+    Column("visitor_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# Identity-token nonces seen, kept until the token expires: a second use is a replay (401).
+widget_identity_nonces = Table(
+    "widget_identity_nonces",
+    metadata,
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("nonce", String(100), primary_key=True),
+    Column("expires_at", Timestamp, nullable=False),
 )
