@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the Locust live-chat scenario (bench/locustfile.py) against servers this script starts,
-# then stop them (by PID). Loopback only; bounded by --run-time.
+# Run the Locust live-chat scenario (bench/locustfile.py: widget visitors + operators) against
+# servers this script starts, then stop them (by PID). Loopback only; bounded by --run-time.
 #
 #   bench/locust.sh embedded 1 [VISITORS] [OPERATORS] [SECONDS] [OUT_DIR]
 #   PARLEY_DATABASE_URL=... PARLEY_REDIS_URL=... bench/locust.sh postgres 2 200 20 60
@@ -15,6 +15,9 @@ mkdir -p "$out"
 py=${PYTHON:-.venv/bin/python}
 work=$(mktemp -d /tmp/parley-locust-srv-XXXX)
 export PARLEY_LOG_LEVEL=WARNING PARLEY_STREAM_MAX_PER_IP=1000000 PARLEY_DATA_DIR="$work/data"
+# Every simulated visitor comes from 127.0.0.1: lift the per-IP widget limits for the run.
+export PARLEY_WIDGET_BOOTSTRAP_RATE_PER_IP=1000000/minute PARLEY_WIDGET_SEND_RATE_PER_IP=1000000/minute
+export PARLEY_WIDGET_BOOTSTRAP_RATE_PER_TOKEN=1000000/minute PARLEY_WIDGET_POLL_MIN_INTERVAL_SECONDS=0
 if [ "$mode" = embedded ]; then
   unset PARLEY_DATABASE_URL PARLEY_REDIS_URL
   [ "$servers" = 1 ] || { echo "embedded is one process" >&2; exit 2; }
@@ -32,8 +35,13 @@ done
 for host in "${hosts[@]}"; do
   for _ in $(seq 1 300); do curl -sf "$host/readyz" >/dev/null && break; sleep 0.1; done
 done
-"$py" -m parley user add-many "lc$RANDOM" $((visitors + operators)) --json >"$out/users.json"
+prefix="lc$RANDOM"
+"$py" -m parley user add-many "$prefix" "$operators" --json >"$out/users.json"
+operator_flags=$("$py" -c 'import json,sys; print(" ".join("--operator " + u["name"] for u in json.load(open(sys.argv[1]))["users"]))' "$out/users.json")
+# shellcheck disable=SC2086
+token=$("$py" -m parley inbox add "Bench $prefix" --domain bench.example $operator_flags | tail -n1)
 PARLEY_BENCH_USERS="$out/users.json" PARLEY_BENCH_OPERATORS="$operators" \
+PARLEY_BENCH_WIDGET_TOKEN="$token" \
 PARLEY_BENCH_HOSTS=$(IFS=,; echo "${hosts[*]}") \
   "$(dirname "$py")/locust" -f bench/locustfile.py --headless \
   -u $((visitors + operators)) -r 50 --run-time "${seconds}s" --stop-timeout 15 \

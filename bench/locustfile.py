@@ -1,19 +1,21 @@
-"""Locust scenario for the live-chat shape: visitors and operators over REST and long-poll.
+"""Locust scenario for the live chat (seed 001 section 6): widget visitors and operators.
 
-Until the widget exists, visitors are plain chat users. Every user keeps a long-poll going in
-the background, as the JS client does. A visitor bootstraps (opens a direct conversation with an
-operator, lists its conversations, loads the newest page), then sends a message every few
-seconds. An operator answers every visitor message its stream brings, and now and then reloads
-its inbox (the conversation list).
+Every user keeps a long-poll going in the background, as the JS client does when WebSockets are
+blocked. A visitor goes through the real Widget API: bootstrap with the inbox's widget token
+(`Origin` set to an allowed domain), load the history page, then send a message every few seconds
+and long-poll `/api/widget/poll`. An operator (a member of every visitor conversation of the
+inbox) follows `/v1/stream/poll`, answers the visitor messages of its share of conversations, and
+now and then reloads its inbox (the conversation list).
 
 Besides Locust's per-endpoint figures, each message that arrives on a stream is recorded as a
 `DELIVER` sample: the time from its send (stamped in the body) to the poll that returned it.
 Long-poll rows measure waiting, not work: read them as "how long until something happened".
 At the end, the 5xx count is printed (and the run exits 1 if there was any).
 
-Users come from `parley user add-many PREFIX N --json` (run with the server's PARLEY_* env):
+Operators come from `parley user add-many PREFIX N --json`, the inbox from `parley inbox add`
+(with those operators and the domain `bench.example`); run with the server's PARLEY_* env:
 
-    PARLEY_BENCH_USERS=users.json PARLEY_BENCH_OPERATORS=10 \\
+    PARLEY_BENCH_USERS=users.json PARLEY_BENCH_OPERATORS=10 PARLEY_BENCH_WIDGET_TOKEN=wt_... \\
       locust -f bench/locustfile.py --headless -u 110 -r 50 -t 60s \\
       --host http://127.0.0.1:8000 --only-summary
 
@@ -39,9 +41,9 @@ _USERS: list[dict[str, Any]] = json.loads(
 _OPERATORS = int(os.environ.get("PARLEY_BENCH_OPERATORS", "10"))
 _HOSTS = [h for h in os.environ.get("PARLEY_BENCH_HOSTS", "").split(",") if h]
 _POLL_SECONDS = float(os.environ.get("PARLEY_BENCH_POLL_SECONDS", "10"))
-_next_operator = itertools.count()  # which operator a new visitor talks to
+_WIDGET_TOKEN = os.environ.get("PARLEY_BENCH_WIDGET_TOKEN", "")
+_ORIGIN = {"Origin": "https://bench.example"}
 _next_operator_account = itertools.count()
-_next_visitor = itertools.count()
 _next_host = itertools.count()
 _server_errors = {"count": 0}
 
@@ -113,16 +115,7 @@ class ChatUser(FastHttpUser):
             message = event["message"]
             if message["sender_id"] == self.account["id"]:
                 continue
-            sent_at = _sent_at(message["body"])
-            if sent_at is not None:
-                events.request.fire(
-                    request_type="DELIVER",
-                    name=f"{self.role}: message arrived (send -> poll)",
-                    response_time=max(0.0, (arrived - sent_at) * 1000),
-                    response_length=len(message["body"]),
-                    exception=None,
-                    context={},
-                )
+            _record_delivery(self.role, message["body"], arrived)
         return found
 
     def send(self, conversation_id: int, text: str) -> None:
@@ -134,36 +127,75 @@ class ChatUser(FastHttpUser):
         )
 
 
-class Visitor(ChatUser):
-    """A website visitor: bootstrap, then send and follow the conversation."""
+class Visitor(FastHttpUser):
+    """A website visitor on the Widget API: bootstrap, history, then send and long-poll."""
 
     wait_time = between(2, 5)
-    role = "visitor"
 
-    def pick_account(self) -> dict[str, Any]:
-        visitors = _USERS[_OPERATORS:]
-        return visitors[next(_next_visitor) % len(visitors)]
+    def __init__(self, environment: Any) -> None:
+        if _HOSTS:
+            self.host = _HOSTS[next(_next_host) % len(_HOSTS)]
+        super().__init__(environment)
 
     def on_start(self) -> None:
-        operator = _USERS[next(_next_operator) % _OPERATORS]
         with self.client.post(
-            "/v1/conversations",
-            json={"kind": "direct", "members": [operator["name"]]},
-            headers=self.auth,
-            name="/v1/conversations (bootstrap)",
+            "/api/widget/bootstrap",
+            json={"widget_token": _WIDGET_TOKEN, "page_url": "https://bench.example/pricing"},
+            headers=_ORIGIN,
+            name="/api/widget/bootstrap",
         ) as response:
-            self.conversation_id = response.json()["id"]
-        self.client.get("/v1/conversations", headers=self.auth, name="/v1/conversations")
+            answer = response.json()
+        self.session = answer["session"]
+        self.visitor_id = answer["visitor_id"]
         self.client.get(
-            f"/v1/conversations/{self.conversation_id}/messages?limit=50",
-            headers=self.auth,
-            name="/v1/conversations/{id}/messages (page)",
+            f"/api/widget/messages?session={self.session}&limit=50",
+            headers=_ORIGIN,
+            name="/api/widget/messages (history)",
         )
-        self.start_stream()
+        with self.client.get(
+            f"/api/widget/poll?session={self.session}&timeout=0",
+            headers=_ORIGIN,
+            name="/api/widget/poll (start)",
+        ) as response:
+            self.cursor = response.json()["cursor"]
+        self.follower = gevent.spawn(self._follow)
+
+    def on_stop(self) -> None:
+        self.follower.kill(block=False)
+
+    def _follow(self) -> None:
+        while True:
+            try:
+                self._poll()
+            except Exception:  # a failed poll is in the stats already; back off, try again
+                gevent.sleep(1)
+
+    def _poll(self) -> None:
+        with self.client.get(
+            f"/api/widget/poll?session={self.session}&cursor={self.cursor}"
+            f"&timeout={_POLL_SECONDS:g}",
+            headers=_ORIGIN,
+            name="/api/widget/poll (long-poll)",
+        ) as response:
+            payload = response.json()
+        self.cursor = payload["cursor"]
+        arrived = time.time()
+        for event in payload["events"]:
+            if event["type"] == "message" and event["message"]["sender_id"] != self.visitor_id:
+                _record_delivery("visitor", event["message"]["body"], arrived)
 
     @task
     def say_something(self) -> None:
-        self.send(self.conversation_id, "hello, I have a question about my order")
+        self.client.post(
+            "/api/widget/messages",
+            json={
+                "session": self.session,
+                "client_msg_id": uuid.uuid4().hex,
+                "body": f"t={time.time():.6f} hello, I have a question about my order",
+            },
+            headers=_ORIGIN,
+            name="/api/widget/messages (send)",
+        )
 
 
 class Operator(ChatUser):
@@ -174,19 +206,36 @@ class Operator(ChatUser):
     role = "operator"
 
     def pick_account(self) -> dict[str, Any]:
-        return _USERS[next(_next_operator_account) % _OPERATORS]
+        self.index = next(_next_operator_account) % _OPERATORS
+        return _USERS[self.index]
 
     def on_start(self) -> None:
         self.start_stream()
 
     def on_message(self, event: dict[str, Any]) -> None:
-        if event["message"]["sender_id"] != self.account["id"]:
+        # Every operator hears every visitor; each answers its share of the conversations.
+        mine = event["conversation_id"] % _OPERATORS == self.index
+        if mine and _sent_at(event["message"]["body"]) is not None:
             # Answer beside the stream, not in its way: the next poll starts at once.
             gevent.spawn(self.send, event["conversation_id"], "thanks, let me check")
 
     @task
     def inbox(self) -> None:
         self.client.get("/v1/conversations", headers=self.auth, name="/v1/conversations (inbox)")
+
+
+def _record_delivery(role: str, body: str, arrived: float) -> None:
+    """A `DELIVER` sample: from the send (stamped in the body) to the poll that brought it."""
+    sent_at = _sent_at(body)
+    if sent_at is not None:
+        events.request.fire(
+            request_type="DELIVER",
+            name=f"{role}: message arrived (send -> poll)",
+            response_time=max(0.0, (arrived - sent_at) * 1000),
+            response_length=len(body),
+            exception=None,
+            context={},
+        )
 
 
 def _sent_at(body: str) -> float | None:
