@@ -7,15 +7,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from parley import __version__
 from parley.api.errors import install_error_handlers
 from parley.api.middleware import RequestBodyLimit, RequestObserver
 from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
+from parley.api.static import ParleyStaticFiles
+from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
+from parley.features.livechat import routes as livechat
 from parley.features.release import routes as release
 from parley.features.widget import routes as widget
+from parley.features.widget import visitor as widget_visitor
 from parley.services.container import Services
 from parley.settings import Settings
 
@@ -54,16 +57,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         demo.router,
         release.router,
         inbox.router,
+        livechat.router,
+        livechat.admin_router,
         widget.router,
+        widget_visitor.router,
+        console.router,
     ):
         app.include_router(router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")
     app.state.settings = settings
     app.state.static_dir = STATIC_DIR
     app.add_middleware(
         RequestBodyLimit,
         default=settings.request_max_bytes,
-        overrides=[(attachments.UPLOAD_PATH_PATTERN, settings.attachment_max_bytes + 64 * 1024)],
+        overrides=[
+            (pattern, settings.attachment_max_bytes + 64 * 1024)
+            for pattern in (attachments.UPLOAD_PATH_PATTERN, widget.UPLOAD_PATH_PATTERN)
+        ],
     )
     app.add_middleware(RequestObserver)
     return app

@@ -220,3 +220,7 @@ app.command("smoke")(smoke_command)
 from parley.features.inbox.cli import inbox_app  # noqa: E402
 
 app.add_typer(inbox_app, name="inbox")
+
+from parley.features.livechat.cli import branch_app  # noqa: E402
+
+app.add_typer(branch_app, name="branch")

@@ -143,3 +143,21 @@ class Settings(BaseSettings):
     widget_poll_rate_per_session: str = "120/minute"
     # Polls of one session closer together than this are refused (0: no minimum).
     widget_poll_min_interval_seconds: int = Field(default=1, ge=0, le=3600)
+    # Typing notices and attachment uploads one visitor session may send.
+    widget_typing_rate_per_session: str = "30/minute"
+    widget_upload_rate_per_session: str = "10/minute"
+    # Past this many bootstraps from one address (a `limits` string; empty: never), bootstrap
+    # answers 403 ERR_CHALLENGE_REQUIRED with a proof-of-work puzzle of this many zero bits.
+    widget_challenge_after_per_ip: str = "20/minute"
+    widget_challenge_difficulty: int = Field(default=16, ge=1, le=32)
+    # Signs stateless tokens (widget challenges). Every node of a deployment must share it;
+    # empty means a random key per process, which only works with one node.
+    secret_key: str = ""
+
+    # -- live chat: routing visitor conversations to branches (docs/livechat.md) -------------------
+    # The branch a conversation goes to when no inbox rule matches and the inbox names none
+    # (empty: none). It must name an existing branch; /readyz says so when it does not.
+    default_branch_id: int | None = Field(default=None, ge=1)
+    # A MaxMind .mmdb file (GeoLite2-Country or City) for the visitor's country, which routing
+    # rules can match (empty: no country lookup, `country` rules never match).
+    geoip_database: str = ""

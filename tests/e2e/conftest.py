@@ -22,6 +22,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+# The website widget's fixtures (a host site on another origin, an admin token, an inbox).
+from tests.e2e.widget_support import admin, host_site, widget_inbox  # noqa: F401
 from tests.support.servers import ServerProcess, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")

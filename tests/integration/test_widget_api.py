@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from parley.core.models import Role
+from parley.features.widget.guard import WidgetLimits
 from parley.services.container import Services
 from parley.settings import Settings
 from tests.conftest import PeopleFactory, Person
@@ -421,3 +422,189 @@ async def test_allowed_page_may_read_the_answer_and_a_foreign_one_may_not(
     assert "Access-Control-Allow-Origin" not in foreign.headers
     assert preflight.status_code == 204
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+
+
+# -- every endpoint passes the same defences -----------------------------------------------------
+
+ENDPOINTS = [
+    "GET /messages",
+    "POST /messages",
+    "POST /read",
+    "POST /typing",
+    "POST /attachments",
+    "GET /attachments",
+    "GET /poll",
+    "GET /sse",
+]
+
+
+async def call(site: Site, endpoint: str, session: str) -> httpx.Response:
+    """One request to a session-scoped endpoint, valid in every way but what the test changes."""
+    method, path = endpoint.split(" ")
+    query = {"session": session}
+    if endpoint == "POST /messages":
+        return await site.send(session, "hello", client_msg_id="every-endpoint")
+    if endpoint in ("POST /read", "POST /typing"):
+        return await site.http.post(f"/api/widget{path}", json={"session": session})
+    if endpoint == "POST /attachments":
+        files = {"file": ("note.txt", b"hello")}
+        return await site.http.post("/api/widget/attachments", params=query, files=files)
+    if endpoint == "GET /attachments":
+        return await site.http.get("/api/widget/attachments/att_nosuchfile", params=query)
+    if endpoint == "GET /poll":
+        return await site.http.get("/api/widget/poll", params={**query, "timeout": "0"})
+    return await site.http.request(method, f"/api/widget{path}", params=query)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_every_endpoint_refuses_a_foreign_origin(
+    people: PeopleFactory, endpoint: str
+) -> None:
+    _, inbox = await make_inbox(people)
+    session = (await Site(people).bootstrap(inbox["widget_token"])).json()["session"]
+
+    response = await call(Site(people, origin="https://evil.example.net"), endpoint, session)
+
+    assert_error(response, 403, "ERR_ORIGIN_NOT_ALLOWED")
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_every_endpoint_answers_503_while_the_inbox_is_switched_off(
+    people: PeopleFactory, endpoint: str
+) -> None:
+    _, inbox = await make_inbox(people)
+    site = Site(people)
+    session = (await site.bootstrap(inbox["widget_token"])).json()["session"]
+    admin = await people.add(role=Role.ADMIN)
+    await admin.http.patch(f"/v1/admin/inboxes/{inbox['id']}", json={"enabled": False})
+
+    assert_error(await call(site, endpoint, session), 503, "ERR_MESSENGER_DISABLED")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_every_endpoint_answers_503_while_the_messenger_is_off(
+    people: PeopleFactory, services: Services, endpoint: str
+) -> None:
+    _, inbox = await make_inbox(people)
+    site = Site(people)
+    session = (await site.bootstrap(inbox["widget_token"])).json()["session"]
+    services.settings.messenger_enabled = False
+
+    assert_error(await call(site, endpoint, session), 503, "ERR_MESSENGER_DISABLED")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_every_endpoint_refuses_an_unknown_session(
+    people: PeopleFactory, endpoint: str
+) -> None:
+    assert_error(await call(Site(people), endpoint, "vs_no-such-session"), 404, "ERR_NOT_FOUND")
+
+
+def tighter(services: Services, **rates: str | int) -> None:
+    """Swap in stricter widget rates for the rest of this test."""
+    services.widget_limits = WidgetLimits(services.settings.model_copy(update=rates))
+
+
+async def test_send_past_the_per_ip_rate_gets_429(
+    people: PeopleFactory, services: Services
+) -> None:
+    _, inbox = await make_inbox(people)
+    site = Site(people, peer=TRUSTED_PROXY)
+    sessions = [
+        (
+            await site.bootstrap(
+                inbox["widget_token"], headers={"X-Forwarded-For": f"203.0.113.{n}"}
+            )
+        ).json()["session"]
+        for n in range(3)
+    ]
+    tighter(services, widget_send_rate_per_ip="2/minute")
+    same_ip = {"X-Forwarded-For": "198.51.100.1"}
+
+    statuses = [
+        (
+            await site.http.post(
+                "/api/widget/messages",
+                json={"session": session, "client_msg_id": "m", "body": "hi"},
+                headers=same_ip,
+            )
+        ).status_code
+        for session in sessions
+    ]
+
+    assert statuses == [201, 201, 429]
+
+
+async def test_poll_past_the_per_session_rate_gets_429(
+    people: PeopleFactory, services: Services
+) -> None:
+    _, inbox = await make_inbox(people)
+    site = Site(people)
+    session = (await site.bootstrap(inbox["widget_token"])).json()["session"]
+    tighter(services, widget_poll_rate_per_session="2/minute", widget_poll_min_interval_seconds=0)
+    for _ in range(2):
+        ok = await site.http.get("/api/widget/poll", params={"session": session, "timeout": "0"})
+        assert ok.status_code == 200, ok.text
+
+    limited = await site.http.get("/api/widget/poll", params={"session": session, "timeout": "0"})
+    history = await site.http.get("/api/widget/messages", params={"session": session})
+
+    assert_rate_limited(limited)
+    assert_rate_limited(history)
+    assert limited.headers["Access-Control-Allow-Origin"] == SITE
+
+
+# -- history and receipts ------------------------------------------------------------------------
+
+
+async def test_history_and_read_receipts_restore_the_chat_after_a_reload(
+    people: PeopleFactory,
+) -> None:
+    operator, inbox = await make_inbox(people)
+    site = Site(people)
+    started = (await site.bootstrap(inbox["widget_token"])).json()
+    cid = started["conversation_id"]
+    await site.send(started["session"], "Where is my parcel?")
+    await operator.http.post(
+        f"/v1/conversations/{cid}/messages", json={"client_msg_id": "r1", "body": "On its way."}
+    )
+
+    history = await site.http.get("/api/widget/messages", params={"session": started["session"]})
+    older = await site.http.get(
+        "/api/widget/messages", params={"session": started["session"], "before_seq": 2}
+    )
+    newest = await site.http.get(
+        "/api/widget/messages", params={"session": started["session"], "limit": 1}
+    )
+    read = await site.http.post(
+        "/api/widget/read", json={"session": started["session"], "read_seq": 2}
+    )
+    members = await operator.http.get(f"/v1/conversations/{cid}/members")
+
+    assert [m["body"] for m in history.json()["messages"]] == [
+        "Where is my parcel?",
+        "On its way.",
+    ]
+    assert history.json()["last_seq"] == 2
+    assert [m["seq"] for m in older.json()["messages"]] == [1]
+    assert [m["seq"] for m in newest.json()["messages"]] == [2]
+    assert read.status_code == 200, read.text
+    assert read.json() == {
+        "conversation_id": cid,
+        "user_id": started["visitor_id"],
+        "delivered_seq": 2,
+        "read_seq": 2,
+    }
+    visitor = next(m for m in members.json()["members"] if m["user_id"] == started["visitor_id"])
+    assert visitor["read_seq"] == 2
+
+
+async def test_a_read_receipt_past_the_last_message_is_refused(people: PeopleFactory) -> None:
+    _, inbox = await make_inbox(people)
+    site = Site(people)
+    session = (await site.bootstrap(inbox["widget_token"])).json()["session"]
+
+    response = await site.http.post("/api/widget/read", json={"session": session, "read_seq": 5})
+
+    assert_error(response, 422, "ERR_RECEIPT_BEYOND_LAST_SEQ")

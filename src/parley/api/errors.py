@@ -66,18 +66,20 @@ def error_response(
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ParleyError)
-    async def on_parley_error(_request: Request, exc: ParleyError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if exc.status == 503 else None
+    async def on_parley_error(request: Request, exc: ParleyError) -> JSONResponse:
+        # A route that already vetted the caller's origin (the widget's) lets it read errors too.
+        headers: dict[str, str] = dict(getattr(request.state, "cors_headers", None) or {})
+        if exc.status == 503:
+            headers["Retry-After"] = "1"
         if isinstance(exc, RateLimited):
             retry_after = max(1, math.ceil(exc.retry_after))
+            headers["Retry-After"] = str(retry_after)
             return error_response(
-                exc.status,
-                exc.code,
-                exc.message,
-                headers={"Retry-After": str(retry_after)},
-                retry_after=retry_after,
+                exc.status, exc.code, exc.message, headers=headers, retry_after=retry_after
             )
-        return error_response(exc.status, exc.code, exc.message, headers=headers)
+        return error_response(
+            exc.status, exc.code, exc.message, details=exc.details, headers=headers or None
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

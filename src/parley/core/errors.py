@@ -16,6 +16,7 @@ Third-party errors (SQLAlchemy, Redis) are converted in one place at the storage
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorCode(StrEnum):
@@ -45,6 +46,13 @@ class ErrorCode(StrEnum):
     INTERNAL = "ERR_INTERNAL"
     ORIGIN_NOT_ALLOWED = "ERR_ORIGIN_NOT_ALLOWED"
     MESSENGER_DISABLED = "ERR_MESSENGER_DISABLED"
+    # Live chat: a value outside its set (status, priority, routing rule), or an unknown branch.
+    INVALID_VALUE = "ERR_INVALID_VALUE"
+    UNKNOWN_BRANCH = "ERR_UNKNOWN_BRANCH"
+    IDENTITY_INVALID = "ERR_IDENTITY_INVALID"
+    CHALLENGE_REQUIRED = "ERR_CHALLENGE_REQUIRED"
+    CHALLENGE_FAILED = "ERR_CHALLENGE_FAILED"
+    ATTACHMENTS_DISABLED = "ERR_ATTACHMENTS_DISABLED"
 
 
 class ParleyError(Exception):
@@ -53,15 +61,24 @@ class ParleyError(Exception):
     status = 500
     default_code = ErrorCode.INTERNAL
 
-    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+    def __init__(self, message: str, code: ErrorCode | None = None, *, details: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
+        # JSON-able extras a client acts on (e.g. the proof-of-work challenge to solve).
+        self.details = details
 
 
 class BadInput(ParleyError):
     status = 422
     default_code = ErrorCode.VALIDATION
+
+
+class InvalidValue(BadInput):
+    """A well-formed field whose value is not one of the allowed ones (400, not 422)."""
+
+    status = 400
+    default_code = ErrorCode.INVALID_VALUE
 
 
 class PayloadTooLarge(BadInput):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from parley.core.models import Message
 
@@ -112,6 +112,28 @@ class FlagsUpdatedEvent(BaseModel):
     keys: list[str] = []
 
 
+class LivechatConversationEvent(BaseModel):
+    """Staff only: a live-chat conversation was opened or changed, or its visitor wrote.
+
+    `staff_ids` is the audience, never sent: admins, the inbox's and the branch's operators,
+    and the assignee. The visitor is never in it.
+    """
+
+    type: Literal["livechat.conversation"] = "livechat.conversation"
+    conversation: dict[str, Any]
+    staff_ids: list[int] = Field(default_factory=list, exclude=True)
+
+
+class LivechatNoteEvent(BaseModel):
+    """Staff only: a new internal note (same audience as `livechat.conversation`)."""
+
+    type: Literal["livechat.note"] = "livechat.note"
+    note: dict[str, Any]
+    staff_ids: list[int] = Field(default_factory=list, exclude=True)
+
+
+StaffEvent = LivechatConversationEvent | LivechatNoteEvent
+
 Event = (
     MessageEvent
     | ReceiptEvent
@@ -120,4 +142,6 @@ Event = (
     | ConversationUpdatedEvent
     | ControlEvent
     | FlagsUpdatedEvent
+    | LivechatConversationEvent
+    | LivechatNoteEvent
 )

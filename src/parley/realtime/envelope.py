@@ -12,6 +12,8 @@ from parley.core.events import (
     ConversationUpdatedEvent,
     Event,
     FlagsUpdatedEvent,
+    LivechatConversationEvent,
+    LivechatNoteEvent,
     MessageEvent,
     PresenceEvent,
 )
@@ -82,6 +84,9 @@ def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
         return Envelope(event.type, data, conversation_ids=audience)
     if isinstance(event, ControlEvent | FlagsUpdatedEvent):
         return Envelope(event.type, data, broadcast=True)
+    if isinstance(event, LivechatConversationEvent | LivechatNoteEvent):
+        # Addressed to staff users only: no conversation id, so no member (the visitor) gets it.
+        return Envelope(event.type, data, user_ids=tuple(event.staff_ids))
     return Envelope(event.type, data, conversation_ids=(event.conversation_id,))
 
 

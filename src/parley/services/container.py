@@ -10,7 +10,11 @@ from parley.bus.redis import RedisBus
 from parley.core.models import Appended
 from parley.core.writer import MessageWriter
 from parley.features.inbox.service import Inboxes
+from parley.features.livechat.branches import Branches
+from parley.features.livechat.geoip import GeoIP
+from parley.features.livechat.service import Livechat
 from parley.features.release.service import Release
+from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
 from parley.features.widget.service import Widget
 from parley.metrics import (
@@ -30,6 +34,7 @@ from parley.storage.blobs import LocalBlobStore
 from parley.storage.conversations import ConversationStore
 from parley.storage.database import Database
 from parley.storage.inboxes import InboxStore
+from parley.storage.livechat import LivechatStore
 from parley.storage.messages import MessageStore
 from parley.storage.stream import StreamStore
 from parley.storage.users import TokenStore, UserStore
@@ -46,8 +51,11 @@ class Services:
     stream: StreamService
     release: Release
     inboxes: Inboxes
+    livechat: Livechat
+    branches: Branches
     widget: Widget
     widget_limits: WidgetLimits
+    widget_challenges: Challenges
     widget_networks: list[Network]
 
     @classmethod
@@ -103,6 +111,18 @@ class Services:
 
         writer.on_commit = on_commit
         inbox_store = InboxStore(db)
+        livechat_store = LivechatStore(db)
+        branches = Branches(livechat_store, users)
+        livechat = Livechat(
+            settings=settings,
+            store=livechat_store,
+            inboxes=inbox_store,
+            users=users,
+            conversations=timeline.conversations,
+            geoip=GeoIP(settings.geoip_database),
+            publish=stream.publish,
+            online=stream.online,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -117,14 +137,21 @@ class Services:
             writer=writer,
             stream=stream,
             release=Release.build(settings, db, stream=stream, users=users),
-            inboxes=Inboxes(inbox_store, timeline),
+            inboxes=Inboxes(inbox_store, timeline, branches),
+            livechat=livechat,
+            branches=branches,
             widget=Widget(
-                settings=settings, store=inbox_store, identity=identity, timeline=timeline
+                settings=settings,
+                store=inbox_store,
+                identity=identity,
+                timeline=timeline,
+                livechat=livechat,
             ),
             widget_limits=WidgetLimits(
                 settings,
                 StreamService.limiter_storage_for(settings.redis_url, settings.redis_prefix),
             ),
+            widget_challenges=Challenges(settings, ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
         )
 

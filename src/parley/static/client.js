@@ -14,7 +14,19 @@
  *   client.timeline(conversationId);              // messages it has seen, by seq, no repeats
  *   await client.close();                         // also sends the last counter report
  *
- * Options (all optional but `token`):
+ * Widget mode (a website visitor, no bearer token): pass `widget` instead of `token`, with the
+ * session and visitor id from `POST /api/widget/bootstrap`. The stream then comes from
+ * /api/widget/ws|sse|poll, sends, receipts and typing go to /api/widget/messages|read|typing,
+ * history and gap fills to GET /api/widget/messages; there is no conversation list, no ticket
+ * and no counter report (counters stay in stats()). Fallback and resume work the same.
+ *
+ *   const client = new ParleyClient({ baseUrl, widget: { session, visitorId } });
+ *   await client.connect();
+ *   await client.loadHistory(conversationId);
+ *   const attachment = await client.upload(conversationId, file);   // then send(..., {attachments: [attachment.id]})
+ *
+ * Options (all optional but `token` or `widget`):
+ *   widget              {session, visitorId}: talk to the Widget API as that visitor
  *   baseUrl             "" (this page's origin) or "https://chat.example.com"
  *   transports          ["ws", "sse", "poll"]: the order to try; leave some out to force others
  *   fallbackTimeoutMs   3000: the budget for reaching a transport that works. A transport that
@@ -27,7 +39,10 @@
  *   sendTimeoutMs       8000: a send not acked by then is retried with the same client_msg_id
  *   reportIntervalMs    10000: how often counter deltas go to POST /v1/stream/report
  *   pollTimeoutS        25: how long one long-poll may wait on the server
- *   loadConversations   true: fetch GET /v1/conversations after connecting (for gap detection)
+ *   pollMinIntervalMs   0 (1000 in widget mode): the least time between the starts of two polls
+ *   loadConversations   true: fetch GET /v1/conversations after connecting (for gap detection);
+ *                       always off in widget mode
+ *   streamEvents        []: more named SSE events to listen for (the ones below are built in)
  *   receiptDeadlineMs   10000: the P0 "ack without receipt" window; change it only in tests
  *
  * Events (`client.on(type, fn)` returns a function that unsubscribes):
@@ -44,6 +59,8 @@
  *   "resync" ()                    the server could not resume: full state is being reloaded
  *   "conversations" (list)         the conversation list was (re)loaded
  *   "error" (ParleyError)          a failure the client cannot fix by itself (bad token)
+ *   any other type (event)         an event the client does not know is emitted by its `type`,
+ *                                  e.g. "livechat.conversation" and "livechat.note" (staff)
  *
  * Guarantees: a send is retried with the same client_msg_id until acked (or rejected by the
  * server for good), so it is stored once; timelines hold each (conversation, seq) once, and a
@@ -51,6 +68,7 @@
  */
 
 import { Counters } from "./client/counters.js";
+import { BearerEndpoints, WidgetEndpoints } from "./client/endpoints.js";
 import { LINKS, failure, failureFromError } from "./client/links.js";
 import { ParleyError, Rest } from "./client/rest.js";
 import { Timeline } from "./client/timeline.js";
@@ -109,12 +127,13 @@ export class ParleyClient {
   #awaitingEcho = new Map(); // "conversation:seq" -> {ackedAt, transport, timer, late}
   #counters = new Counters();
   #rest;
+  #endpoints;
   #switches = [];
   #attempts = [];
   #onPageHide;
 
   constructor(options = {}) {
-    if (!options.token) throw new TypeError("ParleyClient needs a token");
+    if (!options.token && !options.widget) throw new TypeError("ParleyClient needs a token (or widget)");
     const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 3000;
     this.options = {
       baseUrl: "",
@@ -131,13 +150,18 @@ export class ParleyClient {
       ...options,
       fallbackTimeoutMs,
     };
+    if (options.widget) this.options.loadConversations = false;
+    // The Widget API allows one poll a second per session (PARLEY_WIDGET_POLL_MIN_INTERVAL_SECONDS).
+    this.options.pollMinIntervalMs ??= options.widget ? 1000 : 0;
     for (const name of this.options.transports) {
       if (!LINKS[name]) throw new TypeError(`unknown transport ${name}`);
     }
     const { baseUrl, token, requestTimeoutMs } = this.options;
-    this.#rest = new Rest({ baseUrl, token, timeoutMs: requestTimeoutMs });
+    this.#rest = new Rest({ baseUrl, token: options.widget ? null : token, timeoutMs: requestTimeoutMs });
+    this.#endpoints = options.widget ? new WidgetEndpoints(options.widget.session) : new BearerEndpoints();
     this.cursor = options.cursor ?? null;
-    this.user = null;
+    const visitorId = options.widget?.visitorId;
+    this.user = visitorId === undefined ? null : { id: visitorId };
     // The last seconds of counters would be lost with the page; keepalive lets them leave.
     this.#onPageHide = () => this.#report({ final: true });
   }
@@ -157,6 +181,11 @@ export class ParleyClient {
 
   get state() {
     return this.#state;
+  }
+
+  /** True in widget mode (a website visitor on the Widget API). */
+  get isWidget() {
+    return this.#endpoints.widget;
   }
 
   /** The transport the stream is on (or was last on): "ws" | "sse" | "poll" | null. */
@@ -210,9 +239,10 @@ export class ParleyClient {
       const superseded = this.#readSent.get(conversationId) !== seq;
       if (superseded || this.#state === ConnectionState.CLOSED) return false;
       const frame = { type: "receipt", conversation_id: conversationId, ...receipt };
-      if (this.#link?.isOpen && this.#link.send(frame)) return true;
+      if (this.#canWriteOnStream() && this.#link.send(frame)) return true;
       try {
-        await this.request("POST", `/v1/conversations/${conversationId}/receipts`, { json: receipt });
+        const { path, json } = this.#endpoints.receipt(conversationId, receipt);
+        await this.request("POST", path, { json });
         return true;
       } catch (error) {
         if (!error.retryable) throw error;
@@ -227,8 +257,9 @@ export class ParleyClient {
     const last = this.#typingSent.get(conversationId) ?? -Infinity;
     if (now() - last < TYPING_THROTTLE_MS) return;
     this.#typingSent.set(conversationId, now());
-    if (this.#link?.isOpen && this.#link.send({ type: "typing", conversation_id: conversationId })) return;
-    await this.request("POST", `/v1/conversations/${conversationId}/typing`).catch(() => null);
+    if (this.#canWriteOnStream() && this.#link.send({ type: "typing", conversation_id: conversationId })) return;
+    const { path, json } = this.#endpoints.typing(conversationId);
+    await this.request("POST", path, { json }).catch(() => null);
   }
 
   /** The messages seen for a conversation, ordered by seq, each once. */
@@ -240,11 +271,27 @@ export class ParleyClient {
   async loadHistory(conversationId, { limit = NEWEST_PAGE } = {}) {
     const lastSeq = this.#conversations.get(conversationId)?.last_seq;
     const before = lastSeq === undefined ? SEQ_MAX : lastSeq + 1;
-    const page = await this.request("GET", `/v1/conversations/${conversationId}/messages`, {
-      params: { before, limit },
-    });
+    const { path, params } = this.#endpoints.history(conversationId, { before, limit });
+    const page = await this.request("GET", path, { params });
     this.#mergeNewestPage(conversationId, page.messages);
     return this.timeline(conversationId);
+  }
+
+  /** Upload a file (a File or Blob) for a later send; answers `{id, file_name, content_type, size}`. */
+  async upload(conversationId, file, fileName = file.name ?? "file") {
+    const form = new FormData();
+    form.append("file", file, fileName);
+    const { path, params } = this.#endpoints.upload(conversationId);
+    return this.request("POST", path, { params, form, timeoutMs: Math.max(this.options.requestTimeoutMs, 60_000) });
+  }
+
+  /**
+   * The URL an attachment downloads from. In widget mode it carries the session, so a link
+   * works as is; a signed-in app must fetch it with the bearer token instead.
+   */
+  attachmentUrl(attachmentId) {
+    const { path, params } = this.#endpoints.attachment(attachmentId);
+    return this.#rest.url(path, params).toString();
   }
 
   /** The conversation list as last loaded (GET /v1/conversations). */
@@ -287,7 +334,7 @@ export class ParleyClient {
 
   async #start() {
     try {
-      this.user = await this.request("GET", "/v1/me");
+      if (this.#endpoints.mePath) this.user = await this.request("GET", this.#endpoints.mePath);
     } catch (error) {
       if (error.status === 401) return this.#giveUp(error);
       // The stream attempts below retry on their own; `user` is filled in later.
@@ -364,7 +411,8 @@ export class ParleyClient {
   }
 
   async #afterHello() {
-    if (!this.user) this.user = await this.request("GET", "/v1/me").catch(() => null);
+    const { mePath } = this.#endpoints;
+    if (!this.user && mePath) this.user = await this.request("GET", mePath).catch(() => null);
     // Full state is loaded only once the new stream is up: anything committed meanwhile then
     // arrives on the stream, where loading first and connecting after could miss it.
     if (this.#needFullState) {
@@ -557,20 +605,35 @@ export class ParleyClient {
   }
 
   streamUrl(transport, params) {
-    const url = this.#rest.url(`/v1/stream/${transport}`, params);
+    const url = this.#rest.url(this.#endpoints.streamPath(transport), params);
     if (transport === "ws") url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     return url.toString();
   }
 
-  /** A single-use ticket for a WebSocket or EventSource (browsers cannot send the header). */
-  async ticket(link) {
+  streamPath(transport) {
+    return this.#endpoints.streamPath(transport);
+  }
+
+  /** What identifies this client in a stream request, besides the header (none in widget mode). */
+  streamQuery() {
+    return this.#endpoints.streamQuery();
+  }
+
+  /**
+   * The query that authenticates a WebSocket or EventSource (browsers cannot send the header):
+   * a fresh single-use ticket, or the widget session; null if the link ended meanwhile.
+   */
+  async streamAuth(link) {
+    if (!this.#endpoints.needsTicket) return this.streamQuery();
     const answer = await this.request("POST", "/v1/stream/ticket");
-    return link.done ? null : answer.ticket;
+    return link.done ? null : { ticket: answer.ticket };
   }
 
   /** Why a stream endpoint refuses this client, as a failure (for links that cannot see it). */
-  async explainRefusal(path, params) {
-    const answer = await this.#rest.probe(path, params, this.options.handshakeTimeoutMs);
+  async explainRefusal(transport, params) {
+    const path = this.#endpoints.streamPath(transport);
+    const query = { ...this.streamQuery(), ...params };
+    const answer = await this.#rest.probe(path, query, this.options.handshakeTimeoutMs);
     if (answer === null) return failure("dropped", { reason: "unreachable" });
     return failureFromError(answer) ?? failure("dropped", { code: answer.status });
   }
@@ -619,9 +682,9 @@ export class ParleyClient {
             timeline.rebase(timeline.fillTarget); // leave older history to loadHistory()
             break;
           }
-          const page = await this.request("GET", `/v1/conversations/${conversationId}/messages`, {
-            params: { after: timeline.contiguous, limit: FILL_PAGE },
-          });
+          const after = timeline.contiguous;
+          const { path, params } = this.#endpoints.history(conversationId, { after, limit: FILL_PAGE });
+          const page = await this.request("GET", path, { params });
           const before = timeline.contiguous;
           this.#insertFromRest(conversationId, page.messages, "fill");
           if (timeline.contiguous === before) break; // the server has nothing there
@@ -637,7 +700,8 @@ export class ParleyClient {
   }
 
   async #loadConversations() {
-    const answer = await this.request("GET", "/v1/conversations");
+    if (!this.#endpoints.conversationsPath) return []; // widget mode: one conversation, no list
+    const answer = await this.request("GET", this.#endpoints.conversationsPath);
     this.#conversations = new Map(answer.conversations.map((c) => [c.id, c]));
     for (const conversation of answer.conversations) {
       this.#floors.set(conversation.id, conversation.last_seq);
@@ -659,7 +723,7 @@ export class ParleyClient {
     await this.#loadConversations();
     await Promise.all(
       [...this.#timelines.keys()]
-        .filter((id) => this.#conversations.has(id))
+        .filter((id) => this.#conversations.has(id) || !this.#endpoints.conversationsPath)
         .map((id) => this.loadHistory(id)),
     );
   }
@@ -670,7 +734,7 @@ export class ParleyClient {
     for (let attempt = 0; ; attempt += 1) {
       if (this.#state === ConnectionState.CLOSED) throw this.#closedError();
       try {
-        return this.#link?.isOpen ? await this.#sendOverWebSocket(job) : await this.#sendOverRest(job);
+        return this.#canWriteOnStream() ? await this.#sendOverWebSocket(job) : await this.#sendOverRest(job);
       } catch (error) {
         if (!(error instanceof ParleyError) || !error.retryable) throw error;
         const wait = error.retryAfter ? error.retryAfter * 1000 : this.#backoffMs(attempt);
@@ -731,10 +795,10 @@ export class ParleyClient {
   }
 
   async #sendOverRest(job) {
-    const { clientMsgId, body, attachments, metadata } = job;
-    const path = `/v1/conversations/${job.conversationId}/messages`;
+    const { clientMsgId } = job;
+    const { path, json } = this.#endpoints.send(job.conversationId, job);
     const { status, data } = await this.#rest.fetchJson("POST", path, {
-      json: { client_msg_id: clientMsgId, body, attachments, metadata },
+      json,
       timeoutMs: this.options.sendTimeoutMs,
     });
     const ack = {
@@ -783,12 +847,19 @@ export class ParleyClient {
 
   // -- counters and reports --------------------------------------------------------------------
 
+  /** Writes go over the WebSocket only while one is open and the endpoint takes them there. */
+  #canWriteOnStream() {
+    return this.#endpoints.canWriteOnStream && Boolean(this.#link?.isOpen);
+  }
+
   #currentTransport() {
     return this.#link?.name ?? this.#lastTransport ?? this.options.transports[0];
   }
 
   #report({ final }) {
-    const post = (json) => this.#rest.request("POST", "/v1/stream/report", { json, keepalive: final });
+    const { reportPath } = this.#endpoints;
+    if (!reportPath) return Promise.resolve(); // widget mode: no report endpoint for visitors
+    const post = (json) => this.#rest.request("POST", reportPath, { json, keepalive: final });
     return this.#counters.report(post, { final });
   }
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, and_, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,41 +49,15 @@ class ConversationStore:
 
         Returns the conversation and whether it was created now.
         """
-        joined = now()
         try:
             async with self.db.write() as conn:
-                head = (await conn.execute(select(_HEAD))).scalar_one()
-                row = (
-                    await conn.execute(
-                        insert(conversations)
-                        .values(
-                            kind=kind.value,
-                            title=title,
-                            created_by=created_by,
-                            created_at=joined,
-                            last_seq=0,
-                            direct_key=direct_key,
-                            updated_pos=_HEAD,
-                        )
-                        .returning(*conversations.c)
-                    )
-                ).one()
-                await conn.execute(
-                    insert(members),
-                    [
-                        {
-                            "conversation_id": row.id,
-                            "user_id": user_id,
-                            "role": (
-                                MemberRole.OWNER if user_id == created_by else MemberRole.MEMBER
-                            ).value,
-                            "delivered_seq": 0,
-                            "read_seq": 0,
-                            "joined_at": joined,
-                            "updated_pos": head,
-                        }
-                        for user_id in dict.fromkeys([created_by, *member_ids])
-                    ],
+                row = await insert_conversation(
+                    conn,
+                    kind=kind,
+                    title=title,
+                    created_by=created_by,
+                    member_ids=member_ids,
+                    direct_key=direct_key,
                 )
                 return conversation_from_row(row), True
         except IntegrityError:
@@ -257,3 +232,51 @@ async def _touch_conversation(conn: AsyncConnection, conversation_id: int) -> No
     await conn.execute(
         update(conversations).where(conversations.c.id == conversation_id).values(updated_pos=_HEAD)
     )
+
+
+async def insert_conversation(
+    conn: AsyncConnection,
+    *,
+    kind: ConversationKind,
+    title: str,
+    created_by: int,
+    member_ids: list[int],
+    direct_key: str | None = None,
+) -> Row[Any]:
+    """Insert a conversation and its members inside the caller's transaction.
+
+    Other stores call it so that what they keep beside a conversation commits with it.
+    """
+    joined = now()
+    head = (await conn.execute(select(_HEAD))).scalar_one()
+    row = (
+        await conn.execute(
+            insert(conversations)
+            .values(
+                kind=kind.value,
+                title=title,
+                created_by=created_by,
+                created_at=joined,
+                last_seq=0,
+                direct_key=direct_key,
+                updated_pos=_HEAD,
+            )
+            .returning(*conversations.c)
+        )
+    ).one()
+    await conn.execute(
+        insert(members),
+        [
+            {
+                "conversation_id": row.id,
+                "user_id": user_id,
+                "role": (MemberRole.OWNER if user_id == created_by else MemberRole.MEMBER).value,
+                "delivered_seq": 0,
+                "read_seq": 0,
+                "joined_at": joined,
+                "updated_pos": head,
+            }
+            for user_id in dict.fromkeys([created_by, *member_ids])
+        ],
+    )
+    return row

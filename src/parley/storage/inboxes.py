@@ -91,7 +91,13 @@ class InboxStore:
         return inbox_from_row(row) if row else None
 
     async def add_widget_session(
-        self, *, token_hash: str, inbox_id: int, visitor_id: int, conversation_id: int
+        self,
+        *,
+        token_hash: str,
+        inbox_id: int,
+        visitor_id: int,
+        conversation_id: int,
+        external_id: str | None = None,
     ) -> WidgetSession:
         stamp = now()
         async with self.db.write() as conn:
@@ -103,6 +109,7 @@ class InboxStore:
                         inbox_id=inbox_id,
                         visitor_id=visitor_id,
                         conversation_id=conversation_id,
+                        external_id=external_id,
                         created_at=stamp,
                         last_seen_at=stamp,
                     )

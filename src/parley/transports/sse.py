@@ -10,6 +10,7 @@ from starlette.responses import StreamingResponse
 
 from parley import metrics
 from parley.core.events import ErrorEvent
+from parley.core.models import User
 from parley.services.stream import StreamService, StreamSession
 from parley.transports import bearer_token, client_ip
 
@@ -23,9 +24,16 @@ async def open_sse(request: Request, stream: StreamService) -> StreamingResponse
     user = await stream.authenticate(
         token=bearer_token(request), ticket=request.query_params.get("ticket")
     )
-    stream.check_connection_limits(user, client_ip(request))
+    return await open_sse_as(user, request, stream, client_ip=client_ip(request))
+
+
+async def open_sse_as(
+    user: User, request: Request, stream: StreamService, *, client_ip: str
+) -> StreamingResponse:
+    """The stream of an already authenticated `user` (the widget streams as its visitor)."""
+    stream.check_connection_limits(user, client_ip)
     cursor = request.headers.get("last-event-id") or request.query_params.get("cursor")
-    session = await stream.open(user, cursor=cursor, transport="sse", client_ip=client_ip(request))
+    session = await stream.open(user, cursor=cursor, transport="sse", client_ip=client_ip)
     return StreamingResponse(
         _events(request, stream, session),
         media_type="text/event-stream",

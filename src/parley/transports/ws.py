@@ -38,24 +38,45 @@ async def serve_websocket(websocket: WebSocket, stream: StreamService) -> None:
         user = await stream.authenticate(
             token=bearer_token(websocket), ticket=websocket.query_params.get("ticket")
         )
+    except ParleyError as exc:
+        await refuse(websocket, exc)
+        return
+    await serve_websocket_as(user, websocket, stream, client_ip=client_ip(websocket))
+
+
+async def serve_websocket_as(
+    user: User,
+    websocket: WebSocket,
+    stream: StreamService,
+    *,
+    client_ip: str,
+    receive_only: bool = False,
+) -> None:
+    """Stream to an authenticated `user` over an accepted socket.
+
+    `receive_only` (widget visitors) answers every frame but `ping` with an error: their writes
+    go through the REST endpoints and the rate limits there.
+    """
+    try:
         stream.check_transport_allowed("ws")
-        stream.check_connection_limits(user, client_ip(websocket))
+        stream.check_connection_limits(user, client_ip)
         session = await stream.open(
             user,
             cursor=websocket.query_params.get("cursor"),
             transport="ws",
-            client_ip=client_ip(websocket),
+            client_ip=client_ip,
         )
     except ParleyError as exc:
-        await _refuse(websocket, exc)
+        await refuse(websocket, exc)
         return
     try:
-        await _run(websocket, stream, session)
+        await _run(websocket, stream, session, receive_only=receive_only)
     finally:
         await stream.close(session)
 
 
-async def _refuse(websocket: WebSocket, exc: ParleyError) -> None:
+async def refuse(websocket: WebSocket, exc: ParleyError) -> None:
+    """Tell an accepted socket why it is being closed, then close it with a matching code."""
     retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
     await websocket.send_text(
         ErrorEvent(code=exc.code, message=exc.message, retry_after=retry_after).model_dump_json()
@@ -73,12 +94,14 @@ async def _refuse(websocket: WebSocket, exc: ParleyError) -> None:
     await websocket.close(code=code, reason=exc.code)
 
 
-async def _run(websocket: WebSocket, stream: StreamService, session: StreamSession) -> None:
+async def _run(
+    websocket: WebSocket, stream: StreamService, session: StreamSession, *, receive_only: bool
+) -> None:
     await websocket.send_text(session.hello.model_dump_json())
     for envelope in session.backlog:
         await websocket.send_text(envelope.data)
     writer = asyncio.create_task(_write(websocket, session))
-    reader = asyncio.create_task(_read(websocket, stream, session))
+    reader = asyncio.create_task(_read(websocket, stream, session, receive_only=receive_only))
     done, pending = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
@@ -116,7 +139,9 @@ def _close_code_after(envelope: Envelope, session: StreamSession) -> int | None:
     return None
 
 
-async def _read(websocket: WebSocket, stream: StreamService, session: StreamSession) -> None:
+async def _read(
+    websocket: WebSocket, stream: StreamService, session: StreamSession, *, receive_only: bool
+) -> None:
     inflight: set[asyncio.Task[None]] = set()
     try:
         while True:
@@ -128,6 +153,11 @@ async def _read(websocket: WebSocket, stream: StreamService, session: StreamSess
                 continue
             frame = _parse(message["text"], session)
             if frame is None:
+                continue
+            if receive_only and frame["type"] != "ping":
+                _reply_error(
+                    session, ErrorCode.FORBIDDEN, "this stream is receive-only; use the REST API"
+                )
                 continue
             if frame["type"] == "send":
                 if len(inflight) >= _MAX_INFLIGHT_SENDS:

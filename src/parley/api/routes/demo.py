@@ -1,11 +1,16 @@
-"""The demo: a page where two seeded users, alice and bob, chat (only with PARLEY_DEMO=true)."""
+"""The demo: a page where two seeded users, alice and bob, chat (only with PARLEY_DEMO=true).
+
+It also seeds the "Demo shop" inbox (operators alice and bob, always online, allowed on
+127.0.0.1 and localhost) and serves /demo/shop, a page that embeds the website widget.
+"""
 
 from __future__ import annotations
 
+import html
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from parley.api.deps import ServicesDep
 from parley.api.schemas import Input, TokenOut, UserOut
@@ -16,6 +21,11 @@ from parley.services.container import Services
 router = APIRouter(tags=["demo"], include_in_schema=False)
 
 DEMO_USERS = ("alice", "bob")
+DEMO_INBOX = "Demo shop"
+DEMO_CSP = (
+    "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; frame-ancestors 'none'"
+)
 
 
 class DemoSessionIn(Input):
@@ -28,11 +38,22 @@ async def index(request: Request) -> Response:
         return RedirectResponse("/docs")
     return FileResponse(
         request.app.state.static_dir / "demo" / "index.html",
-        headers={
-            "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; "
-            "style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'",
-            "Cache-Control": "no-cache",
-        },
+        headers={"Content-Security-Policy": DEMO_CSP, "Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/demo/shop")
+async def shop(request: Request, services: ServicesDep) -> Response:
+    """A pretend shop page with the website chat widget of the "Demo shop" inbox embedded."""
+    if not request.app.state.settings.demo:
+        raise NotFound("the demo is off (set PARLEY_DEMO=true)", ErrorCode.NOT_FOUND)
+    inbox = next((i for i in await services.inboxes.list_inboxes() if i.name == DEMO_INBOX), None)
+    if inbox is None:
+        raise NotFound("the demo inbox is missing; restart with --demo", ErrorCode.NOT_FOUND)
+    page = (request.app.state.static_dir / "demo" / "shop.html").read_text(encoding="utf-8")
+    return HTMLResponse(
+        page.replace("{{widget_token}}", html.escape(inbox.widget_token)),
+        headers={"Content-Security-Policy": DEMO_CSP, "Cache-Control": "no-cache"},
     )
 
 
@@ -47,7 +68,7 @@ async def demo_session(body: DemoSessionIn, request: Request, services: Services
 
 
 async def seed_demo(services: Services) -> None:
-    """Create alice, bob and a room they share, once."""
+    """Create alice, bob, a room they share and the "Demo shop" inbox, once."""
     existing = {
         u.name: u for u in await services.identity.users.find_users_by_name(list(DEMO_USERS))
     }
@@ -63,4 +84,13 @@ async def seed_demo(services: Services) -> None:
         )
         await services.timeline.do_create_conversation(
             alice, kind=ConversationKind.DIRECT, title="", member_names=["bob"]
+        )
+    if not any(inbox.name == DEMO_INBOX for inbox in await services.inboxes.list_inboxes()):
+        await services.inboxes.do_create_inbox(
+            DEMO_INBOX,
+            allowed_domains=["127.0.0.1", "localhost"],
+            operators=list(DEMO_USERS),
+            privacy_text="Demo only: messages stay on this server.",
+            working_hours=None,
+            allow_attachments=True,
         )

@@ -23,7 +23,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     """Ready to serve: the database answers (else 503).
 
     A bus outage only degrades the node (200, status "degraded"): sends still commit and every
-    hub still catches up by polling the database head, just later.
+    hub still catches up by polling the database head, just later. So does a
+    PARLEY_DEFAULT_BRANCH_ID naming no branch (conversations then fall back to no branch).
     """
     bus_ok = services.stream.bus.healthy
     checks = {
@@ -32,10 +33,15 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     }
     try:
         await services.db.ping()
+        branch_problem = await services.livechat.check_default_branch()
     except Unavailable as exc:
         checks["database"] = str(exc)
         return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
-    return JSONResponse({"status": "ok" if bus_ok else "degraded", "checks": checks})
+    if branch_problem:
+        # Misrouted chats are a configuration error to fix, not a reason to stop serving.
+        checks["default_branch"] = branch_problem
+    healthy = bus_ok and not branch_problem
+    return JSONResponse({"status": "ok" if healthy else "degraded", "checks": checks})
 
 
 @router.get("/metrics", response_class=Response)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -36,12 +37,41 @@ def inbox_add(
         list[str] | None,
         typer.Option("--operator", help="A user added to every visitor conversation."),
     ] = None,
+    branch: Annotated[
+        int | None,
+        typer.Option("--branch", help="Branch id conversations go to when no rule matches."),
+    ] = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rule",
+            help='Routing rule as JSON: \'{"language": "ru", "branch_id": 2}\' (repeatable).',
+        ),
+    ] = None,
+    auto_assign: Annotated[
+        bool, typer.Option("--auto-assign", help="Assign new conversations to an operator.")
+    ] = False,
+    attachments: Annotated[
+        bool, typer.Option("--attachments/--no-attachments", help="Visitors may upload files.")
+    ] = True,
 ) -> None:
     """Create an inbox and print its widget token (it goes in the embed snippet)."""
+    rules = []
+    for text in rule or []:
+        try:
+            rules.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"--rule {text!r} is not JSON: {exc}") from None
 
     async def run(services: Services) -> Inbox:
         return await services.inboxes.do_create_inbox(
-            name, allowed_domains=domain or [], operators=operator or []
+            name,
+            allowed_domains=domain or [],
+            operators=operator or [],
+            branch_id=branch,
+            routing_rules=rules,
+            auto_assign=auto_assign,
+            allow_attachments=attachments,
         )
 
     inbox = _run_on_database(run)
@@ -51,12 +81,22 @@ def inbox_add(
 
 @inbox_app.command("list")
 def inbox_list() -> None:
-    """Every inbox: token, allowed domains, operators, on/off."""
+    """Every inbox: token, allowed domains, operators, routing, on/off."""
 
     async def run(services: Services) -> list[Inbox]:
         return await services.inboxes.list_inboxes()
 
-    table = Table("id", "name", "widget token", "allowed domains", "operators", "enabled")
+    table = Table(
+        "id",
+        "name",
+        "widget token",
+        "allowed domains",
+        "operators",
+        "branch",
+        "rules",
+        "auto-assign",
+        "enabled",
+    )
     for inbox in _run_on_database(run):
         table.add_row(
             str(inbox.id),
@@ -64,6 +104,33 @@ def inbox_list() -> None:
             inbox.widget_token,
             ", ".join(inbox.allowed_domains),
             ", ".join(inbox.operators),
+            str(inbox.branch_id) if inbox.branch_id else "-",
+            str(len(inbox.routing_rules)),
+            "yes" if inbox.auto_assign else "no",
             "yes" if inbox.enabled else "[red]no[/red]",
         )
     console.print(table)
+
+
+@inbox_app.command("identity-secret")
+def inbox_identity_secret(
+    inbox_id: Annotated[int, typer.Argument(help="The inbox's id (see `parley inbox list`).")],
+    off: Annotated[
+        bool, typer.Option("--off", help="Turn identity verification off instead.")
+    ] = False,
+) -> None:
+    """Turn visitor identity verification on (or rotate its secret) and print the secret."""
+
+    async def run(services: Services) -> str:
+        inbox = await services.inboxes.store.get_inbox(inbox_id)
+        if inbox is None:
+            raise typer.BadParameter(f"no inbox {inbox_id}")
+        _, secret = await services.inboxes.do_set_identity_secret(inbox, enabled=not off)
+        return secret
+
+    secret = _run_on_database(run)
+    if off:
+        console.print(f"Inbox {inbox_id}: identity verification is off")
+        return
+    console.print(f"Inbox {inbox_id}: identity secret (give it to the site's backend)")
+    print(secret)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -27,6 +27,12 @@ class InboxFields(Input):
     working_hours: WorkingHours | None = None
     offline_message: Text(2000) | None = None  # type: ignore[valid-type]
     enabled: bool | None = None
+    # Live-chat routing (docs/livechat.md): rules are checked in the service, so a wrong key or
+    # an unknown branch is a 400 that says which.
+    routing_rules: list[dict[str, Any]] | None = Field(default=None, max_length=100)
+    branch_id: int | None = Field(default=None, ge=1, le=2**53)
+    allow_attachments: bool | None = None
+    auto_assign: bool | None = None
 
 
 class InboxIn(InboxFields):
@@ -49,6 +55,10 @@ class InboxOut(BaseModel):
     offline_message: str
     enabled: bool
     identity_verification: bool
+    routing_rules: list[dict[str, Any]]
+    branch_id: int | None
+    allow_attachments: bool
+    auto_assign: bool
     created_at: datetime
 
     @classmethod
@@ -65,6 +75,10 @@ class InboxOut(BaseModel):
             offline_message=inbox.offline_message,
             enabled=inbox.enabled,
             identity_verification=inbox.identity_secret is not None,
+            routing_rules=inbox.routing_rules,
+            branch_id=inbox.branch_id,
+            allow_attachments=inbox.allow_attachments,
+            auto_assign=inbox.auto_assign,
             created_at=inbox.created_at,
         )
 
@@ -79,7 +93,7 @@ def _set_fields(body: InboxFields) -> dict[str, object]:
     return {name: value for name, value in fields.items() if value is not None or name in _NULLABLE}
 
 
-_NULLABLE = {"privacy_url", "privacy_text", "working_hours"}
+_NULLABLE = {"privacy_url", "privacy_text", "working_hours", "branch_id"}
 
 
 @router.post("", response_model=InboxOut, status_code=201)
@@ -109,3 +123,28 @@ async def update_inbox(
     """Change the named fields; `enabled: false` is the inbox's kill switch."""
     inbox = await services.inboxes.access_inbox(user, inbox_id)
     return InboxOut.of(await services.inboxes.do_update_inbox(inbox, **_set_fields(body)))
+
+
+class IdentitySecretOut(BaseModel):
+    identity_secret: str = Field(
+        description="Shown once: the site's backend signs visitor identity tokens with it."
+    )
+
+
+@router.post("/{inbox_id}/identity-secret", response_model=IdentitySecretOut)
+async def rotate_identity_secret(
+    inbox_id: InboxId, user: CurrentUser, services: ServicesDep
+) -> IdentitySecretOut:
+    """Turn identity verification on, or rotate its secret (old tokens stop working at once)."""
+    inbox = await services.inboxes.access_inbox(user, inbox_id)
+    _, secret = await services.inboxes.do_set_identity_secret(inbox, enabled=True)
+    return IdentitySecretOut(identity_secret=secret)
+
+
+@router.delete("/{inbox_id}/identity-secret", status_code=204)
+async def remove_identity_secret(
+    inbox_id: InboxId, user: CurrentUser, services: ServicesDep
+) -> None:
+    """Turn identity verification off: bootstraps no longer need (or check) identity tokens."""
+    inbox = await services.inboxes.access_inbox(user, inbox_id)
+    await services.inboxes.do_set_identity_secret(inbox, enabled=False)

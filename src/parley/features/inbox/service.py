@@ -6,9 +6,11 @@ import re
 import secrets
 from typing import Any
 
-from parley.core.errors import BadInput, ErrorCode, Forbidden, NotFound
+from parley.core.errors import BadInput, ErrorCode, Forbidden, InvalidValue, NotFound
 from parley.core.inboxes import Inbox, WorkingHours
 from parley.core.models import Role, User
+from parley.features.livechat import routing
+from parley.features.livechat.branches import Branches
 from parley.services.timeline import Timeline
 from parley.storage.inboxes import InboxStore
 
@@ -17,6 +19,11 @@ WIDGET_TOKEN_PREFIX = "wt_"  # noqa: S105 - a prefix, not a secret
 
 def new_widget_token() -> str:
     return WIDGET_TOKEN_PREFIX + secrets.token_urlsafe(24)
+
+
+def new_identity_secret() -> str:
+    """32 random bytes: the HMAC / HS256 key a site signs its visitors' identity tokens with."""
+    return "is_" + secrets.token_urlsafe(32)
 
 
 _DOMAIN = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
@@ -31,9 +38,12 @@ def check_domain(domain: str) -> str:
 
 
 class Inboxes:
-    def __init__(self, store: InboxStore, timeline: Timeline) -> None:
+    def __init__(
+        self, store: InboxStore, timeline: Timeline, branches: Branches | None = None
+    ) -> None:
         self.store = store
         self.timeline = timeline
+        self.branches = branches
 
     def access_admin(self, actor: User) -> None:
         if actor.role is not Role.ADMIN:
@@ -69,6 +79,17 @@ class Inboxes:
     async def list_inboxes(self) -> list[Inbox]:
         return await self.store.list_inboxes()
 
+    async def do_set_identity_secret(self, inbox: Inbox, *, enabled: bool) -> tuple[Inbox, str]:
+        """A new identity secret (rotating any old one at once), or none: verification off.
+
+        While an inbox has a secret, every bootstrap must carry an identity token signed with it.
+        """
+        secret = new_identity_secret() if enabled else ""
+        updated = await self.store.update_inbox(inbox.id, {"identity_secret": secret or None})
+        if updated is None:
+            raise NotFound("no such inbox")
+        return updated, secret
+
     async def _column_values(self, fields: dict[str, Any]) -> dict[str, Any]:
         values = dict(fields)
         if "operators" in values:
@@ -77,4 +98,18 @@ class Inboxes:
             values["allowed_domains"] = [check_domain(d) for d in values["allowed_domains"]]
         if isinstance(values.get("working_hours"), WorkingHours):
             values["working_hours"] = values["working_hours"].model_dump(mode="json")
+        await self._check_routing(values)
         return values
+
+    async def _check_routing(self, values: dict[str, Any]) -> None:
+        """Rules of known shape naming existing branches; 400 with the reason otherwise."""
+        wanted: list[int] = []
+        if "routing_rules" in values:
+            values["routing_rules"] = routing.check_rules(values["routing_rules"])
+            wanted += routing.rule_branch_ids(values["routing_rules"])
+        if values.get("branch_id") is not None:
+            wanted.append(values["branch_id"])
+        if wanted:
+            if self.branches is None:
+                raise InvalidValue("branches are not available here", ErrorCode.UNKNOWN_BRANCH)
+            await self.branches.check_branch_ids(wanted)

@@ -109,10 +109,19 @@ class WidgetLimits:
             "send_session": parse(settings.widget_send_rate_per_session),
             "send_ip": parse(settings.widget_send_rate_per_ip),
             "poll_session": parse(settings.widget_poll_rate_per_session),
+            "typing_session": parse(settings.widget_typing_rate_per_session),
+            "upload_session": parse(settings.widget_upload_rate_per_session),
         }
+        if settings.widget_challenge_after_per_ip:
+            self._rates["challenge_ip"] = parse(settings.widget_challenge_after_per_ip)
         interval = settings.widget_poll_min_interval_seconds
         if interval:
             self._rates["poll_interval"] = parse(f"1/{interval} second")
+
+    async def within(self, name: str, key: str) -> bool:
+        """Count one more against `name`; False once past it (the caller decides what then)."""
+        rate = self._rates.get(name)
+        return rate is None or await self._limiter.hit(rate, "widget", name, key)
 
     async def hit(self, name: str, key: str) -> None:
         rate = self._rates.get(name)

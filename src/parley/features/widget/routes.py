@@ -15,11 +15,15 @@ from pydantic import BaseModel, Field
 from parley.api.deps import ServicesDep
 from parley.api.schemas import Input, MessageOut, Text
 from parley.core import limits
+from parley.features.widget.challenge import Solution
+from parley.features.widget.edge import allow_cors
 from parley.features.widget.guard import check_origin, client_ip
 from parley.features.widget.service import Visit
+from parley.metrics import WIDGET_REFUSED
 from parley.transports import poll
 
 router = APIRouter(prefix="/api/widget", tags=["widget"])
+UPLOAD_PATH_PATTERN = "/api/widget/attachments"
 
 # Both tokens are server-made URL-safe strings; the shape check keeps NUL and junk out of queries.
 TokenShape = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
@@ -27,9 +31,26 @@ WidgetToken = Annotated[str, TokenShape]
 SessionToken = Annotated[str, TokenShape]
 
 
+# The embedding page's address (http/https only) and a BCP 47-like tag (`ru`, `pt-BR`).
+PageUrl = Annotated[str, Field(max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$")]
+Language = Annotated[str, Field(max_length=35, pattern=r"^[A-Za-z]{1,8}([-_][A-Za-z0-9]{1,8})*$")]
+
+
+class ChallengeIn(Input):
+    id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9.]+$")]
+    nonce: Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[0-9]+$")]
+
+
 class BootstrapIn(Input):
     widget_token: WidgetToken
     session: SessionToken | None = None
+    # The site's signed word for who its logged-in user is (docs/widget.md, "Identity").
+    identity: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    # A solved proof-of-work challenge, once bootstrap asked for one.
+    challenge: ChallengeIn | None = None
+    # Where the visitor is and what they read: live-chat routing rules match on these.
+    page_url: PageUrl | None = None
+    language: Language | None = None
 
 
 class PrivacyOut(BaseModel):
@@ -47,12 +68,18 @@ class BootstrapOut(BaseModel):
     privacy: PrivacyOut
     online: bool
     offline_message: str | None
+    allow_attachments: bool
+    verified: bool = Field(description="The session belongs to a verified site user.")
 
 
 class WidgetSendIn(Input):
     session: SessionToken
     client_msg_id: Text(limits.CLIENT_MSG_ID_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
-    body: Text(limits.MESSAGE_BODY_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
+    # May be empty when the message carries attachments.
+    body: Text(limits.MESSAGE_BODY_MAX_CHARS) = ""  # type: ignore[valid-type]
+    attachment_ids: list[Annotated[str, Field(max_length=40)]] = Field(
+        default_factory=list, max_length=limits.ATTACHMENTS_PER_MESSAGE_MAX
+    )
 
 
 def _ip(request: Request, services: ServicesDep) -> str:
@@ -63,15 +90,13 @@ async def _visit(request: Request, services: ServicesDep, session: str) -> Visit
     visit = await services.widget.access_visit(session)
     services.widget.check_enabled(visit.inbox)
     check_origin(request, visit.inbox)
+    allow_cors(request)
     return visit
 
 
 def _allow_cors(request: Request, response: Response) -> None:
     """Let the embedding page read the answer; only called once its origin passed the check."""
-    origin = request.headers.get("origin")
-    if origin:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
+    allow_cors(request, response)
 
 
 @router.options("/{path:path}", status_code=204, include_in_schema=False)
@@ -98,7 +123,16 @@ async def bootstrap(
     check_origin(request, inbox)
     _allow_cors(request, response)
     await services.widget_limits.hit("bootstrap_token", body.widget_token)
-    done = await widget.do_bootstrap(inbox, body.session)
+    await _check_challenge(body, request, services)
+    verified = await widget.check_identity(inbox, body.identity)
+    done = await widget.do_bootstrap(
+        inbox,
+        body.session,
+        verified=verified,
+        page_url=body.page_url,
+        language=body.language,
+        client_ip=_ip(request, services),
+    )
     url, text = widget.privacy(inbox)
     online = widget.is_online(inbox)
     return BootstrapOut(
@@ -111,7 +145,20 @@ async def bootstrap(
         privacy=PrivacyOut(url=url, text=text),
         online=online,
         offline_message=None if online else inbox.offline_message,
+        allow_attachments=inbox.allow_attachments,
+        verified=done.visit.session.external_id is not None,
     )
+
+
+async def _check_challenge(body: BootstrapIn, request: Request, services: ServicesDep) -> None:
+    """Past the per-address threshold, a bootstrap needs a solved proof-of-work challenge."""
+    ip = _ip(request, services)
+    if body.challenge is not None:
+        solution = Solution(id=body.challenge.id, nonce=body.challenge.nonce)
+        await services.widget_challenges.check_solution(solution, ip)
+    elif not await services.widget_limits.within("challenge_ip", ip):
+        WIDGET_REFUSED.labels("challenge").inc()
+        raise services.widget_challenges.required(ip)
 
 
 @router.post("/messages", response_model=MessageOut, status_code=201)
@@ -125,7 +172,10 @@ async def send(
     _allow_cors(request, response)
     await services.widget_limits.hit("send_session", str(visit.session.id))
     appended = await services.widget.do_send(
-        visit, client_msg_id=body.client_msg_id, body=body.body
+        visit,
+        client_msg_id=body.client_msg_id,
+        body=body.body,
+        attachment_ids=body.attachment_ids,
     )
     if not appended.created:
         response.status_code = 200

@@ -6,14 +6,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from parley.core.errors import ErrorCode, Forbidden, NotFound, Unavailable
+from parley.core.errors import ErrorCode, Forbidden, NotFound, Unauthenticated, Unavailable
 from parley.core.inboxes import Inbox, WidgetSession
-from parley.core.models import Appended, ConversationKind, Role, User
+from parley.core.models import Appended, Role, User
+from parley.features.livechat.service import Livechat
+from parley.features.widget.identity import VerifiedIdentity, invalid, verify_identity
 from parley.metrics import WIDGET_REFUSED
 from parley.services.identity import Identity, hash_token
 from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.inboxes import InboxStore
+from parley.storage.widget_identities import WidgetIdentityStore
 
 SESSION_PREFIX = "vs_"
 
@@ -36,12 +39,21 @@ class Bootstrapped:
 
 class Widget:
     def __init__(
-        self, *, settings: Settings, store: InboxStore, identity: Identity, timeline: Timeline
+        self,
+        *,
+        settings: Settings,
+        store: InboxStore,
+        identity: Identity,
+        timeline: Timeline,
+        identities: WidgetIdentityStore | None = None,
+        livechat: Livechat,
     ) -> None:
         self.settings = settings
         self.store = store
         self.identity = identity
         self.timeline = timeline
+        self.livechat = livechat
+        self.identities = identities or WidgetIdentityStore(store.db)
 
     def check_enabled(self, inbox: Inbox | None = None) -> None:
         """503 while the messenger is off globally, or this inbox's kill switch is on."""
@@ -67,10 +79,40 @@ class Widget:
             raise NotFound("unknown widget session; bootstrap again")
         return Visit(inbox=inbox, session=session, visitor=visitor)
 
-    async def do_bootstrap(self, inbox: Inbox, session_token: str | None) -> Bootstrapped:
+    async def check_identity(self, inbox: Inbox, token: str | None) -> VerifiedIdentity | None:
+        """The site user an inbox with an identity secret must be given; 401 before any write.
+
+        An inbox without a secret ignores `identity` (nothing to check it with). The token's
+        nonce is used up here, so a replayed token fails even if the bootstrap fails later.
+        """
+        if inbox.identity_secret is None:
+            return None
+        try:
+            if not token:
+                raise invalid("this inbox requires a signed identity token")
+            verified = verify_identity(token, inbox.identity_secret)
+            if not await self.identities.use_nonce(inbox.id, verified.nonce, verified.expires_at):
+                raise invalid("this token was already used")
+        except Unauthenticated:
+            WIDGET_REFUSED.labels("identity").inc()
+            raise
+        return verified
+
+    async def do_bootstrap(
+        self,
+        inbox: Inbox,
+        session_token: str | None,
+        *,
+        verified: VerifiedIdentity | None = None,
+        page_url: str | None = None,
+        language: str | None = None,
+        client_ip: str = "",
+    ) -> Bootstrapped:
         """Restore the visitor's session when its token comes back, else start a new one.
 
         A token from another inbox is refused rather than replaced: it is someone's live session.
+        A verified visitor's session comes back only with a token for the same site user; any
+        other session token is set aside (never restored) and the visitor gets a fresh session.
         """
         if session_token:
             try:
@@ -80,36 +122,70 @@ class Widget:
             if visit is not None:
                 if visit.inbox.id != inbox.id:
                     raise Forbidden("this session belongs to another inbox")
-                await self.store.touch_widget_session(visit.session.id)
-                return Bootstrapped(visit=visit, session_token=session_token, restored=True)
-        visitor = await self.identity.do_create_user(
-            f"visitor-{secrets.token_hex(6)}", role=Role.MEMBER, display_name="Visitor"
-        )
-        conversation, _ = await self.timeline.do_create_conversation(
+                external_id = verified.external_id if verified else None
+                if visit.session.external_id == external_id:
+                    await self.store.touch_widget_session(visit.session.id)
+                    return Bootstrapped(visit=visit, session_token=session_token, restored=True)
+        visitor = await self._visitor(inbox, verified)
+        # One conversation per (inbox, visitor), routed to a branch and staffed (livechat).
+        conversation_id = await self.livechat.do_open(
+            inbox,
             visitor,
-            kind=ConversationKind.GROUP,
-            title=f"{inbox.name}: {visitor.name}"[:200],
-            member_names=inbox.operators,
+            page_url=page_url,
+            language=language,
+            client_ip=client_ip,
+            attributes={},
         )
         token = SESSION_PREFIX + secrets.token_urlsafe(32)
         session = await self.store.add_widget_session(
             token_hash=hash_token(token),
             inbox_id=inbox.id,
             visitor_id=visitor.id,
-            conversation_id=conversation.id,
+            conversation_id=conversation_id,
+            external_id=verified.external_id if verified else None,
         )
         visit = Visit(inbox=inbox, session=session, visitor=visitor)
         return Bootstrapped(visit=visit, session_token=token, restored=False)
 
-    async def do_send(self, visit: Visit, *, client_msg_id: str, body: str) -> Appended:
-        return await self.timeline.do_send(
+    async def _visitor(self, inbox: Inbox, verified: VerifiedIdentity | None) -> User:
+        """A new anonymous visitor, or the one user of this verified site user in this inbox."""
+        name = f"visitor-{secrets.token_hex(6)}"
+        if verified is None:
+            return await self.identity.do_create_user(
+                name, role=Role.MEMBER, display_name="Visitor"
+            )
+        found = await self.identities.find_visitor(inbox.id, verified.external_id)
+        if found is not None:
+            return found
+        return await self.identities.claim_visitor(
+            inbox.id, verified.external_id, name=name, display_name="Visitor"
+        )
+
+    async def do_send(
+        self,
+        visit: Visit,
+        *,
+        client_msg_id: str,
+        body: str,
+        attachment_ids: list[str] | None = None,
+    ) -> Appended:
+        if attachment_ids:
+            self.check_attachments(visit.inbox)
+        appended = await self.timeline.do_send(
             visit.visitor,
             visit.session.conversation_id,
             client_msg_id=client_msg_id,
             body=body,
-            attachment_ids=[],
+            attachment_ids=attachment_ids or [],
             metadata={},
         )
+        if appended.created:
+            await self.livechat.on_visitor_message(visit.session.conversation_id)
+        return appended
+
+    def check_attachments(self, inbox: Inbox) -> None:
+        if not inbox.allow_attachments:
+            raise Forbidden("this inbox does not take attachments", ErrorCode.ATTACHMENTS_DISABLED)
 
     def privacy(self, inbox: Inbox) -> tuple[str, str]:
         return (

@@ -14,6 +14,8 @@ const STREAM_EVENTS = [
   "conversation.updated",
   "control",
   "flags.updated",
+  "livechat.conversation",
+  "livechat.note",
 ];
 
 /**
@@ -71,7 +73,7 @@ class Link {
     if (this.done) return;
     if (event.type === "error") {
       if (!event.ref) this.lastError = event; // a send's error says nothing about the connection
-      const ending = failureFromError(event);
+      const ending = failureFromError(event) ?? this.sessionGone(event);
       if (ending) this.fail(ending);
       else this.host.linkEvent(this, event);
       return;
@@ -86,6 +88,12 @@ class Link {
       this.opened = true;
       this.resolveReady(event);
     }
+  }
+
+  /** A widget stream refused with ERR_NOT_FOUND: the visitor's session is gone (expired). */
+  sessionGone(event) {
+    const gone = this.host.isWidget && !event.ref && event.code === "ERR_NOT_FOUND";
+    return gone ? failure("unauthenticated") : null;
   }
 
   fail(reason) {
@@ -122,9 +130,9 @@ class WebSocketLink extends Link {
   }
 
   async open() {
-    const ticket = await this.host.ticket(this);
-    if (this.done || ticket === null) return;
-    const socket = new WebSocket(this.host.streamUrl("ws", { ticket, cursor: this.host.cursor }));
+    const auth = await this.host.streamAuth(this);
+    if (this.done || auth === null) return;
+    const socket = new WebSocket(this.host.streamUrl("ws", { ...auth, cursor: this.host.cursor }));
     this.socket = socket;
     socket.onmessage = (event) => {
       this.heard = true;
@@ -173,14 +181,16 @@ class EventSourceLink extends Link {
   }
 
   async open() {
-    const ticket = await this.host.ticket(this);
-    if (this.done || ticket === null) return;
+    const auth = await this.host.streamAuth(this);
+    if (this.done || auth === null) return;
     // Tickets are single-use, so the browser's own reconnect (same URL) cannot work: on any
     // error the source is closed and the client reconnects with a new ticket and its cursor.
     const cursor = this.host.cursor;
-    const source = new EventSource(this.host.streamUrl("sse", { ticket, cursor }));
+    const source = new EventSource(this.host.streamUrl("sse", { ...auth, cursor }));
     this.source = source;
-    for (const type of STREAM_EVENTS) source.addEventListener(type, (event) => this.parse(event.data));
+    // EventSource only hands over named events it was asked for; apps may name more.
+    const types = new Set([...STREAM_EVENTS, ...(this.host.options.streamEvents ?? [])]);
+    for (const type of types) source.addEventListener(type, (event) => this.parse(event.data));
     // `error` is both the server's error event (it has data) and the connection failing.
     source.addEventListener("error", (event) => {
       if (typeof event.data === "string" && event.data) this.parse(event.data);
@@ -195,7 +205,7 @@ class EventSourceLink extends Link {
    */
   async explain(cursor) {
     this.source.close();
-    this.fail(await this.host.explainRefusal("/v1/stream/sse", { cursor }));
+    this.fail(await this.host.explainRefusal("sse", { cursor }));
   }
 
   teardown() {
@@ -212,11 +222,17 @@ class PollLink extends Link {
   async open() {
     // The first poll does not wait, so the switch to long-poll completes at once.
     let timeout = 0;
+    let lastStart = -Infinity;
     while (!this.done) {
+      // The Widget API refuses polls that come sooner than its minimum interval (429).
+      const wait = lastStart + this.host.options.pollMinIntervalMs - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      if (this.done) return;
+      lastStart = performance.now();
       let answer;
       try {
-        answer = await this.host.request("GET", "/v1/stream/poll", {
-          params: { cursor: this.host.cursor, timeout },
+        answer = await this.host.request("GET", this.host.streamPath("poll"), {
+          params: { ...this.host.streamQuery(), cursor: this.host.cursor, timeout },
           timeoutMs: (timeout + 15) * 1000,
           signal: this.abort.signal,
         });

@@ -1,4 +1,7 @@
-/** REST calls with the bearer token, and the one error type the client throws (ParleyError). */
+/**
+ * REST calls (with the bearer token when there is one: Widget API calls carry a session in the
+ * query or body instead), and the one error type the client throws (ParleyError).
+ */
 
 const RETRYABLE_CODES = new Set([
   "ERR_NETWORK",
@@ -11,8 +14,9 @@ const RETRYABLE_CODES = new Set([
 
 /** An error with Parley's stable code (`ERR_...`); `retryable` says whether trying again can help. */
 export class ParleyError extends Error {
-  constructor(code, message, { status = null, retryAfter = null } = {}) {
+  constructor(code, message, { status = null, retryAfter = null, details = null } = {}) {
     super(message);
+    this.details = details; // the error's `details` object, e.g. a proof-of-work challenge
     this.name = "ParleyError";
     this.code = code;
     this.status = status;
@@ -41,18 +45,28 @@ export class Rest {
   }
 
   /** One call; answers `{status, data}` or throws a ParleyError (ERR_NETWORK, ERR_TIMEOUT too). */
-  async fetchJson(method, path, { params, json, timeoutMs, signal, keepalive = false } = {}) {
+  #headers() {
+    return this.token ? { Authorization: `Bearer ${this.token}` } : {};
+  }
+
+  /** The body and its headers: `json` (an object) or `form` (a FormData, e.g. a file upload). */
+  #payload(json, form) {
+    if (form !== undefined) return { body: form, headers: this.#headers() };
+    if (json === undefined) return { body: undefined, headers: this.#headers() };
+    return { body: JSON.stringify(json), headers: { ...this.#headers(), "Content-Type": "application/json" } };
+  }
+
+  async fetchJson(method, path, { params, json, form, timeoutMs, signal, keepalive = false } = {}) {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs ?? this.timeoutMs);
     const onAbort = () => controller.abort();
     signal?.addEventListener("abort", onAbort);
-    const headers = { Authorization: `Bearer ${this.token}` };
-    if (json !== undefined) headers["Content-Type"] = "application/json";
+    const { body, headers } = this.#payload(json, form);
     try {
       const response = await fetch(this.url(path, params), {
         method,
         headers,
-        body: json === undefined ? undefined : JSON.stringify(json),
+        body,
         signal: controller.signal,
         keepalive,
       });
@@ -62,7 +76,8 @@ export class Rest {
         const code = problem.code ?? `HTTP_${response.status}`;
         const message = problem.message ?? response.statusText;
         const retryAfter = retryAfterOf(problem, response);
-        throw new ParleyError(code, message, { status: response.status, retryAfter });
+        const details = problem.details ?? null;
+        throw new ParleyError(code, message, { status: response.status, retryAfter, details });
       }
       return { status: response.status, data };
     } catch (error) {
@@ -88,7 +103,7 @@ export class Rest {
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     try {
       const response = await fetch(this.url(path, params), {
-        headers: { Authorization: `Bearer ${this.token}` },
+        headers: this.#headers(),
         signal: controller.signal,
       });
       if (response.ok) return { status: response.status };

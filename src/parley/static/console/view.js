@@ -1,0 +1,360 @@
+// One conversation on screen: its timeline (visitor and operator messages, internal notes),
+// the visitor's details, status / priority / assignee, read marks, typing, and the composer
+// with its two modes. Notes go to /v1/livechat/.../notes, never into the message timeline the
+// visitor reads; replies go through the JS client like any message.
+
+import { $, el, formatSize, formatTime, safeLink, setOptions } from "./dom.js";
+
+const MODES = {
+  reply: { button: "Send reply", hint: "The visitor sees replies.", placeholder: "Write a reply" },
+  note: {
+    button: "Add note",
+    hint: "Internal note: only staff see it, never the visitor.",
+    placeholder: "Write an internal note",
+  },
+};
+
+export class ConversationView {
+  #id = null;
+  #item = null;
+  #names = new Map(); // user id -> display name
+  #nodes = new Map(); // "m:<seq>" | "n:<id>" -> <li>
+  #visitorReceipt = { delivered_seq: 0, read_seq: 0 };
+  #typingTimer = null;
+  #mode = "reply";
+  #opening = 0;
+
+  constructor({ api, client, me, onChanged, onError }) {
+    this.api = api;
+    this.client = client;
+    this.me = me;
+    this.onChanged = onChanged;
+    this.onError = onError;
+    this.#names.set(me.id, me.display_name || me.name);
+    this.#wire();
+  }
+
+  get id() {
+    return this.#id;
+  }
+
+  async open(id) {
+    const ticket = ++this.#opening;
+    const detail = await this.api.conversation(id);
+    // Not a member yet (an admin, before "Assign to me"): no receipts to show, which is fine.
+    const [members, staff] = await Promise.all([
+      this.api.members(id).catch(() => ({ members: [] })),
+      this.api.staff(detail.inbox_id).catch(() => ({ staff: [] })),
+    ]);
+    if (ticket !== this.#opening) return;
+    this.#id = id;
+    this.#item = null;
+    this.#nodes.clear();
+    $("timeline").replaceChildren();
+    $("not-member").hidden = true;
+    $("composer-body").value = "";
+    this.#setMode("reply");
+    this.#stopTyping();
+    $("placeholder").hidden = true;
+    $("conversation-view").hidden = false;
+    $("details").hidden = false;
+    for (const person of staff.staff) this.#names.set(person.id, person.display_name || person.name);
+    for (const member of members.members) this.#names.set(member.user_id, member.display_name);
+    const visitor = members.members.find((member) => member.user_id === detail.visitor.id);
+    this.#visitorReceipt = {
+      delivered_seq: visitor?.delivered_seq ?? 0,
+      read_seq: visitor?.read_seq ?? 0,
+    };
+    this.update(detail, { staff: staff.staff });
+    for (const note of detail.notes ?? []) this.addNote(note);
+    for (const message of this.client.timeline(id)) this.addMessage(message);
+    await this.#loadHistory();
+  }
+
+  close() {
+    this.#id = null;
+    this.#item = null;
+    this.#stopTyping();
+    $("conversation-view").hidden = true;
+    $("details").hidden = true;
+    $("placeholder").hidden = false;
+  }
+
+  /** Show a conversation's current state (after open, an event, or our own change). */
+  update(item, { staff } = {}) {
+    if (item.conversation_id !== this.#id) return;
+    this.#item = item;
+    this.#names.set(item.visitor.id, item.visitor.name);
+    if (item.assignee) this.#names.set(item.assignee.id, item.assignee.name);
+    $("conversation-title").textContent = item.visitor.name;
+    $("status").value = item.status;
+    $("priority").value = item.priority;
+    if (staff) {
+      const options = staff.map((person) => ({
+        value: person.id,
+        label: `${person.display_name || person.name}${person.online ? " (online)" : ""}`,
+      }));
+      setOptions($("assignee"), options, { keep: 1 });
+    }
+    const assignee = $("assignee");
+    const assigneeId = item.assignee ? String(item.assignee.id) : "";
+    if (assigneeId && ![...assignee.options].some((option) => option.value === assigneeId)) {
+      assignee.add(el("option", { value: assigneeId }, item.assignee.name));
+    }
+    assignee.value = assigneeId;
+    $("assign-me").disabled = item.assignee?.id === this.me.id;
+    this.#showDetails(item);
+  }
+
+  #showDetails(item) {
+    $("visitor-name").textContent = item.visitor.name;
+    $("visitor-page").replaceChildren(safeLink(item.page_url));
+    $("visitor-language").textContent = item.language || "—";
+    $("visitor-country").textContent = item.country || "—";
+    $("visitor-inbox").textContent = item.inbox_name;
+    $("visitor-branch").textContent = item.branch?.name ?? "—";
+    $("visitor-started").textContent = formatTime(item.created_at);
+    const attributes = Object.entries(item.attributes ?? {});
+    $("visitor-attributes").replaceChildren(
+      ...attributes.flatMap(([key, value]) => [el("dt", {}, key), el("dd", {}, String(value))]),
+    );
+    if (attributes.length === 0) {
+      $("visitor-attributes").append(el("dd", { className: "muted" }, "none"));
+    }
+  }
+
+  // -- timeline --------------------------------------------------------------------------------
+
+  async #loadHistory() {
+    const id = this.#id;
+    try {
+      await this.client.loadHistory(id, { limit: 100 });
+      if (id === this.#id) $("not-member").hidden = true;
+    } catch (error) {
+      // Messages are for members; staff who are not one yet (admins) see 404 until assigned.
+      if (error.status === 404 && id === this.#id) $("not-member").hidden = false;
+      else this.onError(error);
+    }
+    if (id === this.#id) this.markRead();
+  }
+
+  /** Catch up after the stream was down: the conversation's state and any missed notes. */
+  async refresh() {
+    const id = this.#id;
+    if (id === null) return;
+    const detail = await this.api.conversation(id);
+    if (id !== this.#id) return;
+    this.update(detail);
+    for (const note of detail.notes ?? []) this.addNote(note);
+  }
+
+  addMessage(message) {
+    if (message.conversation_id !== this.#id) return;
+    const fromVisitor = message.sender_id === this.#item?.visitor.id;
+    const node = el(
+      "li",
+      {
+        className: fromVisitor ? "entry message visitor" : "entry message operator",
+        dataset: { seq: message.seq, at: Date.parse(message.created_at) || Date.now(), kind: "m" },
+      },
+      el(
+        "div",
+        { className: "meta" },
+        el("span", { className: "sender" }, this.#nameOf(message.sender_id)),
+        el("time", { dateTime: message.created_at }, formatTime(message.created_at)),
+        fromVisitor ? null : el("span", { className: "receipt muted" }),
+      ),
+    );
+    if (message.body) node.append(el("p", { className: "body" }, message.body));
+    const files = (message.attachments ?? []).filter((attachment) => attachment.file_name);
+    if (files.length > 0) node.append(this.#attachmentList(files));
+    this.#place(`m:${message.seq}`, node);
+    if (!fromVisitor) this.#markReceipt(node);
+    else this.#stopTyping();
+  }
+
+  /** An internal note: staff only, styled apart from messages, labelled so no one mistakes it. */
+  addNote(note) {
+    if (note.conversation_id !== this.#id || this.#nodes.has(`n:${note.id}`)) return;
+    const node = el(
+      "li",
+      {
+        className: "entry note",
+        dataset: { noteId: note.id, at: Date.parse(note.created_at) || Date.now(), kind: "n" },
+      },
+      el(
+        "div",
+        { className: "meta" },
+        el("span", { className: "note-label" }, "Internal note"),
+        el("span", { className: "sender" }, note.author?.name ?? ""),
+        el("time", { dateTime: note.created_at }, formatTime(note.created_at)),
+      ),
+      el("p", { className: "body" }, note.body),
+    );
+    this.#place(`n:${note.id}`, node);
+  }
+
+  /** Insert in time order (messages by seq among themselves); a repeat replaces the old node. */
+  #place(key, node) {
+    const list = $("timeline");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
+    const old = this.#nodes.get(key);
+    this.#nodes.set(key, node);
+    if (old) {
+      old.replaceWith(node);
+      return;
+    }
+    const at = Number(node.dataset.at);
+    const seq = Number(node.dataset.seq ?? 0);
+    const later = [...list.children].find((other) => {
+      if (node.dataset.kind === "m" && other.dataset.kind === "m") return Number(other.dataset.seq) > seq;
+      return Number(other.dataset.at) > at;
+    });
+    list.insertBefore(node, later ?? null);
+    if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  #attachmentList(attachments) {
+    return el(
+      "ul",
+      { className: "attachments" },
+      ...attachments.map((attachment) => {
+        const link = el("a", { href: "#", className: "download" }, attachment.file_name);
+        link.addEventListener("click", (event) => {
+          event.preventDefault();
+          this.api.download(attachment).catch(this.onError);
+        });
+        return el("li", {}, link, el("span", { className: "muted" }, ` ${formatSize(attachment.size ?? 0)}`));
+      }),
+    );
+  }
+
+  #nameOf(userId) {
+    return this.#names.get(userId) ?? `user ${userId}`;
+  }
+
+  // -- receipts, typing, read ------------------------------------------------------------------
+
+  onReceipt(receipt) {
+    if (receipt.conversation_id !== this.#id || receipt.user_id !== this.#item?.visitor.id) return;
+    this.#visitorReceipt = {
+      delivered_seq: Math.max(this.#visitorReceipt.delivered_seq, receipt.delivered_seq ?? 0),
+      read_seq: Math.max(this.#visitorReceipt.read_seq, receipt.read_seq ?? 0),
+    };
+    for (const node of $("timeline").querySelectorAll(".message.operator")) this.#markReceipt(node);
+  }
+
+  #markReceipt(node) {
+    const seq = Number(node.dataset.seq);
+    const { delivered_seq: delivered, read_seq: read } = this.#visitorReceipt;
+    const [state, text] = seq <= read ? ["read", "✓✓ Read"] : seq <= delivered ? ["delivered", "✓ Delivered"] : ["sent", "Sent"];
+    const mark = node.querySelector(".receipt");
+    mark.textContent = text;
+    mark.dataset.state = state;
+  }
+
+  onTyping(event) {
+    if (event.conversation_id !== this.#id || event.user_id !== this.#item?.visitor.id) return;
+    $("typing").hidden = false;
+    clearTimeout(this.#typingTimer);
+    this.#typingTimer = setTimeout(() => this.#stopTyping(), event.expires_in_ms ?? 5000);
+  }
+
+  #stopTyping() {
+    clearTimeout(this.#typingTimer);
+    $("typing").hidden = true;
+  }
+
+  /** Mark what is on screen read, while the page is visible. */
+  markRead() {
+    if (this.#id === null || document.visibilityState !== "visible") return;
+    const messages = this.client.timeline(this.#id);
+    if (messages.length === 0) return;
+    const seq = messages[messages.length - 1].seq;
+    this.client.markRead(this.#id, seq).catch(() => null);
+  }
+
+  // -- controls and composer -------------------------------------------------------------------
+
+  #wire() {
+    $("status").addEventListener("change", () => this.#change({ status: $("status").value }));
+    $("priority").addEventListener("change", () => this.#change({ priority: $("priority").value }));
+    $("assignee").addEventListener("change", () => {
+      const value = $("assignee").value;
+      this.#change({ assignee_id: value ? Number(value) : null });
+    });
+    $("assign-me").addEventListener("click", () => this.#run((id) => this.api.assignMe(id)));
+    $("mode-reply").addEventListener("click", () => this.#setMode("reply"));
+    $("mode-note").addEventListener("click", () => this.#setMode("note"));
+    $("composer").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.#submit();
+    });
+    $("composer-body").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        this.#submit();
+      }
+    });
+    $("composer-body").addEventListener("input", () => {
+      // Typing goes to the visitor, so never while writing a note.
+      if (this.#mode === "reply" && this.#id !== null && $("composer-body").value) {
+        this.client.typing(this.#id).catch(() => null);
+      }
+    });
+    document.addEventListener("visibilitychange", () => this.markRead());
+  }
+
+  #change(fields) {
+    return this.#run((id) => this.api.change(id, fields));
+  }
+
+  /** Apply a change; on failure put the controls back to what the server last said. */
+  async #run(action) {
+    const id = this.#id;
+    try {
+      const item = await action(id);
+      this.update(item);
+      this.onChanged(item);
+      // Assignment makes us a member: the history we could not read before is readable now.
+      if (item.assignee?.id === this.me.id) await this.#loadHistory();
+    } catch (error) {
+      if (this.#item) this.update(this.#item);
+      this.onError(error);
+    }
+  }
+
+  #setMode(mode) {
+    this.#mode = mode;
+    const copy = MODES[mode];
+    $("mode-reply").setAttribute("aria-pressed", String(mode === "reply"));
+    $("mode-note").setAttribute("aria-pressed", String(mode === "note"));
+    $("composer").classList.toggle("mode-note", mode === "note");
+    $("composer").classList.toggle("mode-reply", mode === "reply");
+    $("composer-send").textContent = copy.button;
+    $("composer-hint").textContent = copy.hint;
+    $("composer-body").placeholder = copy.placeholder;
+  }
+
+  async #submit() {
+    const id = this.#id;
+    const input = $("composer-body");
+    const body = input.value.trim();
+    if (id === null || !body) return;
+    const send = $("composer-send");
+    send.disabled = true;
+    try {
+      if (this.#mode === "note") {
+        this.addNote(await this.api.addNote(id, body));
+      } else {
+        await this.client.send(id, body);
+      }
+      if (id === this.#id) input.value = "";
+    } catch (error) {
+      this.onError(error);
+    } finally {
+      send.disabled = false;
+      input.focus();
+    }
+  }
+}

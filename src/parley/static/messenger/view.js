@@ -1,0 +1,227 @@
+/**
+ * The widget's DOM: a launcher button and a chat window inside one shadow root, so the host
+ * page's CSS does not reach in and ours does not leak out. No inline styles or scripts (pages
+ * with a strict CSP keep working): the stylesheet is fetched from Parley and adopted as a
+ * constructed sheet, or linked if that fails. Every piece of data goes in as text.
+ */
+
+const HOST_TAG = "parley-messenger";
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("aria-") || key.startsWith("data-") || key === "role") node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  node.append(...children);
+  return node;
+}
+
+async function styleSheet(href) {
+  try {
+    const response = await fetch(href, { mode: "cors", credentials: "omit" });
+    if (!response.ok) throw new Error(`${response.status}`);
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(await response.text());
+    return sheet;
+  } catch {
+    return null;
+  }
+}
+
+/** The mounted widget. Callbacks: onToggle(), onClose(), onSend(text), onFile(file), onTyping(), onRetry(). */
+export class MessengerView {
+  static async mount(baseUrl, handlers) {
+    const host = el(HOST_TAG, { hidden: true });
+    const root = host.attachShadow({ mode: "open" });
+    const href = `${baseUrl}/static/messenger/widget.css`;
+    const sheet = await styleSheet(href);
+    if (sheet) {
+      root.adoptedStyleSheets = [sheet];
+    } else {
+      const link = el("link", { rel: "stylesheet", href });
+      link.addEventListener("load", () => host.removeAttribute("hidden"), { once: true });
+      root.append(link);
+    }
+    const view = new MessengerView(root, handlers);
+    if (!document.body) await new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }));
+    document.body.append(host);
+    if (sheet) host.removeAttribute("hidden");
+    return view;
+  }
+
+  constructor(root, handlers) {
+    this.handlers = handlers;
+    this.items = new Map(); // seq -> {item, status} for messages on screen
+    this.typingTimer = null;
+
+    this.badge = el("span", { class: "badge", hidden: true, "aria-hidden": "true" });
+    this.launcher = el("button", { type: "button", class: "launcher", "aria-label": "Open chat", "aria-expanded": "false" });
+    this.launcher.append(el("span", { class: "launcher-icon", "aria-hidden": "true" }), this.badge);
+    this.launcher.addEventListener("click", () => handlers.onToggle());
+
+    this.title = el("h2", { class: "title", text: "Chat" });
+    const close = el("button", { type: "button", class: "close", "aria-label": "Close chat", text: "×" });
+    close.addEventListener("click", () => handlers.onClose());
+
+    this.notice = el("p", { class: "notice offline", role: "status", hidden: true });
+    this.error = el("div", { class: "notice error", role: "alert", hidden: true });
+    this.errorText = el("p");
+    this.retry = el("button", { type: "button", class: "retry", text: "Try again" });
+    this.retry.addEventListener("click", () => handlers.onRetry());
+    this.error.append(this.errorText, this.retry);
+    this.loading = el("p", { class: "loading", text: "Connecting…" });
+
+    this.list = el("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" });
+    this.typing = el("p", { class: "typing", role: "status", hidden: true, text: "An operator is typing…" });
+
+    this.fileInput = el("input", { type: "file", class: "file", "aria-label": "Attach a file" });
+    this.fileInput.addEventListener("change", () => {
+      const [file] = this.fileInput.files;
+      this.fileInput.value = "";
+      if (file) handlers.onFile(file);
+    });
+    this.attach = el("label", { class: "attach", title: "Attach a file", hidden: true });
+    this.attach.append(this.fileInput, el("span", { class: "attach-icon", "aria-hidden": "true", text: "+" }));
+    this.input = el("textarea", { class: "input", rows: 1, maxLength: 16000, placeholder: "Write a message…", "aria-label": "Message" });
+    this.input.addEventListener("input", () => handlers.onTyping());
+    this.input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.form.requestSubmit();
+      }
+    });
+    this.form = el("form", { class: "composer", hidden: true });
+    this.form.append(this.attach, this.input, el("button", { type: "submit", class: "send", text: "Send" }));
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = this.input.value.trim();
+      if (!text) return;
+      this.input.value = "";
+      handlers.onSend(text);
+    });
+
+    this.privacy = el("p", { class: "privacy", hidden: true });
+
+    this.panel = el("section", { class: "panel", role: "dialog", "aria-label": "Chat", hidden: true });
+    this.panel.append(
+      el("header", { class: "header" }, this.title, close),
+      this.notice,
+      this.error,
+      this.loading,
+      this.list,
+      this.typing,
+      this.form,
+      this.privacy,
+    );
+    this.panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") handlers.onClose();
+    });
+    root.append(el("div", { class: "messenger" }, this.panel, this.launcher));
+  }
+
+  // -- open / closed ---------------------------------------------------------------------------
+
+  setOpen(open) {
+    // Closing from inside the window (Esc, the close button) gives the focus back to the launcher.
+    const focusWasInside = this.panel.contains(this.panel.getRootNode().activeElement);
+    this.panel.hidden = !open;
+    if (!open && focusWasInside && !this.launcher.hidden) this.launcher.focus();
+    this.launcher.setAttribute("aria-expanded", String(open));
+    this.launcher.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    if (open) this.badge.hidden = true;
+    if (open && !this.form.hidden) this.input.focus();
+  }
+
+  setLauncherShown(shown) {
+    this.launcher.hidden = !shown;
+  }
+
+  setUnread(count) {
+    this.badge.hidden = count === 0;
+    this.badge.textContent = count > 9 ? "9+" : String(count);
+  }
+
+  // -- the visit ---------------------------------------------------------------------------------
+
+  showLoading() {
+    this.loading.hidden = false;
+    this.error.hidden = true;
+  }
+
+  showError(text) {
+    this.loading.hidden = true;
+    this.form.hidden = true;
+    this.errorText.textContent = text;
+    this.error.hidden = false;
+  }
+
+  showVisit(visit) {
+    this.loading.hidden = true;
+    this.error.hidden = true;
+    this.title.textContent = visit.inbox_name;
+    this.panel.setAttribute("aria-label", visit.inbox_name);
+    this.notice.hidden = visit.online;
+    this.notice.textContent = visit.online ? "" : visit.offline_message || "We are offline right now.";
+    this.attach.hidden = !visit.allow_attachments;
+    const privacy = visit.privacy ?? {};
+    this.privacy.replaceChildren();
+    if (privacy.text) this.privacy.append(privacy.text);
+    if (privacy.url && /^https?:/i.test(privacy.url)) {
+      const link = el("a", { href: privacy.url, target: "_blank", rel: "noopener noreferrer", text: "Privacy policy" });
+      this.privacy.append(privacy.text ? " " : "", link);
+    }
+    this.privacy.hidden = this.privacy.childNodes.length === 0;
+    this.form.hidden = false;
+    if (!this.panel.hidden) this.input.focus();
+  }
+
+  // -- messages ----------------------------------------------------------------------------------
+
+  /** Put a message in its place by seq (each seq once); `mine` ones get a status mark. */
+  showMessage(message, { mine, attachmentUrl }) {
+    const known = this.items.get(message.seq);
+    if (known) known.item.remove();
+    const item = el("li", { class: mine ? "message mine" : "message theirs", "data-seq": String(message.seq) });
+    if (message.body) item.append(el("div", { class: "body", text: message.body }));
+    for (const attachment of message.attachments ?? []) {
+      const name = attachment.file_name ?? "attachment";
+      const link = el("a", { class: "file-link", href: attachmentUrl(attachment.id), target: "_blank", rel: "noopener", text: name });
+      item.append(el("div", { class: "attachment" }, link));
+    }
+    const status = el("span", { class: "status" });
+    if (mine) item.append(el("div", { class: "meta" }, status));
+    this.items.set(message.seq, { item, status });
+    const after = [...this.items.keys()].filter((seq) => seq > message.seq).sort((a, b) => a - b)[0];
+    const next = after === undefined ? null : this.items.get(after).item;
+    this.list.insertBefore(item, next);
+    if (next === null) this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  /** A visitor's message mark: "Sent", "Delivered" or "Read" (what operators have seen). */
+  setStatus(seq, text) {
+    const entry = this.items.get(seq);
+    if (entry && entry.status.textContent !== text) entry.status.textContent = text;
+  }
+
+  /** A short-lived line under the messages ("Uploading report.pdf…", "Could not send"). */
+  showPending(text) {
+    const item = el("li", { class: "message mine pending" }, el("div", { class: "body", text }));
+    this.list.append(item);
+    this.list.scrollTop = this.list.scrollHeight;
+    return item;
+  }
+
+  showTyping(ms) {
+    this.typing.hidden = false;
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => this.hideTyping(), ms);
+  }
+
+  hideTyping() {
+    clearTimeout(this.typingTimer);
+    this.typing.hidden = true;
+  }
+}

@@ -1,0 +1,336 @@
+"""LivechatStore: branches, the live-chat state of visitor conversations, and internal notes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from parley.core.errors import Conflict, ErrorCode
+from parley.core.livechat import (
+    ACTIVE_STATUSES,
+    Branch,
+    ConversationFilter,
+    LastMessage,
+    ListedConversation,
+    LivechatConversation,
+    Note,
+    Priority,
+    Status,
+)
+from parley.core.models import ConversationKind, Role, User
+from parley.storage.conversations import insert_conversation
+from parley.storage.database import Database
+from parley.storage.rows import _json, now, user_from_row, utc
+from parley.storage.schema import (
+    branches,
+    conversations,
+    livechat_conversations,
+    livechat_notes,
+    messages,
+    users,
+)
+
+_state = livechat_conversations
+
+
+def _branch_from_row(row: Any) -> Branch:
+    return Branch(
+        id=row.id,
+        name=row.name,
+        operators=[str(o) for o in _json(row.operators)],
+        created_at=utc(row.created_at),
+    )
+
+
+def _state_from_row(row: Any) -> LivechatConversation:
+    return LivechatConversation(
+        conversation_id=row.conversation_id,
+        inbox_id=row.inbox_id,
+        visitor_id=row.visitor_id,
+        status=Status(row.status),
+        priority=Priority(row.priority),
+        assignee_id=row.assignee_id,
+        branch_id=row.branch_id,
+        page_url=row.page_url,
+        language=row.language,
+        country=row.country,
+        attributes=dict(_json(row.attributes) or {}),
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
+        last_message_at=utc(row.last_message_at) if row.last_message_at else None,
+    )
+
+
+def _note_from_row(row: Any) -> Note:
+    return Note(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        author_id=row.author_id,
+        body=row.body,
+        created_at=utc(row.created_at),
+    )
+
+
+class LivechatStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- branches --------------------------------------------------------------------------------
+
+    async def create_branch(self, name: str, operators: list[str]) -> Branch:
+        try:
+            async with self.db.write() as conn:
+                row = (
+                    await conn.execute(
+                        insert(branches)
+                        .values(name=name, operators=operators, created_at=now())
+                        .returning(*branches.c)
+                    )
+                ).one()
+        except IntegrityError:
+            raise Conflict(f"a branch named {name!r} exists", ErrorCode.NAME_TAKEN) from None
+        return _branch_from_row(row)
+
+    async def list_branches(self) -> list[Branch]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(branches).order_by(branches.c.id))
+            return [_branch_from_row(row) for row in rows]
+
+    async def get_branch(self, branch_id: int) -> Branch | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(branches).where(branches.c.id == branch_id))).first()
+        return _branch_from_row(row) if row else None
+
+    async def update_branch(self, branch_id: int, values: dict[str, Any]) -> Branch | None:
+        try:
+            async with self.db.write() as conn:
+                row = (
+                    await conn.execute(
+                        update(branches)
+                        .where(branches.c.id == branch_id)
+                        .values(**values)
+                        .returning(*branches.c)
+                    )
+                ).first()
+        except IntegrityError:
+            raise Conflict("a branch with that name exists", ErrorCode.NAME_TAKEN) from None
+        return _branch_from_row(row) if row else None
+
+    # -- conversations ---------------------------------------------------------------------------
+
+    async def open_conversation(
+        self,
+        *,
+        inbox_id: int,
+        visitor_id: int,
+        title: str,
+        member_ids: list[int],
+        values: dict[str, Any],
+    ) -> tuple[LivechatConversation, bool]:
+        """The visitor's conversation in this inbox, created with its members if there is none.
+
+        The conversation, its members and its live-chat row commit in one transaction, so the
+        loser of a race (UNIQUE inbox_id, visitor_id) rolls back whole and leaves no orphan.
+        Returns the state and whether it was created now.
+        """
+        existing = await self.find_conversation(inbox_id, visitor_id)
+        if existing is not None:
+            return existing, False
+        stamp = now()
+        try:
+            async with self.db.write() as conn:
+                conversation = await insert_conversation(
+                    conn,
+                    kind=ConversationKind.GROUP,
+                    title=title,
+                    created_by=visitor_id,
+                    member_ids=member_ids,
+                )
+                row = (
+                    await conn.execute(
+                        insert(_state)
+                        .values(
+                            conversation_id=conversation.id,
+                            inbox_id=inbox_id,
+                            visitor_id=visitor_id,
+                            status=Status.OPEN.value,
+                            priority=Priority.NORMAL.value,
+                            created_at=stamp,
+                            updated_at=stamp,
+                            **values,
+                        )
+                        .returning(*_state.c)
+                    )
+                ).one()
+                return _state_from_row(row), True
+        except IntegrityError:
+            found = await self.find_conversation(inbox_id, visitor_id)
+            if found is None:
+                raise
+            return found, False
+
+    async def find_conversation(
+        self, inbox_id: int, visitor_id: int
+    ) -> LivechatConversation | None:
+        query = select(_state).where(
+            _state.c.inbox_id == inbox_id, _state.c.visitor_id == visitor_id
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return _state_from_row(row) if row else None
+
+    async def get_conversation(self, conversation_id: int) -> ListedConversation | None:
+        query = _listing().where(_state.c.conversation_id == conversation_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return _listed_from_row(row) if row else None
+
+    async def list_conversations(self, wanted: ConversationFilter) -> list[ListedConversation]:
+        """Newest activity (latest message, else creation) first."""
+        query = _listing()
+        if wanted.inbox_id is not None:
+            query = query.where(_state.c.inbox_id == wanted.inbox_id)
+        if wanted.status is not None:
+            query = query.where(_state.c.status == wanted.status.value)
+        if wanted.priority is not None:
+            query = query.where(_state.c.priority == wanted.priority.value)
+        if wanted.unassigned:
+            query = query.where(_state.c.assignee_id.is_(None))
+        elif wanted.assignee_id is not None:
+            query = query.where(_state.c.assignee_id == wanted.assignee_id)
+        if wanted.visible_inbox_ids is not None:
+            visible = [
+                _state.c.inbox_id.in_(wanted.visible_inbox_ids),
+                _state.c.branch_id.in_(wanted.visible_branch_ids),
+            ]
+            if wanted.visible_assignee_id is not None:
+                visible.append(_state.c.assignee_id == wanted.visible_assignee_id)
+            query = query.where(or_(*visible))
+        activity = func.coalesce(messages.c.created_at, _state.c.created_at)
+        query = query.order_by(activity.desc(), _state.c.conversation_id.desc()).limit(wanted.limit)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_listed_from_row(row) for row in rows]
+
+    async def update_conversation(
+        self, conversation_id: int, values: dict[str, Any]
+    ) -> LivechatConversation | None:
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    update(_state)
+                    .where(_state.c.conversation_id == conversation_id)
+                    .values(**values, updated_at=now())
+                    .returning(*_state.c)
+                )
+            ).first()
+        return _state_from_row(row) if row else None
+
+    async def record_visitor_message(
+        self, conversation_id: int
+    ) -> tuple[LivechatConversation, bool] | None:
+        """Stamp the visitor's message; a resolved or closed conversation opens again.
+
+        Returns the state and whether it was reopened (None: not a live-chat conversation).
+        """
+        stamp = now()
+        finished = [Status.RESOLVED.value, Status.CLOSED.value]
+        async with self.db.write() as conn:
+            reopened = await conn.execute(
+                update(_state)
+                .where(_state.c.conversation_id == conversation_id, _state.c.status.in_(finished))
+                .values(status=Status.OPEN.value)
+            )
+            row = (
+                await conn.execute(
+                    update(_state)
+                    .where(_state.c.conversation_id == conversation_id)
+                    .values(last_message_at=stamp, updated_at=stamp)
+                    .returning(*_state.c)
+                )
+            ).first()
+        return (_state_from_row(row), bool(reopened.rowcount)) if row else None
+
+    async def count_active_assigned(self, assignee_ids: list[int]) -> dict[int, int]:
+        """Open and pending conversations assigned to each of these users."""
+        if not assignee_ids:
+            return {}
+        query = (
+            select(_state.c.assignee_id, func.count())
+            .where(
+                _state.c.assignee_id.in_(assignee_ids),
+                _state.c.status.in_([s.value for s in ACTIVE_STATUSES]),
+            )
+            .group_by(_state.c.assignee_id)
+        )
+        async with self.db.read() as conn:
+            counts = {int(uid): int(n) for uid, n in (await conn.execute(query)).all()}
+        return {uid: counts.get(uid, 0) for uid in assignee_ids}
+
+    async def list_admins(self) -> list[User]:
+        """Admins are staff of every inbox (their number is small; visitors' is not)."""
+        query = select(users).where(users.c.role == Role.ADMIN.value).order_by(users.c.id)
+        async with self.db.read() as conn:
+            return [user_from_row(row) for row in await conn.execute(query)]
+
+    # -- notes -----------------------------------------------------------------------------------
+
+    async def add_note(self, conversation_id: int, author_id: int, body: str) -> Note:
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    insert(livechat_notes)
+                    .values(
+                        conversation_id=conversation_id,
+                        author_id=author_id,
+                        body=body,
+                        created_at=now(),
+                    )
+                    .returning(*livechat_notes.c)
+                )
+            ).one()
+        return _note_from_row(row)
+
+    async def list_notes(self, conversation_id: int) -> list[Note]:
+        query = (
+            select(livechat_notes)
+            .where(livechat_notes.c.conversation_id == conversation_id)
+            .order_by(livechat_notes.c.id)
+        )
+        async with self.db.read() as conn:
+            return [_note_from_row(row) for row in await conn.execute(query)]
+
+
+def _listing() -> Any:
+    """Live-chat rows with their conversation's latest message (if any) beside them."""
+    return (
+        select(
+            _state,
+            messages.c.body.label("last_body"),
+            messages.c.sender_id.label("last_sender_id"),
+            messages.c.seq.label("last_seq"),
+            messages.c.created_at.label("last_created_at"),
+        )
+        .join(conversations, conversations.c.id == _state.c.conversation_id)
+        .outerjoin(
+            messages,
+            and_(
+                messages.c.conversation_id == _state.c.conversation_id,
+                messages.c.seq == conversations.c.last_seq,
+            ),
+        )
+    )
+
+
+def _listed_from_row(row: Any) -> ListedConversation:
+    last = None
+    if row.last_seq is not None:
+        last = LastMessage(
+            body=row.last_body,
+            sender_id=row.last_sender_id,
+            seq=row.last_seq,
+            created_at=utc(row.last_created_at),
+        )
+    return ListedConversation(state=_state_from_row(row), last_message=last)

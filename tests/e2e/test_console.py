@@ -1,0 +1,503 @@
+"""The operator console (/console) in Chromium against a real server: a visitor's conversation
+appears live, the operator assigns it, replies, writes an internal note the visitor never sees,
+changes status and priority; visitor text renders as text; filters follow live changes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect
+
+from parley.settings import Settings
+from parley.storage.database import Database
+from parley.storage.livechat import LivechatStore
+from tests.e2e.widget_support import HostSite, WidgetPage
+from tests.support.servers import ServerProcess, free_port
+
+SITE_ORIGIN = "http://localhost:8765"  # the visitor's page; the server is on 127.0.0.1
+XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+XSS_FILE = "report &amp; ' onmouseover=window.__xss=3 x='"
+ENV = {
+    "PARLEY_LOG_JSON": "false",
+    "PARLEY_DATABASE_URL": "",  # the embedded SQLite, whatever the outer env says
+    "PARLEY_WIDGET_POLL_MIN_INTERVAL_SECONDS": "0",
+}
+
+
+class Deployment:
+    """A `parley serve` with an admin, an operator `ana` and an inbox whose staff she is."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.env = {**ENV, "PARLEY_DATA_DIR": str(workdir / "var")}
+        self.server = ServerProcess(port=free_port(), workdir=workdir, env=self.env)
+        self.inbox: dict[str, Any] = {}
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def add_user(self, name: str, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "parley", "user", "add", name, *args],
+            cwd=self.workdir,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout.strip().splitlines()[-1]
+
+    def create_inbox(self, admin_token: str, **fields: Any) -> dict[str, Any]:
+        response = httpx.post(
+            f"{self.url}/v1/admin/inboxes",
+            headers={"Authorization": f"Bearer {admin_token}"},
+            json={"name": "Shop", "allowed_domains": ["localhost"], "operators": ["ana"], **fields},
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def set_attributes(self, conversation_id: int, attributes: dict[str, str]) -> None:
+        """Store custom visitor attributes (the Widget API has no way to send them yet)."""
+
+        async def write() -> None:
+            settings = Settings(data_dir=self.workdir / "var", database_url="")
+            database = Database(settings.effective_database_url)
+            try:
+                values = {"attributes": attributes}
+                await LivechatStore(database).update_conversation(conversation_id, values)
+            finally:
+                await database.dispose()
+
+        # Playwright's sync API runs its own event loop in this thread; use another one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, write()).result()
+
+
+class Visitor:
+    """A visitor on the shop's page, talking to the Widget API like widget.js does."""
+
+    def __init__(self, deployment: Deployment, **bootstrap: Any) -> None:
+        self.http = httpx.Client(
+            base_url=deployment.url, headers={"Origin": SITE_ORIGIN}, timeout=30
+        )
+        response = self.http.post(
+            "/api/widget/bootstrap",
+            json={"widget_token": deployment.inbox["widget_token"], **bootstrap},
+        )
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        self.session: str = answer["session"]
+        self.conversation_id: int = answer["conversation_id"]
+        self.name: str = answer["visitor_name"]
+
+    def upload(self, file_name: str, content: bytes) -> dict[str, Any]:
+        response = self.http.post(
+            "/api/widget/attachments",
+            params={"session": self.session},
+            files={"file": (file_name, content, "text/plain")},
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def send(self, body: str, attachment_ids: list[str] | None = None) -> dict[str, Any]:
+        response = self.http.post(
+            "/api/widget/messages",
+            json={
+                "session": self.session,
+                "client_msg_id": str(uuid.uuid4()),
+                "body": body,
+                "attachment_ids": attachment_ids or [],
+            },
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def messages(self) -> list[dict[str, Any]]:
+        response = self.http.get("/api/widget/messages", params={"session": self.session})
+        assert response.status_code == 200, response.text
+        return list(response.json()["messages"])
+
+    def read(self, seq: int) -> None:
+        response = self.http.post(
+            "/api/widget/read",
+            json={"session": self.session, "delivered_seq": seq, "read_seq": seq},
+        )
+        assert response.status_code == 200, response.text
+
+    def typing(self) -> None:
+        response = self.http.post("/api/widget/typing", json={"session": self.session})
+        assert response.status_code == 204, response.text
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """One server for the module: each test makes its own visitors and finds them by id."""
+    deployment = Deployment(tmp_path_factory.mktemp("console"))
+    admin_token = deployment.add_user("root", "--role", "admin", "--password", "root-password")
+    deployment.add_user("ana", "--role", "operator", "--password", "ana-password")
+    deployment.add_user("ben", "--role", "operator", "--password", "ben-password")
+    deployment.server.start()
+    deployment.inbox = deployment.create_inbox(admin_token, operators=["ana", "ben"])
+    yield deployment
+    deployment.server.stop()
+
+
+@pytest.fixture
+def visitors(deployment: Deployment) -> Iterator[list[Visitor]]:
+    made: list[Visitor] = []
+    yield made
+    for visitor in made:
+        visitor.close()
+
+
+class Console:
+    """The console page, signed in; collects console errors (CSP violations, script errors)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.problems: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.problems.append(str(error)))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        # An answered 4xx is logged by Chromium as "Failed to load resource"; that is expected.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.problems.append(message.text)
+
+    def sign_in(self, name: str, password: str, *, display_name: str | None = None) -> None:
+        self.page.goto("/console")
+        self.page.get_by_label("Name").fill(name)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Sign in").click()
+        expect(self.page.locator("#me-name")).to_have_text(display_name or name)
+        expect(self.page.get_by_test_id("connection")).to_contain_text("Live")
+
+    def item(self, conversation_id: int) -> Locator:
+        return self.page.locator(f'.conversation-item[data-conversation-id="{conversation_id}"]')
+
+    def open(self, conversation_id: int, visitor_name: str) -> None:
+        self.item(conversation_id).get_by_role("button").click()
+        expect(self.page.locator("#conversation-title")).to_have_text(visitor_name)
+
+    def timeline_entry(self, text: str) -> Locator:
+        return self.page.get_by_test_id("timeline").locator(".entry").filter(has_text=text)
+
+
+@pytest.fixture
+def console(browser: Browser, deployment: Deployment) -> Iterator[Console]:
+    context = browser.new_context(base_url=deployment.url, accept_downloads=True)
+    context.set_default_timeout(10_000)
+    console = Console(context.new_page())
+    yield console
+    context.close()
+    assert console.problems == [], console.problems  # no CSP violation, no script error
+
+
+# -- the page's headers --------------------------------------------------------------------------
+
+
+def test_the_console_is_served_with_a_strict_content_security_policy(
+    deployment: Deployment,
+) -> None:
+    response = httpx.get(f"{deployment.url}/console")
+
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+
+
+def test_the_page_runs_under_its_policy_and_streams_over_the_websocket(console: Console) -> None:
+    # The console fixture fails the test on any console error, CSP violations included.
+    console.sign_in("ana", "ana-password")
+
+    expect(console.page.get_by_test_id("connection")).to_have_text("Live (ws)")
+
+
+def test_a_wrong_password_is_refused_on_the_page(console: Console) -> None:
+    page = console.page
+    page.goto("/console")
+    page.get_by_label("Name").fill("ana")
+    page.get_by_label("Password").fill("not-her-password")
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("Sign-in failed")
+    expect(page.locator("#workspace")).to_be_hidden()
+
+
+# -- the operator's day, visitor over the Widget API ---------------------------------------------
+
+
+def test_operator_answers_a_new_visitor_and_the_note_stays_internal(
+    console: Console, deployment: Deployment, visitors: list[Visitor]
+) -> None:
+    console.sign_in("ana", "ana-password")
+    page = console.page
+
+    visitor = Visitor(deployment, page_url="https://shop.example.com/pricing", language="de")
+    visitors.append(visitor)
+    attachment = visitor.upload("invoice-42.txt", b"total: 42 EUR\n")
+    visitor.send("Hello, is shipping free?", [attachment["id"]])
+
+    # It appears in the list without a reload, marked new.
+    item = console.item(visitor.conversation_id)
+    expect(item).to_contain_text("Hello, is shipping free?")
+    expect(item.locator(".new-dot")).to_be_visible()
+    console.open(visitor.conversation_id, visitor.name)
+    expect(item.locator(".new-dot")).to_have_count(0)
+
+    first = console.timeline_entry("Hello, is shipping free?")
+    expect(first).to_have_class("entry message visitor")
+    expect(first.get_by_role("link", name="invoice-42.txt")).to_be_visible()
+    with page.expect_download() as download:
+        first.get_by_role("link", name="invoice-42.txt").click()
+    assert Path(download.value.path()).read_bytes() == b"total: 42 EUR\n"
+    page_link = page.locator("#visitor-page").get_by_role("link")
+    expect(page_link).to_have_attribute("href", "https://shop.example.com/pricing")
+    expect(page_link).to_have_attribute("rel", "noopener noreferrer")
+    expect(page.locator("#visitor-language")).to_have_text("de")
+
+    page.get_by_role("button", name="Assign to me").click()
+    expect(page.get_by_label("Assignee", exact=True)).to_have_value(str(_user_id(page)))
+    expect(page.get_by_role("button", name="Assign to me")).to_be_disabled()
+
+    page.get_by_label("Message").fill("Yes, above 50 EUR.")
+    page.get_by_role("button", name="Send reply").click()
+    reply = console.timeline_entry("Yes, above 50 EUR.")
+    expect(reply).to_have_class("entry message operator")
+
+    page.get_by_role("button", name="Note", exact=True).click()
+    page.get_by_label("Message").fill("VIP customer, offer the discount")
+    page.get_by_role("button", name="Add note").click()
+    note = console.timeline_entry("VIP customer, offer the discount")
+    expect(note).to_have_class("entry note")
+    expect(note.locator(".note-label")).to_have_text("Internal note")
+
+    page.get_by_label("Status", exact=True).select_option("pending")
+    page.get_by_label("Priority", exact=True).select_option("high")
+    expect(item.locator(".badge.status-pending")).to_have_text("Pending")
+    expect(item.locator(".badge.priority-high")).to_have_text("High")
+
+    # The visitor gets the reply, and the note is nowhere in what they can read.
+    bodies = [message["body"] for message in visitor.messages()]
+    assert bodies == ["Hello, is shipping free?", "Yes, above 50 EUR."]
+
+    # The visitor reads it: the operator sees the read mark; then the visitor types.
+    visitor.read(visitor.messages()[-1]["seq"])
+    expect(reply.locator(".receipt")).to_have_text("✓✓ Read")
+    visitor.typing()
+    expect(page.get_by_test_id("typing")).to_be_visible()
+
+
+# -- the issue's scenario with the real widget on another origin ---------------------------------
+
+
+def test_visitor_in_the_widget_and_operator_in_the_console_chat_and_the_note_stays_internal(
+    console: Console, deployment: Deployment, browser: Browser, tmp_path: Path
+) -> None:
+    console.sign_in("ana", "ana-password")
+    page = console.page
+    with HostSite(deployment.url) as site:
+        widget = WidgetPage.visit(browser, site.page(deployment.inbox["widget_token"]))
+        try:
+            widget.open()
+            widget.send("My teapot arrived broken")
+            expect(widget.message("My teapot arrived broken")).to_have_count(1)
+            photo = tmp_path / "teapot.txt"
+            photo.write_text("a broken teapot\n")
+            widget.file_input.set_input_files(str(photo))
+            expect(widget.panel.get_by_role("link", name="teapot.txt")).to_be_visible()
+
+            # The operator sees it arrive live, opens it: text and file are there.
+            item = page.locator(".conversation-item").filter(has_text="(attachment)").first
+            expect(item.locator(".new-dot")).to_be_visible()
+            conversation_id = int(item.get_attribute("data-conversation-id") or 0)
+            item.get_by_role("button").click()
+            expect(console.timeline_entry("My teapot arrived broken")).to_have_count(1)
+            timeline = page.get_by_test_id("timeline")
+            expect(timeline.get_by_role("link", name="teapot.txt")).to_be_visible()
+
+            page.get_by_role("button", name="Assign to me").click()
+            expect(console.item(conversation_id)).to_contain_text("→ ana")
+            page.get_by_label("Message").fill("Sorry! A new one ships today.")
+            page.get_by_role("button", name="Send reply").click()
+            page.get_by_role("button", name="Note", exact=True).click()
+            page.get_by_label("Message").fill("Refund approved by Ben, do not tell yet")
+            page.get_by_role("button", name="Add note").click()
+            expect(console.timeline_entry("Refund approved by Ben")).to_have_class("entry note")
+            page.get_by_label("Status", exact=True).select_option("pending")
+            page.get_by_label("Priority", exact=True).select_option("urgent")
+            expect(console.item(conversation_id).locator(".badge.status-pending")).to_be_visible()
+            expect(console.item(conversation_id).locator(".badge.priority-urgent")).to_be_visible()
+
+            # The widget shows the reply, read by the visitor, and never the note.
+            expect(widget.message("Sorry! A new one ships today.")).to_have_count(1)
+            reply = console.timeline_entry("Sorry! A new one ships today.")
+            expect(reply.locator(".receipt")).to_have_text("✓✓ Read")
+            assert "Refund approved" not in _widget_markup(widget)
+
+            # A reload of the host page restores the history (still without the note).
+            widget.page.reload()
+            widget.open()
+            expect(widget.message("My teapot arrived broken")).to_have_count(1)
+            expect(widget.message("Sorry! A new one ships today.")).to_have_count(1)
+            assert "Refund approved" not in _widget_markup(widget)
+
+            # The visitor types (a fresh page: its client has not throttled typing yet).
+            widget.panel.get_by_role("textbox", name="Message").press_sequentially("Tha")
+            expect(page.get_by_test_id("typing")).to_be_visible()
+
+            # The page's own buttons drive the widget through window.ParleyMessenger.
+            widget.api("close")
+            expect(widget.panel).to_be_hidden()
+            widget.api("open")
+            expect(widget.panel).to_be_visible()
+        finally:
+            widget.close()
+
+
+def _widget_markup(widget: WidgetPage) -> str:
+    """Everything in the widget's shadow DOM, as markup (text, attributes, hidden parts)."""
+    script = "() => document.querySelector('parley-messenger').shadowRoot.innerHTML"
+    return str(widget.page.evaluate(script))
+
+
+def _user_id(page: Page) -> int:
+    return int(
+        page.evaluate(
+            "async () => (await (await fetch('/v1/me', {headers: {Authorization: "
+            "'Bearer ' + sessionStorage.getItem('parley.console.token')}})).json()).id"
+        )
+    )
+
+
+def test_an_admin_outside_the_conversation_assigns_it_to_read_and_reply(
+    console: Console, deployment: Deployment, visitors: list[Visitor]
+) -> None:
+    visitor = Visitor(deployment)
+    visitors.append(visitor)
+    visitor.send("Can an admin help?")
+    console.sign_in("root", "root-password")
+    page = console.page
+    console.open(visitor.conversation_id, visitor.name)
+
+    expect(page.locator("#not-member")).to_be_visible()
+    expect(console.timeline_entry("Can an admin help?")).to_have_count(0)
+    page.get_by_role("button", name="Assign to me").click()
+
+    expect(page.locator("#not-member")).to_be_hidden()
+    expect(console.timeline_entry("Can an admin help?")).to_have_count(1)
+    page.get_by_label("Message").fill("Yes, I can.")
+    page.get_by_role("button", name="Send reply").click()
+    expect(console.timeline_entry("Yes, I can.")).to_have_class("entry message operator")
+    assert [m["body"] for m in visitor.messages()] == ["Can an admin help?", "Yes, I can."]
+
+
+# -- visitor text is text ------------------------------------------------------------------------
+
+
+def test_html_from_a_visitor_renders_as_text_and_never_runs(
+    console: Console, deployment: Deployment, visitors: list[Visitor]
+) -> None:
+    visitor = Visitor(deployment)
+    visitors.append(visitor)
+    # The server strips `/ < > "` from file names; what is left must still show verbatim
+    # (`&amp;` read as HTML would show as `&`; the quote would end an attribute).
+    attachment = visitor.upload(f"{XSS_FILE}.txt", b"x")
+    assert attachment["file_name"] == f"{XSS_FILE}.txt"
+    visitor.send(XSS, [attachment["id"]])
+    deployment.set_attributes(visitor.conversation_id, {"plan": XSS, XSS: "key"})
+    console.sign_in("ana", "ana-password")
+    page = console.page
+
+    expect(console.item(visitor.conversation_id)).to_contain_text(XSS)
+    console.open(visitor.conversation_id, visitor.name)
+
+    entry = console.timeline_entry(XSS)
+    expect(entry.locator(".body")).to_have_text(XSS)
+    expect(entry.locator("a.download")).to_have_text(f"{XSS_FILE}.txt")
+    attributes = page.get_by_test_id("visitor-attributes")
+    expect(attributes.locator("dt").filter(has_text=XSS)).to_have_count(1)
+    expect(attributes.locator("dd").filter(has_text=XSS)).to_have_count(1)
+    assert page.locator("#timeline img, #visitor-attributes img, #timeline script").count() == 0
+    assert page.evaluate("window.__xss") is None
+
+
+# -- filters -------------------------------------------------------------------------------------
+
+
+def test_a_conversation_leaves_and_rejoins_the_list_as_its_status_changes(
+    console: Console, deployment: Deployment, visitors: list[Visitor]
+) -> None:
+    visitor = Visitor(deployment)
+    visitors.append(visitor)
+    visitor.send("Where is my parcel?")
+    console.sign_in("ana", "ana-password")
+    page = console.page
+    item = console.item(visitor.conversation_id)
+
+    page.get_by_label("Status filter").select_option("open")
+    expect(item).to_be_visible()
+    page.get_by_label("Status filter").select_option("resolved")
+    expect(item).to_have_count(0)
+
+    # Another operator resolves it: it appears live in the "resolved" list.
+    ben = httpx.post(
+        f"{deployment.url}/v1/auth/login", json={"name": "ben", "password": "ben-password"}
+    ).json()["token"]
+    response = httpx.patch(
+        f"{deployment.url}/v1/livechat/conversations/{visitor.conversation_id}",
+        headers={"Authorization": f"Bearer {ben}"},
+        json={"status": "resolved"},
+    )
+    assert response.status_code == 200, response.text
+    expect(item).to_be_visible()
+    expect(item.locator(".badge.status-resolved")).to_have_text("Resolved")
+
+    # A new visitor message reopens it: it leaves the "resolved" list by itself.
+    visitor.send("Still waiting")
+    expect(item).to_have_count(0)
+    page.get_by_label("Status filter").select_option("open")
+    expect(item).to_contain_text("Still waiting")
+
+
+# -- the demo ------------------------------------------------------------------------------------
+
+
+def test_the_demo_links_the_console_where_alice_works_the_demo_shop_inbox(
+    browser: Browser, demo_server: ServerProcess
+) -> None:
+    context = browser.new_context(base_url=demo_server.url)
+    context.set_default_timeout(10_000)
+    console = Console(context.new_page())
+    page = console.page
+    page.goto("/")
+
+    page.get_by_role("link", name="operator console").click()
+    expect(page).to_have_url(f"{demo_server.url}/console")
+    console.sign_in("alice", "alice", display_name="Alice")
+
+    expect(page.get_by_label("Inbox filter").locator("option")).to_have_text(
+        ["All inboxes", "Demo shop"]
+    )
+    context.close()
+    assert console.problems == [], console.problems
