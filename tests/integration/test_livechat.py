@@ -263,6 +263,44 @@ async def test_bootstrap_refuses_a_page_url_that_is_not_http(people: PeopleFacto
     assert_error(response, 422, "ERR_VALIDATION")
 
 
+async def test_visitor_attributes_reach_the_console_as_given(people: PeopleFactory) -> None:
+    desk = await Desk.make(people)
+    inbox = await desk.inbox()
+    attributes = {"name": "<b>Ann</b>", "email": "ann@example.com", "plan": "pro"}
+
+    visit = await Site(people).open(inbox["widget_token"], attributes=attributes)
+
+    (item,) = await console_list(desk.operator)
+    assert item["conversation_id"] == visit["conversation_id"]
+    assert item["attributes"] == attributes
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {f"k{i}": "v" for i in range(21)},
+        {"bad key!": "v"},
+        {"name": "x" * 501},
+        {"name": {"nested": "x"}},
+        ["name", "Ann"],
+    ],
+    ids=["too-many", "bad-key", "long-value", "nested", "not-an-object"],
+)
+async def test_bootstrap_refuses_bad_attributes_and_creates_nothing(
+    people: PeopleFactory, attributes: Any
+) -> None:
+    desk = await Desk.make(people)
+    inbox = await desk.inbox()
+
+    response = await Site(people).http.post(
+        "/api/widget/bootstrap",
+        json={"widget_token": inbox["widget_token"], "attributes": attributes},
+    )
+
+    assert_error(response, 422, "ERR_VALIDATION")
+    assert await console_list(desk.operator) == []
+
+
 async def test_unmatched_conversation_falls_back_to_the_inbox_branch(
     people: PeopleFactory,
 ) -> None:

@@ -36,6 +36,11 @@ PageUrl = Annotated[str, Field(max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?
 Language = Annotated[str, Field(max_length=35, pattern=r"^[A-Za-z]{1,8}([-_][A-Za-z0-9]{1,8})*$")]
 
 
+ATTRIBUTES_MAX = 20
+AttributeKey = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
+AttributeValue = Text(500)  # type: ignore[valid-type]
+
+
 class ChallengeIn(Input):
     id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9.]+$")]
     nonce: Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[0-9]+$")]
@@ -51,6 +56,11 @@ class BootstrapIn(Input):
     # Where the visitor is and what they read: live-chat routing rules match on these.
     page_url: PageUrl | None = None
     language: Language | None = None
+    # What the site says about its visitor (name, email, plan...), shown to operators as text.
+    # Unverified: the page can put anything here.
+    attributes: (
+        Annotated[dict[AttributeKey, AttributeValue], Field(max_length=ATTRIBUTES_MAX)] | None
+    ) = None
 
 
 class PrivacyOut(BaseModel):
@@ -131,6 +141,7 @@ async def bootstrap(
         verified=verified,
         page_url=body.page_url,
         language=body.language,
+        attributes=body.attributes or {},
         client_ip=_ip(request, services),
     )
     url, text = widget.privacy(inbox)

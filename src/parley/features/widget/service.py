@@ -107,6 +107,7 @@ class Widget:
         page_url: str | None = None,
         language: str | None = None,
         client_ip: str = "",
+        attributes: dict[str, str] | None = None,
     ) -> Bootstrapped:
         """Restore the visitor's session when its token comes back, else start a new one.
 
@@ -134,7 +135,7 @@ class Widget:
             page_url=page_url,
             language=language,
             client_ip=client_ip,
-            attributes={},
+            attributes=attributes or {},
         )
         token = SESSION_PREFIX + secrets.token_urlsafe(32)
         session = await self.store.add_widget_session(
