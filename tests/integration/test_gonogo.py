@@ -123,6 +123,7 @@ def test_a_healthy_deployment_is_go_and_the_record_is_written(live: Live, tmp_pa
         "attachments",
         "latency_p95",
         "gates",
+        "messenger",
         "metrics",
     }
     assert all(c["result"] == "PASS" for c in record["checks"])
@@ -153,8 +154,39 @@ async def test_without_an_admin_token_the_gates_cannot_pass(live: Live) -> None:
     verdict = await gonogo(Target(live.server.url, live.member, live.admin), SIGNED)
 
     assert verdict.decision == "NO-GO"
-    (reason,) = verdict.reasons
-    assert reason.startswith("gates failed:")
+    assert [reason.split(":")[0] for reason in verdict.reasons] == [
+        "gates failed",
+        "messenger failed",
+    ]
+
+
+async def test_an_inbox_open_to_localhost_and_routed_nowhere_is_no_go(fresh: Live) -> None:
+    headers = {"Authorization": f"Bearer {fresh.admin}"}
+    async with httpx.AsyncClient(base_url=fresh.server.url, headers=headers) as http:
+        made = await http.post(
+            "/v1/admin/inboxes",
+            json={"name": "Shop", "allowed_domains": ["shop.example.net", "localhost"]},
+        )
+        assert made.status_code == 201, made.text
+
+        verdict = await gonogo(fresh.target, SIGNED)
+
+        assert verdict.decision == "NO-GO"
+        (reason,) = verdict.reasons
+        assert reason.startswith("messenger failed:")
+        assert "inbox 'Shop' allows development hosts: localhost" in reason
+        assert "nobody would see its chats" in reason
+
+        fixed = await http.patch(
+            f"/v1/admin/inboxes/{made.json()['id']}",
+            json={"allowed_domains": ["shop.example.net"], "operators": ["ops"]},
+        )
+        assert fixed.status_code == 200, fixed.text
+        verdict = await gonogo(fresh.target, SIGNED)
+
+    assert verdict.decision == "GO", verdict.reasons
+    messenger = next(c for c in verdict.checks if c.name == "messenger")
+    assert messenger.evidence == "1 of 1 inboxes enabled, each allowlisted and routed"
 
 
 async def test_a_deployment_with_websockets_off_is_no_go(live: Live) -> None:

@@ -40,6 +40,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     if branch_problem:
         # Misrouted chats are a configuration error to fix, not a reason to stop serving.
         checks["default_branch"] = branch_problem
+    elif services.settings.default_branch_id is not None:
+        checks["default_branch"] = "ok"
     healthy = bus_ok and not branch_problem
     return JSONResponse({"status": "ok" if healthy else "degraded", "checks": checks})
 

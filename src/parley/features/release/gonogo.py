@@ -115,6 +115,7 @@ def gonogo_probes(admin: dict[str, str] | None) -> list[tuple[str, str, Probe]]:
         ("attachments", "Attachments", probes.check_attachments),
         ("latency_p95", "p95 ≤ 1 s", probes.check_latency),
         ("gates", "Release gates", lambda d: probes.check_gates(d, admin)),
+        ("messenger", "Website chat inboxes", lambda d: probes.check_messenger(d, admin)),
         ("metrics", "Prometheus metrics", probes.check_metrics),
     ]
 

@@ -364,3 +364,53 @@ async def check_metrics(d: Deployment) -> CheckResult:
         f"/metrics HTTP {response.status_code}"
         + (f"; missing {', '.join(missing)}" if missing else "; P0 counters and gates present"),
     )
+
+
+# Hosts that belong in development, never in a production inbox's allowlist (seed 001, §2).
+_DEV_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "example.com", "example.org"}  # noqa: S104
+_DEV_SUFFIXES = (".localhost", ".local", ".test", ".example", ".invalid", ".example.com")
+
+
+def _dev_domain(domain: str) -> bool:
+    host = domain.removeprefix("*.").lower()
+    return host in _DEV_HOSTS or host.endswith(_DEV_SUFFIXES)
+
+
+def inbox_problems(inbox: dict[str, Any], *, default_branch: bool) -> list[str]:
+    """What keeps one enabled inbox from being production-ready; empty when it is."""
+    name = inbox["name"]
+    problems = []
+    domains = inbox["allowed_domains"]
+    if not domains:
+        problems.append(f"inbox {name!r} allows no domain, so no site can embed it")
+    dev = [d for d in domains if _dev_domain(d)]
+    if dev:
+        problems.append(f"inbox {name!r} allows development hosts: {', '.join(dev)}")
+    routed = inbox["routing_rules"] or inbox["branch_id"] is not None or default_branch
+    if not routed and not inbox["operators"]:
+        problems.append(
+            f"inbox {name!r} has no routing rules, no branch, no operators and no "
+            "PARLEY_DEFAULT_BRANCH_ID: nobody would see its chats"
+        )
+    return problems
+
+
+async def check_messenger(d: Deployment, admin: dict[str, str] | None) -> CheckResult:
+    """The website chat's configuration: allowlists, routing or fallback, the default branch."""
+    title = "Website chat inboxes (allowlists, routing, default branch)"
+    if admin is None:
+        return CheckResult("messenger", title, False, "no admin token: inboxes cannot be read")
+    ready = (await d.http.get("/readyz")).json()
+    branch_problem = ready.get("checks", {}).get("default_branch")
+    inboxes = (await d.call("GET", "/v1/admin/inboxes", admin))["inboxes"]
+    enabled = [inbox for inbox in inboxes if inbox["enabled"]]
+    problems = [branch_problem] if branch_problem not in (None, "ok") else []
+    for inbox in enabled:
+        problems += inbox_problems(inbox, default_branch=branch_problem == "ok")
+    if problems:
+        evidence = "; ".join(problems)
+    elif not inboxes:
+        evidence = "no inboxes: the website chat is not in use"
+    else:
+        evidence = f"{len(enabled)} of {len(inboxes)} inboxes enabled, each allowlisted and routed"
+    return CheckResult("messenger", title, not problems, evidence, {"inboxes": len(inboxes)})
