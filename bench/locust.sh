@@ -18,6 +18,7 @@ export PARLEY_LOG_LEVEL=WARNING PARLEY_STREAM_MAX_PER_IP=1000000 PARLEY_DATA_DIR
 # Every simulated visitor comes from 127.0.0.1: lift the per-IP widget limits for the run.
 export PARLEY_WIDGET_BOOTSTRAP_RATE_PER_IP=1000000/minute PARLEY_WIDGET_SEND_RATE_PER_IP=1000000/minute
 export PARLEY_WIDGET_BOOTSTRAP_RATE_PER_TOKEN=1000000/minute PARLEY_WIDGET_POLL_MIN_INTERVAL_SECONDS=0
+export PARLEY_WIDGET_CHALLENGE_AFTER_PER_IP=""
 if [ "$mode" = embedded ]; then
   unset PARLEY_DATABASE_URL PARLEY_REDIS_URL
   [ "$servers" = 1 ] || { echo "embedded is one process" >&2; exit 2; }

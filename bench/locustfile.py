@@ -41,6 +41,7 @@ _USERS: list[dict[str, Any]] = json.loads(
 _OPERATORS = int(os.environ.get("PARLEY_BENCH_OPERATORS", "10"))
 _HOSTS = [h for h in os.environ.get("PARLEY_BENCH_HOSTS", "").split(",") if h]
 _POLL_SECONDS = float(os.environ.get("PARLEY_BENCH_POLL_SECONDS", "10"))
+_OPERATOR_IDS = {user["id"] for user in _USERS[:_OPERATORS]}
 _WIDGET_TOKEN = os.environ.get("PARLEY_BENCH_WIDGET_TOKEN", "")
 _ORIGIN = {"Origin": "https://bench.example"}
 _next_operator_account = itertools.count()
@@ -215,7 +216,7 @@ class Operator(ChatUser):
     def on_message(self, event: dict[str, Any]) -> None:
         # Every operator hears every visitor; each answers its share of the conversations.
         mine = event["conversation_id"] % _OPERATORS == self.index
-        if mine and _sent_at(event["message"]["body"]) is not None:
+        if mine and event["message"]["sender_id"] not in _OPERATOR_IDS:
             # Answer beside the stream, not in its way: the next poll starts at once.
             gevent.spawn(self.send, event["conversation_id"], "thanks, let me check")
 

@@ -320,21 +320,25 @@ def test_visitor_in_the_widget_and_operator_in_the_console_chat_and_the_note_sta
         widget = WidgetPage.visit(browser, site.page(deployment.inbox["widget_token"]))
         try:
             widget.open()
-            widget.send("My teapot arrived broken")
-            expect(widget.message("My teapot arrived broken")).to_have_count(1)
-            photo = tmp_path / "teapot.txt"
-            photo.write_text("a broken teapot\n")
-            widget.file_input.set_input_files(str(photo))
-            expect(widget.panel.get_by_role("link", name="teapot.txt")).to_be_visible()
-
-            # The operator sees it arrive live, opens it: text and file are there.
-            item = page.locator(".conversation-item").filter(has_text="(attachment)").first
+            # Opening the chat starts the conversation: it is in the list at once, marked new.
+            item = page.locator(".conversation-item").filter(has_text="No messages yet").first
             expect(item.locator(".new-dot")).to_be_visible()
             conversation_id = int(item.get_attribute("data-conversation-id") or 0)
             item.get_by_role("button").click()
+
+            # The operator watches the visitor type, then the message and a file arrive.
+            composer = widget.panel.get_by_role("textbox", name="Message")
+            composer.press_sequentially("My teapot arrived broken")
+            expect(page.get_by_test_id("typing")).to_be_visible()
+            widget.panel.get_by_role("button", name="Send").click()
             expect(console.timeline_entry("My teapot arrived broken")).to_have_count(1)
+            expect(page.get_by_test_id("typing")).to_be_hidden()
+            photo = tmp_path / "teapot.txt"
+            photo.write_text("a broken teapot\n")
+            widget.file_input.set_input_files(str(photo))
             timeline = page.get_by_test_id("timeline")
             expect(timeline.get_by_role("link", name="teapot.txt")).to_be_visible()
+            expect(console.item(conversation_id)).to_contain_text("(attachment)")
 
             page.get_by_role("button", name="Assign to me").click()
             expect(console.item(conversation_id)).to_contain_text("→ ana")
@@ -361,10 +365,6 @@ def test_visitor_in_the_widget_and_operator_in_the_console_chat_and_the_note_sta
             expect(widget.message("My teapot arrived broken")).to_have_count(1)
             expect(widget.message("Sorry! A new one ships today.")).to_have_count(1)
             assert "Refund approved" not in _widget_markup(widget)
-
-            # The visitor types (a fresh page: its client has not throttled typing yet).
-            widget.panel.get_by_role("textbox", name="Message").press_sequentially("Tha")
-            expect(page.get_by_test_id("typing")).to_be_visible()
 
             # The page's own buttons drive the widget through window.ParleyMessenger.
             widget.api("close")

@@ -181,9 +181,11 @@ def test_visitor_and_operator_exchange_messages_and_a_file(
     stored = alice.wait_for_message(conversation, lambda m: m["attachments"])
     assert [a["file_name"] for a in stored["attachments"]] == ["receipt.txt"]
 
-    alice.reply(conversation, "Yes, three left.")
+    reply = alice.reply(conversation, "Yes, three left.")
     expect(widget.message("Yes, three left.")).to_have_count(1)
     expect(widget.message("Yes, three left.")).to_have_class("message theirs")
+    # The chat is open, so the visitor has read it, and the operator can see that.
+    alice.wait_for_visitor_read(conversation, reply["seq"])
     widget.close()
 
 

@@ -240,6 +240,18 @@ class Operator:
         path = f"/v1/conversations/{conversation_id}/receipts"
         self.call("POST", path, json={"delivered_seq": seq, "read_seq": seq})
 
+    def wait_for_visitor_read(self, conversation_id: int, seq: int, timeout: float = 10) -> None:
+        """Wait until a member other than the operators has read up to `seq` (the visitor)."""
+        deadline = time.monotonic() + timeout
+        path = f"/v1/conversations/{conversation_id}/members"
+        while True:
+            members = self.call("GET", path).json()["members"]
+            if any(m["name"].startswith("visitor-") and m["read_seq"] >= seq for m in members):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the visitor did not read up to {seq}")
+            time.sleep(0.1)
+
     def typing(self, conversation_id: int) -> None:
         self.call("POST", f"/v1/conversations/{conversation_id}/typing")
 

@@ -7,6 +7,8 @@ assignment and the staff events never reach them.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +39,8 @@ from parley.storage.conversations import ConversationStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
 from parley.storage.users import UserStore
+
+log = logging.getLogger(__name__)
 
 Publish = Callable[[Event], Awaitable[None]]
 Online = Callable[[list[int]], Awaitable[set[int]]]
@@ -147,6 +151,9 @@ class Livechat:
         self.geoip = geoip or GeoIP("")
         self.publish = publish
         self.online = online
+        # Conversations with an announcement under way -> whether another one is wanted after it.
+        self._announcing: dict[int, bool] = {}
+        self._announcers: set[asyncio.Task[None]] = set()
 
     # -- opening, from the widget ---------------------------------------------------------------
 
@@ -201,9 +208,34 @@ class Livechat:
         return state.conversation_id
 
     async def on_visitor_message(self, conversation_id: int) -> None:
-        """The visitor wrote: reopen a resolved or closed conversation and tell its staff."""
+        """The visitor wrote: reopen a resolved or closed conversation and tell its staff.
+
+        The reopening is done before the send is answered; the staff announcement follows beside
+        it, one at a time per conversation (a burst of messages makes at most two).
+        """
         if await self.store.record_visitor_message(conversation_id) is not None:
-            await self._announce(conversation_id)
+            self._announce_soon(conversation_id)
+
+    def _announce_soon(self, conversation_id: int) -> None:
+        if conversation_id in self._announcing:
+            self._announcing[conversation_id] = True
+            return
+        self._announcing[conversation_id] = False
+        task = asyncio.create_task(self._announce_until_quiet(conversation_id))
+        self._announcers.add(task)
+        task.add_done_callback(self._announcers.discard)
+
+    async def _announce_until_quiet(self, conversation_id: int) -> None:
+        try:
+            while True:
+                await self._announce(conversation_id)
+                if not self._announcing.get(conversation_id):
+                    break
+                self._announcing[conversation_id] = False
+        except Exception:
+            log.exception("announcing live-chat conversation %d failed", conversation_id)
+        finally:
+            self._announcing.pop(conversation_id, None)
 
     async def _route(self, inbox: Inbox, visit: routing.Visit) -> Branch | None:
         branch_id = routing.route(

@@ -58,6 +58,7 @@ class ReadOut(BaseModel):
 @router.get("/messages", response_model=MessagesOut)
 async def history(
     request: Request,
+    response: Response,
     services: ServicesDep,
     session: SessionQuery,
     before_seq: SeqQuery = None,
@@ -69,6 +70,7 @@ async def history(
     Without cursors it is the newest page (a reload shows the latest messages, not the first).
     """
     visit = await access_visit(request, services, session)
+    response.headers.update(cors_headers(request))
     await services.widget_limits.hit("poll_session", str(visit.session.id))
     if before_seq is None and after_seq is None:
         before_seq = limits.SEQ_MAX
@@ -86,9 +88,12 @@ async def history(
 
 
 @router.post("/read", response_model=ReadOut)
-async def read(body: ReadIn, request: Request, services: ServicesDep) -> ReadOut:
+async def read(
+    body: ReadIn, request: Request, response: Response, services: ServicesDep
+) -> ReadOut:
     """Move the visitor's delivered/read cursors forward (lower values are ignored)."""
     visit = await access_visit(request, services, body.session)
+    response.headers.update(cors_headers(request))
     await services.widget_limits.hit("poll_session", str(visit.session.id))
     outcome = await services.timeline.do_receipt(
         visit.visitor,
