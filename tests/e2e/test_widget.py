@@ -204,6 +204,9 @@ def test_the_visitors_message_shows_read_once_the_operator_read_it(
     alice.mark_read(conversation, stored["seq"])
 
     expect(status).to_have_text("Read")
+    widget.page.reload()
+    widget.open()
+    expect(widget.message("Anyone there?").locator(".status")).to_have_text("Read")
     widget.close()
 
 

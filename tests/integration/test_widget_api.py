@@ -569,6 +569,8 @@ async def test_history_and_read_receipts_restore_the_chat_after_a_reload(
     await operator.http.post(
         f"/v1/conversations/{cid}/messages", json={"client_msg_id": "r1", "body": "On its way."}
     )
+    marked = await operator.http.post(f"/v1/conversations/{cid}/receipts", json={"read_seq": 1})
+    assert marked.status_code < 300, marked.text
 
     history = await site.http.get("/api/widget/messages", params={"session": started["session"]})
     older = await site.http.get(
@@ -587,6 +589,9 @@ async def test_history_and_read_receipts_restore_the_chat_after_a_reload(
         "On its way.",
     ]
     assert history.json()["last_seq"] == 2
+    assert history.json()["receipts"] == [
+        {"conversation_id": cid, "user_id": operator.user.id, "delivered_seq": 1, "read_seq": 1}
+    ]
     assert [m["seq"] for m in older.json()["messages"]] == [1]
     assert [m["seq"] for m in newest.json()["messages"]] == [2]
     assert read.status_code == 200, read.text

@@ -274,6 +274,7 @@ export class ParleyClient {
     const { path, params } = this.#endpoints.history(conversationId, { before, limit });
     const page = await this.request("GET", path, { params });
     this.#mergeNewestPage(conversationId, page.messages);
+    for (const receipt of page.receipts ?? []) this.#onReceipt(receipt, null); // widget history
     return this.timeline(conversationId);
   }
 

@@ -55,7 +55,19 @@ class ReadOut(BaseModel):
     read_seq: int
 
 
-@router.get("/messages", response_model=MessagesOut)
+class StaffReceiptOut(BaseModel):
+    conversation_id: int
+    user_id: int
+    delivered_seq: int
+    read_seq: int
+
+
+class VisitorMessagesOut(MessagesOut):
+    # How far each operator of the conversation has got, so marks show right after a reload.
+    receipts: list[StaffReceiptOut]
+
+
+@router.get("/messages", response_model=VisitorMessagesOut)
 async def history(
     request: Request,
     response: Response,
@@ -64,10 +76,11 @@ async def history(
     before_seq: SeqQuery = None,
     after_seq: SeqQuery = None,
     limit: Annotated[int, Query(ge=1, le=limits.PAGE_LIMIT_MAX)] = limits.PAGE_LIMIT_DEFAULT,
-) -> MessagesOut:
+) -> VisitorMessagesOut:
     """The visitor's conversation, as `GET /v1/conversations/{id}/messages` (restore on reload).
 
     Without cursors it is the newest page (a reload shows the latest messages, not the first).
+    `receipts` are the other members' delivered/read cursors.
     """
     visit = await access_visit(request, services, session)
     response.headers.update(cors_headers(request))
@@ -81,9 +94,20 @@ async def history(
         before=before_seq,
         limit=limit,
     )
-    return MessagesOut(
+    members = await services.timeline.conversations.list_members(visit.session.conversation_id)
+    return VisitorMessagesOut(
         messages=[MessageOut.of(message) for message in found],
         last_seq=max([conversation.last_seq, *(m.seq for m in found)]),
+        receipts=[
+            StaffReceiptOut(
+                conversation_id=m.conversation_id,
+                user_id=m.user_id,
+                delivered_seq=m.delivered_seq,
+                read_seq=m.read_seq,
+            )
+            for m in members
+            if m.user_id != visit.visitor.id
+        ],
     )
 
 
