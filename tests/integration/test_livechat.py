@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from parley.core.models import Role
 from parley.features.livechat.geoip import GeoIP
 from parley.services.container import Services
 from parley.settings import Settings
+from parley.storage.schema import widget_sessions
 from tests.conftest import PeopleFactory, Person
 from tests.support.streams import eventually
 
@@ -757,3 +759,32 @@ async def test_concurrent_opens_for_one_visitor_make_one_conversation(
         ids[0]
     ]
     assert [c["conversation_id"] for c in await console_list(desk.admin)] == [ids[0]]
+
+
+async def test_pruning_removes_only_idle_empty_anonymous_visits(people: PeopleFactory) -> None:
+    desk = await Desk.make(people)
+    inbox = await desk.inbox()
+    site = Site(people)
+    empty = await site.open(inbox["widget_token"])
+    talked = await site.open(inbox["widget_token"])
+    await site.send(talked["session"], "hello?", "p1")
+    recent = await site.open(inbox["widget_token"])
+    store = people.services.inboxes.store
+    async with people.services.db.write() as conn:
+        await conn.execute(
+            widget_sessions.update()
+            .where(widget_sessions.c.visitor_id.in_([empty["visitor_id"], talked["visitor_id"]]))
+            .values(last_seen_at=datetime.now(UTC) - timedelta(days=40))
+        )
+
+    pruned = await store.prune_idle_visits(datetime.now(UTC) - timedelta(days=30))
+
+    assert pruned == 1
+    listed = {item["conversation_id"] for item in await console_list(desk.operator)}
+    assert listed == {talked["conversation_id"], recent["conversation_id"]}
+    assert await people.services.identity.users.get_user(empty["visitor_id"]) is None
+    restored = await site.open(inbox["widget_token"], session=talked["session"])
+    assert restored["restored"] is True
+    again = await site.open(inbox["widget_token"], session=empty["session"])
+    assert again["restored"] is False
+    assert await store.prune_idle_visits(datetime.now(UTC) - timedelta(days=30)) == 0

@@ -60,3 +60,8 @@ def test_branch_and_inbox_commands_refuse_unknown_names_and_branches() -> None:
     assert "ERR_INVALID_VALUE" in bad_rule and "unknown keys path" in bad_rule
     assert "not JSON" in not_json
     assert "Ghosts" not in parley("branch", "list")
+
+
+def test_prune_visits_says_how_many_it_deleted_and_refuses_zero_days() -> None:
+    assert "Deleted 0 empty visit(s) idle for 30+ days" in parley("inbox", "prune-visits")
+    parley("inbox", "prune-visits", "--idle-days", "0", code=2)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from parley.core.errors import Conflict
 from parley.core.inboxes import Inbox, WidgetSession, WorkingHours
 from parley.storage.database import Database
 from parley.storage.rows import _json, now, utc
-from parley.storage.schema import inboxes, widget_sessions
+from parley.storage.schema import attachments, conversations, inboxes, users, widget_sessions
 
 
 def inbox_from_row(row: Any) -> Inbox:
@@ -131,3 +132,35 @@ class InboxStore:
                 .where(widget_sessions.c.id == session_id)
                 .values(last_seen_at=now())
             )
+
+    async def prune_idle_visits(self, idle_before: datetime) -> int:
+        """Delete anonymous visits nobody wrote in, idle since before `idle_before`.
+
+        A visit goes with its conversation (and, by cascade, its members, session and live-chat
+        row) and its visitor user. Visits with a message, a file or a verified identity stay.
+        """
+        uploaded = exists().where(attachments.c.uploader_id == widget_sessions.c.visitor_id)
+        idle = (
+            select(widget_sessions.c.visitor_id, widget_sessions.c.conversation_id)
+            .join(conversations, conversations.c.id == widget_sessions.c.conversation_id)
+            .where(
+                widget_sessions.c.last_seen_at < idle_before,
+                widget_sessions.c.external_id.is_(None),
+                conversations.c.last_seq == 0,
+                ~uploaded,
+            )
+        )
+        async with self.db.write() as conn:
+            found = (await conn.execute(idle)).all()
+            if not found:
+                return 0
+            conversation_ids = sorted({row.conversation_id for row in found})
+            visitor_ids = sorted({row.visitor_id for row in found})
+            gone = conversations.c.id.in_(conversation_ids)
+            await conn.execute(delete(conversations).where(gone))
+            # A visitor still in some other conversation (another session) keeps their user.
+            still_used = select(widget_sessions.c.visitor_id)
+            await conn.execute(
+                delete(users).where(users.c.id.in_(visitor_ids), users.c.id.not_in(still_used))
+            )
+        return len(conversation_ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -134,3 +135,19 @@ def inbox_identity_secret(
         return
     console.print(f"Inbox {inbox_id}: identity secret (give it to the site's backend)")
     print(secret)
+
+
+@inbox_app.command("prune-visits")
+def inbox_prune_visits(
+    idle_days: Annotated[
+        int, typer.Option("--idle-days", min=1, help="Idle for at least this many days.")
+    ] = 30,
+) -> None:
+    """Delete anonymous visits in which nobody wrote (their empty conversation and visitor)."""
+
+    async def run(services: Services) -> int:
+        cutoff = datetime.now(UTC) - timedelta(days=idle_days)
+        return await services.inboxes.store.prune_idle_visits(cutoff)
+
+    pruned = _run_on_database(run)
+    console.print(f"Deleted {pruned} empty visit(s) idle for {idle_days}+ days")
