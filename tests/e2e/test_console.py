@@ -4,13 +4,11 @@ changes status and priority; visitor text renders as text; filters follow live c
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +16,6 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect
 
-from parley.settings import Settings
-from parley.storage.database import Database
-from parley.storage.livechat import LivechatStore
 from tests.e2e.widget_support import HostSite, WidgetPage
 from tests.support.servers import ServerProcess, free_port
 
@@ -67,22 +62,6 @@ class Deployment:
         )
         assert response.status_code == 201, response.text
         return response.json()
-
-    def set_attributes(self, conversation_id: int, attributes: dict[str, str]) -> None:
-        """Store custom visitor attributes (the Widget API has no way to send them yet)."""
-
-        async def write() -> None:
-            settings = Settings(data_dir=self.workdir / "var", database_url="")
-            database = Database(settings.effective_database_url)
-            try:
-                values = {"attributes": attributes}
-                await LivechatStore(database).update_conversation(conversation_id, values)
-            finally:
-                await database.dispose()
-
-        # Playwright's sync API runs its own event loop in this thread; use another one.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, write()).result()
 
 
 class Visitor:
@@ -325,6 +304,7 @@ def test_visitor_in_the_widget_and_operator_in_the_console_chat_and_the_note_sta
             expect(item.locator(".new-dot")).to_be_visible()
             conversation_id = int(item.get_attribute("data-conversation-id") or 0)
             item.get_by_role("button").click()
+            expect(page.locator("#conversation-title")).not_to_be_empty()
 
             # The operator watches the visitor type, then the message and a file arrive.
             composer = widget.panel.get_by_role("textbox", name="Message")
@@ -411,6 +391,11 @@ def test_an_admin_outside_the_conversation_assigns_it_to_read_and_reply(
     expect(console.timeline_entry("Yes, I can.")).to_have_class("entry message operator")
     assert [m["body"] for m in visitor.messages()] == ["Can an admin help?", "Yes, I can."]
 
+    # A reload keeps the session (this tab) and reopens the conversation from the URL.
+    page.reload()
+    expect(page.locator("#conversation-title")).to_have_text(visitor.name)
+    expect(console.timeline_entry("Yes, I can.")).to_have_count(1)
+
 
 # -- visitor text is text ------------------------------------------------------------------------
 
@@ -418,14 +403,14 @@ def test_an_admin_outside_the_conversation_assigns_it_to_read_and_reply(
 def test_html_from_a_visitor_renders_as_text_and_never_runs(
     console: Console, deployment: Deployment, visitors: list[Visitor]
 ) -> None:
-    visitor = Visitor(deployment)
+    # Attribute values are the site's free text; keys are restricted to [A-Za-z0-9_.-].
+    visitor = Visitor(deployment, attributes={"plan": XSS, "name": XSS})
     visitors.append(visitor)
     # The server strips `/ < > "` from file names; what is left must still show verbatim
     # (`&amp;` read as HTML would show as `&`; the quote would end an attribute).
     attachment = visitor.upload(f"{XSS_FILE}.txt", b"x")
     assert attachment["file_name"] == f"{XSS_FILE}.txt"
     visitor.send(XSS, [attachment["id"]])
-    deployment.set_attributes(visitor.conversation_id, {"plan": XSS, XSS: "key"})
     console.sign_in("ana", "ana-password")
     page = console.page
 
@@ -436,8 +421,8 @@ def test_html_from_a_visitor_renders_as_text_and_never_runs(
     expect(entry.locator(".body")).to_have_text(XSS)
     expect(entry.locator("a.download")).to_have_text(f"{XSS_FILE}.txt")
     attributes = page.get_by_test_id("visitor-attributes")
-    expect(attributes.locator("dt").filter(has_text=XSS)).to_have_count(1)
-    expect(attributes.locator("dd").filter(has_text=XSS)).to_have_count(1)
+    expect(attributes.locator("dt").filter(has_text="plan")).to_have_count(1)
+    expect(attributes.locator("dd").filter(has_text=XSS)).to_have_count(2)
     assert page.locator("#timeline img, #visitor-attributes img, #timeline script").count() == 0
     assert page.evaluate("window.__xss") is None
 

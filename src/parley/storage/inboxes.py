@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete, exists, insert, select, update
@@ -10,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from parley.core.errors import Conflict
 from parley.core.inboxes import Inbox, WidgetSession, WorkingHours
+from parley.core.models import User
 from parley.storage.database import Database
-from parley.storage.rows import _json, now, utc
+from parley.storage.rows import _json, now, user_from_row, utc
 from parley.storage.schema import attachments, conversations, inboxes, users, widget_sessions
 
 
@@ -118,6 +120,28 @@ class InboxStore:
                 )
             ).one()
         return _session_from_row(row)
+
+    async def find_visit(self, token_hash: str) -> tuple[WidgetSession, Inbox, User] | None:
+        """A session with its inbox and visitor, in one query (every widget request needs all)."""
+        tables = {"s_": widget_sessions, "i_": inboxes, "u_": users}
+        query = (
+            select(*(c.label(p + c.name) for p, t in tables.items() for c in t.c))
+            .join(inboxes, inboxes.c.id == widget_sessions.c.inbox_id)
+            .join(users, users.c.id == widget_sessions.c.visitor_id)
+            .where(widget_sessions.c.token_hash == token_hash)
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        part = {p: SimpleNamespace() for p in tables}
+        for key, value in row._mapping.items():
+            setattr(part[key[:2]], key[2:], value)
+        return (
+            _session_from_row(part["s_"]),
+            inbox_from_row(part["i_"]),
+            user_from_row(part["u_"]),  # type: ignore[arg-type]
+        )
 
     async def find_widget_session(self, token_hash: str) -> WidgetSession | None:
         query = select(widget_sessions).where(widget_sessions.c.token_hash == token_hash)

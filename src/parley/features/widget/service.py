@@ -72,11 +72,10 @@ class Widget:
 
     async def access_visit(self, session_token: str) -> Visit:
         """The session's inbox, visitor and conversation; 404 for an unknown token."""
-        session = await self.store.find_widget_session(hash_token(session_token))
-        inbox = await self.store.get_inbox(session.inbox_id) if session else None
-        visitor = await self.identity.users.get_user(session.visitor_id) if session else None
-        if session is None or inbox is None or visitor is None:
+        found = await self.store.find_visit(hash_token(session_token))
+        if found is None:
             raise NotFound("unknown widget session; bootstrap again")
+        session, inbox, visitor = found
         return Visit(inbox=inbox, session=session, visitor=visitor)
 
     async def check_identity(self, inbox: Inbox, token: str | None) -> VerifiedIdentity | None:

@@ -94,10 +94,10 @@ function listen(client, list, view) {
     view.update(event.conversation);
   });
   client.on("livechat.note", (event) => view.addNote(event.note));
-  client.on("message", (message) => {
+  client.on("message", (message, { source }) => {
     list.touch(message);
     if (message.conversation_id === view.id) {
-      view.addMessage(message);
+      view.addMessage(message, { source });
       view.markRead();
     }
   });

@@ -21,6 +21,7 @@ export class ConversationView {
   #nodes = new Map(); // "m:<seq>" | "n:<id>" -> <li>
   #visitorReceipt = { delivered_seq: 0, read_seq: 0 };
   #typingTimer = null;
+  #typing = new Map(); // "conversation:user" -> when their typing indicator expires (ms)
   #mode = "reply";
   #opening = 0;
 
@@ -68,6 +69,7 @@ export class ConversationView {
     this.update(detail, { staff: staff.staff });
     for (const note of detail.notes ?? []) this.addNote(note);
     for (const message of this.client.timeline(id)) this.addMessage(message);
+    this.#showTyping();
     await this.#loadHistory();
   }
 
@@ -148,7 +150,8 @@ export class ConversationView {
     for (const note of detail.notes ?? []) this.addNote(note);
   }
 
-  addMessage(message) {
+  /** Show a message; `source` is the client's ("stream" for one that just arrived live). */
+  addMessage(message, { source = "history" } = {}) {
     if (message.conversation_id !== this.#id) return;
     const fromVisitor = message.sender_id === this.#item?.visitor.id;
     const node = el(
@@ -170,7 +173,7 @@ export class ConversationView {
     if (files.length > 0) node.append(this.#attachmentList(files));
     this.#place(`m:${message.seq}`, node);
     if (!fromVisitor) this.#markReceipt(node);
-    else this.#stopTyping();
+    else if (source === "stream") this.#stopTyping(); // they sent what they were typing
   }
 
   /** An internal note: staff only, styled apart from messages, labelled so no one mistakes it. */
@@ -253,16 +256,26 @@ export class ConversationView {
     mark.dataset.state = state;
   }
 
+  /** Remembered for every conversation, so opening one while its visitor types shows it. */
   onTyping(event) {
-    if (event.conversation_id !== this.#id || event.user_id !== this.#item?.visitor.id) return;
+    const until = Date.now() + (event.expires_in_ms ?? 5000);
+    this.#typing.set(`${event.conversation_id}:${event.user_id}`, until);
+    if (event.conversation_id === this.#id) this.#showTyping();
+  }
+
+  #showTyping() {
+    const until = this.#typing.get(`${this.#id}:${this.#item?.visitor.id}`) ?? 0;
+    const left = until - Date.now();
+    if (left <= 0) return;
     $("typing").hidden = false;
     clearTimeout(this.#typingTimer);
-    this.#typingTimer = setTimeout(() => this.#stopTyping(), event.expires_in_ms ?? 5000);
+    this.#typingTimer = setTimeout(() => this.#stopTyping(), left);
   }
 
   #stopTyping() {
     clearTimeout(this.#typingTimer);
     $("typing").hidden = true;
+    if (this.#item) this.#typing.delete(`${this.#id}:${this.#item.visitor.id}`);
   }
 
   /** Mark what is on screen read, while the page is visible. */
