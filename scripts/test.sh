@@ -35,4 +35,14 @@ if [ -f package.json ] && command -v npm >/dev/null; then
 fi
 
 say "Tests"
-.venv/bin/python -m pytest "$@"
+for arg in "$@"; do
+  # Paths or node ids given: run just those, in one process.
+  [[ $arg == -* ]] || exec .venv/bin/python -m pytest "$@"
+done
+# Everything but the `serial` tests on two workers; then, alone, the browser tests and the ones
+# that stop or restart the shared PostgreSQL/Redis (marker `serial`, see pyproject.toml).
+status=0
+.venv/bin/python -m pytest -n 2 -m "not serial" "$@" || status=$?
+say "Tests that run alone (browser, servers restarted)"
+.venv/bin/python -m pytest -m serial "$@" || status=$?
+exit "$status"

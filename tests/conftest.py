@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import hypothesis
 import pytest
 from fastapi import FastAPI
 
@@ -34,6 +35,10 @@ POSTGRES_ADMIN_DSN = os.environ.get(
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
 RUN_ID = uuid.uuid4().hex[:8]
+
+# Property tests check properties, not speed: no per-example deadline (a busy CI box is slow).
+hypothesis.settings.register_profile("parley", deadline=None)
+hypothesis.settings.load_profile("parley")
 
 
 def _asyncpg_url(dsn: str, database: str) -> str:

@@ -37,6 +37,15 @@ CHROMIUM_ARGS = [
 ]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run alone (scripts/test.sh): Chromium beside other work makes them slow."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.serial)
+
+
 # Polling runs every second; leave room for a slow CI machine before an expectation fails.
 expect.set_options(timeout=10_000)
 

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from parley.cli import app
+from tests.support.cli import wide_consoles
 
 runner = CliRunner()
 
@@ -19,6 +20,7 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARLEY_DATABASE_URL", "")
     monkeypatch.setenv("PARLEY_LOG_JSON", "false")
     monkeypatch.setenv("COLUMNS", "220")
+    wide_consoles(monkeypatch)
 
 
 def parley(*args: str, code: int = 0) -> str:

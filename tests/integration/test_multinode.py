@@ -48,6 +48,9 @@ RECONNECT = {"type": "control", "op": "reconnect", "mode": None, "reason": "shut
 # The defaults: SQLite in ./var and the in-process bus, whatever the environment says.
 EMBEDDED = {"PARLEY_DATABASE_URL": "", "PARLEY_REDIS_URL": ""}
 
+# Stops Redis and restarts PostgreSQL: scripts/test.sh runs these alone, after the rest.
+pytestmark = pytest.mark.serial
+
 
 # -- the cluster -----------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from parley.cli import app
+from tests.support.cli import wide_consoles
 
 runner = CliRunner()
 
@@ -29,6 +30,7 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "COLUMNS": "220",
     }.items():
         monkeypatch.setenv(name, value)
+    wide_consoles(monkeypatch)
 
 
 def parley(*args: str, code: int = 0) -> str:
