@@ -164,5 +164,6 @@ class Services:
         self.stream.drain()
         await self.release.stop()
         await self.writer.stop()
+        await self.livechat.stop()
         await self.stream.stop()
         await self.db.dispose()

@@ -216,6 +216,15 @@ class Livechat:
         if await self.store.record_visitor_message(conversation_id) is not None:
             self._announce_soon(conversation_id)
 
+    async def stop(self, timeout: float = 5) -> None:
+        """Let announcements under way finish (they hold database connections); cancel the late."""
+        if not self._announcers:
+            return
+        _, late = await asyncio.wait(set(self._announcers), timeout=timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
     def _announce_soon(self, conversation_id: int) -> None:
         if conversation_id in self._announcing:
             self._announcing[conversation_id] = True
