@@ -25,8 +25,8 @@ import pytest
 from fastapi import FastAPI
 
 from parley.app import create_app
+from parley.assembly import Services
 from parley.core.models import Role, User
-from parley.services.container import Services
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
 

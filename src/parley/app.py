@@ -13,13 +13,13 @@ from parley.api.errors import install_error_handlers
 from parley.api.middleware import RequestBodyLimit, RequestObserver
 from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
 from parley.api.static import ParleyStaticFiles
+from parley.assembly import Services
 from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
 from parley.features.release import routes as release
 from parley.features.widget import routes as widget
 from parley.features.widget import visitor as widget_visitor
-from parley.services.container import Services
 from parley.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"

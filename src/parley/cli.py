@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Annotated, Any, TypeVar
 
@@ -13,10 +12,10 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from parley.core.errors import ParleyError
+from parley.assembly import Services
 from parley.core.models import Role
 from parley.logs import configure_logging
-from parley.services.container import Services
+from parley.runner import redacted, run_with_services
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
 from parley.transports.http import header_deadline_protocol
@@ -90,7 +89,7 @@ def migrate() -> None:
     settings = Settings()
     upgrade_to_head(settings.effective_database_url)
     console.print(
-        f"[green]Schema is up to date[/green] ({_redacted(settings.effective_database_url)})"
+        f"[green]Schema is up to date[/green] ({redacted(settings.effective_database_url)})"
     )
 
 
@@ -111,7 +110,7 @@ def user_add(
         )
         return await services.identity.do_issue_token(user, label="cli")
 
-    token = _run(run)
+    token = run_with_services(run)
     console.print(f"Created user [bold]{name}[/bold] ({role.value}). API token (shown once):")
     print(token)
 
@@ -126,7 +125,7 @@ def user_token(name: Annotated[str, typer.Argument(help="An existing user.")]) -
             raise typer.BadParameter(f"no user named {name!r}; create one with `parley user add`")
         return await services.identity.do_issue_token(users[0], label="cli")
 
-    print(_run(run))
+    print(run_with_services(run))
 
 
 @user_app.command("list")
@@ -146,31 +145,7 @@ def user_list() -> None:
             )
         return table
 
-    console.print(_run(run))
-
-
-def _run(action: Callable[[Services], Awaitable[T]]) -> T:
-    settings = Settings()
-    if settings.is_embedded:
-        upgrade_to_head(settings.effective_database_url)
-
-    async def main() -> T:
-        services = Services.build(settings)
-        try:
-            return await action(services)
-        finally:
-            await services.db.dispose()
-
-    try:
-        return asyncio.run(main())
-    except ParleyError as exc:
-        console.print(f"[red]{exc.code}[/red]: {exc.message}")
-        raise typer.Exit(1) from None
-
-
-def _redacted(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if "@" in rest else url
+    console.print(run_with_services(run))
 
 
 def main() -> None:
@@ -191,7 +166,7 @@ def user_add_many(
         names = [f"{prefix}-{i}" for i in range(count)]
         return await services.identity.do_create_users(names, label="bench")
 
-    created = _run(run)
+    created = run_with_services(run)
     if json_out:
         import json
 

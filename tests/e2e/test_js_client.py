@@ -15,8 +15,7 @@ import re
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route
 
 from tests.support.servers import ServerProcess, free_port
+from tests.support.waiting import settled
 
 TRANSPORTS = ["ws", "sse", "poll"]
 T = TypeVar("T")
@@ -168,19 +168,6 @@ class BrowserClient:
 
     def close(self) -> None:
         self.page.evaluate("() => client.close()")
-
-
-def eventually(read: Callable[[], T], timeout: float = 10) -> T:
-    """What `read` returns once it stops changing (state the server applies asynchronously)."""
-    deadline = time.monotonic() + timeout
-    last = read()
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        now = read()
-        if now == last:
-            return now
-        last = now
-    return last
 
 
 def p0_counters(stats: dict[str, Any]) -> dict[str, int]:
@@ -498,7 +485,7 @@ def test_mark_read_never_moves_backwards(client: BrowserClient, chat: Chat) -> N
     assert client.page.evaluate("(room) => client.markRead(room, 3)", chat.room) is True
     assert client.page.evaluate("(room) => client.markRead(room, 2)", chat.room) is False
 
-    assert eventually(chat.read_seq_of_alice) == 3
+    assert settled(chat.read_seq_of_alice) == 3
     assert client.stats()["read_rollback_detected"] == 0  # a lower markRead is a no-op
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from parley.assembly import Services
 from parley.core import limits
-from parley.services.container import Services
 from tests.conftest import PeopleFactory
 from tests.integration.stored import assert_error
 

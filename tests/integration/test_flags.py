@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from parley.assembly import Services
 from parley.core.flags import bucket
 from parley.core.models import Role
-from parley.services.container import Services
 from tests.conftest import PeopleFactory, Person
 from tests.support.streams import eventually
 

@@ -14,9 +14,9 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
+from parley.assembly import Services
 from parley.core.models import Role
 from parley.features.livechat.geoip import GeoIP
-from parley.services.container import Services
 from parley.settings import Settings
 from parley.storage.schema import widget_sessions
 from tests.conftest import PeopleFactory, Person

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from parley.services.container import Services
+from parley.assembly import Services
 from tests.conftest import PeopleFactory, create_conversation
 
 

@@ -30,8 +30,8 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
+from parley.assembly import Services
 from parley.core.models import Role
-from parley.services.container import Services
 from parley.settings import Settings
 from tests.conftest import POSTGRES_ADMIN_DSN, PostgresDatabases
 from tests.support.servers import ServerProcess, free_port

@@ -24,6 +24,7 @@ import pytest
 
 from parley.client import Event, EventStream, ParleyClient, TransportName
 from tests.support.servers import ServerProcess, free_port
+from tests.support.waiting import eventually
 
 TRANSPORTS: list[TransportName] = ["ws", "sse", "poll"]
 P0 = ("ack_without_receipt_10s", "timeline_duplicate_detected", "read_rollback_detected")
@@ -162,13 +163,6 @@ def bounded(seconds: float) -> Callable[[Callable[..., Awaitable[None]]], Any]:
         return run
 
     return decorate
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def next_message(events: EventStream, conversation_id: int, timeout: float = 10) -> Event:

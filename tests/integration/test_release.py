@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import uvicorn
 
+from parley.assembly import Services
 from parley.core.models import Role
-from parley.services.container import Services
 from parley.settings import Settings
 from tests.conftest import PeopleFactory, Person
 from tests.support.servers import free_port

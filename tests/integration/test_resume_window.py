@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from parley.assembly import Services
 from parley.core.errors import ErrorCode, RateLimited, ResyncRangeUnavailable
-from parley.services.container import Services
 from parley.settings import Settings
 from tests.conftest import PeopleFactory, create_conversation
 

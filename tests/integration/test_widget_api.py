@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from parley.assembly import Services
 from parley.core.models import Role
 from parley.features.widget.guard import WidgetLimits
-from parley.services.container import Services
 from parley.settings import Settings
 from tests.conftest import PeopleFactory, Person
 

@@ -15,9 +15,9 @@ import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 from sqlalchemy import func, select
 
+from parley.assembly import Services
 from parley.core.models import Role
 from parley.features.widget.identity import hmac_token
-from parley.services.container import Services
 from parley.settings import Settings
 from parley.storage.schema import conversations, users, widget_identities, widget_sessions
 from tests.conftest import PeopleFactory, PostgresDatabases

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
+from parley.assembly import Services
 from parley.core.models import Role
-from parley.services.container import Services
 from parley.settings import Settings
 from tests.conftest import PostgresDatabases
 from tests.support.servers import ServerProcess, free_port

@@ -6,7 +6,6 @@ Duplicates, gaps, resync errors, throttling, refusals and failover are played by
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from parley.client import Event, ParleyClient, ParleyClientError, Unauthenticated
 from tests.support.fake_parley import FakeParley, refusal
 from tests.support.servers import free_port
+from tests.support.waiting import eventually
 
 BASE = "http://node-a.test"
 
@@ -54,12 +54,6 @@ def make_client(http: httpx.AsyncClient, opened: list[ParleyClient]) -> Callable
         return client
 
     return make
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 def messages_of(events: list[Event]) -> list[int]:

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from parley.assembly import Services
 from parley.core.errors import Unauthenticated
 from parley.core.models import User
-from parley.services.container import Services
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (`pk_...`).")
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field
 
 from parley.core import limits
-from parley.core.errors import BadInput, ErrorCode
+from parley.core.inputs import (  # noqa: F401 - re-exported: the API's field types
+    ATTACHMENT_ID_PATTERN,
+    AttachmentId,
+    Input,
+    Metadata,
+    ReceiptIn,
+    SendIn,
+    Seq,
+    Text,
+    UserName,
+)
 from parley.core.models import (
     AttachmentRef,
     Conversation,
@@ -18,50 +27,6 @@ from parley.core.models import (
     Message,
     User,
 )
-from parley.core.text import check_metadata, check_text
-
-
-def _text(value: str) -> str:
-    try:
-        return check_text(value)
-    except BadInput as exc:
-        raise PydanticCustomError("invalid_text", exc.message) from None
-
-
-# The pydantic error type each of our codes travels as (api/errors.py maps them back).
-_ERROR_TYPES = {ErrorCode.INVALID_TEXT: "invalid_text", ErrorCode.INVALID_JSON: "json_invalid"}
-
-
-def _metadata(value: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return check_metadata(value)
-    except BadInput as exc:
-        raise PydanticCustomError(
-            _ERROR_TYPES.get(exc.code, "metadata_invalid"), exc.message
-        ) from None
-
-
-def Text(max_length: int, min_length: int = 0) -> Any:
-    return Annotated[
-        str, Field(min_length=min_length, max_length=max_length), AfterValidator(_text)
-    ]
-
-
-UserName = Annotated[
-    str, Field(min_length=1, max_length=limits.USER_NAME_MAX_CHARS, pattern=r"^[A-Za-z0-9._-]+$")
-]
-Seq = Annotated[int, Field(ge=0, le=limits.SEQ_MAX)]
-# Attachment ids are server-made (`att_` + URL-safe base64); anything else cannot name one, and
-# checking the shape keeps NUL (which PostgreSQL refuses and SQLite stores) out of queries.
-ATTACHMENT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
-AttachmentId = Annotated[str, Field(min_length=1, max_length=40, pattern=ATTACHMENT_ID_PATTERN)]
-Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
-
-
-class Input(BaseModel):
-    """Request bodies: unknown fields and type coercion are refused."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class LoginIn(Input):
@@ -77,20 +42,6 @@ class ConversationIn(Input):
 
 class MembersIn(Input):
     members: list[UserName] = Field(min_length=1, max_length=limits.MEMBERS_PER_REQUEST_MAX)
-
-
-class SendIn(Input):
-    client_msg_id: Text(limits.CLIENT_MSG_ID_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
-    body: Text(limits.MESSAGE_BODY_MAX_CHARS) = ""  # type: ignore[valid-type]
-    attachments: list[AttachmentId] = Field(
-        default_factory=list, max_length=limits.ATTACHMENTS_PER_MESSAGE_MAX
-    )
-    metadata: Metadata = Field(default_factory=dict)
-
-
-class ReceiptIn(Input):
-    delivered_seq: Seq | None = None
-    read_seq: Seq | None = None
 
 
 class UserOut(BaseModel):

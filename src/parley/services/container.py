@@ -1,4 +1,7 @@
-"""Parley's running parts for one process, built from settings and shut down in order."""
+"""Parley's core running parts for one process: database, identity, timeline, writer, stream.
+
+Features (release, live chat, widget...) are wired on top of these in `parley.assembly`.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,6 @@ from parley.bus.memory import MemoryBus
 from parley.bus.redis import RedisBus
 from parley.core.models import Appended
 from parley.core.writer import MessageWriter
-from parley.features.inbox.service import Inboxes
-from parley.features.livechat.branches import Branches
-from parley.features.livechat.geoip import GeoIP
-from parley.features.livechat.service import Livechat
-from parley.features.release.service import Release
-from parley.features.widget.challenge import Challenges
-from parley.features.widget.guard import Network, WidgetLimits, parse_networks
-from parley.features.widget.service import Widget
 from parley.metrics import (
     MESSAGE_RETRIES,
     MESSAGES_STORED,
@@ -33,33 +28,25 @@ from parley.storage.attachments import AttachmentStore
 from parley.storage.blobs import LocalBlobStore
 from parley.storage.conversations import ConversationStore
 from parley.storage.database import Database
-from parley.storage.inboxes import InboxStore
-from parley.storage.livechat import LivechatStore
 from parley.storage.messages import MessageStore
 from parley.storage.stream import StreamStore
 from parley.storage.users import TokenStore, UserStore
 
 
 @dataclass
-class Services:
+class Core:
     settings: Settings
     db: Database
+    users: UserStore
     identity: Identity
     timeline: Timeline
     attachments: Attachments
     writer: MessageWriter
     stream: StreamService
-    release: Release
-    inboxes: Inboxes
-    livechat: Livechat
-    branches: Branches
-    widget: Widget
-    widget_limits: WidgetLimits
-    widget_challenges: Challenges
-    widget_networks: list[Network]
+    ephemeral: Ephemeral
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings) -> Core:
         db = Database(
             settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
@@ -110,22 +97,10 @@ class Services:
             await stream.publish_committed(results)
 
         writer.on_commit = on_commit
-        inbox_store = InboxStore(db)
-        livechat_store = LivechatStore(db)
-        branches = Branches(livechat_store, users)
-        livechat = Livechat(
-            settings=settings,
-            store=livechat_store,
-            inboxes=inbox_store,
-            users=users,
-            conversations=timeline.conversations,
-            geoip=GeoIP(settings.geoip_database),
-            publish=stream.publish,
-            online=stream.online,
-        )
         return cls(
             settings=settings,
             db=db,
+            users=users,
             identity=identity,
             timeline=timeline,
             attachments=Attachments(
@@ -136,34 +111,5 @@ class Services:
             ),
             writer=writer,
             stream=stream,
-            release=Release.build(settings, db, stream=stream, users=users),
-            inboxes=Inboxes(inbox_store, timeline, branches),
-            livechat=livechat,
-            branches=branches,
-            widget=Widget(
-                settings=settings,
-                store=inbox_store,
-                identity=identity,
-                timeline=timeline,
-                livechat=livechat,
-            ),
-            widget_limits=WidgetLimits(
-                settings,
-                StreamService.limiter_storage_for(settings.redis_url, settings.redis_prefix),
-            ),
-            widget_challenges=Challenges(settings, ephemeral),
-            widget_networks=parse_networks(settings.trusted_proxies),
+            ephemeral=ephemeral,
         )
-
-    async def start(self) -> None:
-        self.writer.start()
-        await self.stream.start()
-        await self.release.start()
-
-    async def stop(self) -> None:
-        self.stream.drain()
-        await self.release.stop()
-        await self.writer.stop()
-        await self.livechat.stop()
-        await self.stream.stop()
-        await self.db.dispose()

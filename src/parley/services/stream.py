@@ -42,7 +42,7 @@ from parley.core.events import (
     ReceiptEvent,
     TypingEvent,
 )
-from parley.core.models import Appended, Role, User
+from parley.core.models import Appended, User
 from parley.realtime.envelope import Envelope, envelope_for
 from parley.realtime.ephemeral import Ephemeral
 from parley.realtime.hub import Hub, Subscription, age_seconds
@@ -461,12 +461,6 @@ class StreamService:
             log.warning("presence update failed: %s", exc)
 
     # -- control, typing, presence, reports --------------------------------------------------------
-
-    async def set_mode(self, actor: User, mode: TransportMode) -> None:
-        if actor.role is not Role.ADMIN:
-            raise Forbidden("only admins change the transport mode")
-        await self.store.set_runtime_setting(TRANSPORT_MODE_KEY, mode, actor.id)
-        await self.publish(ControlEvent(op="transport", mode=mode))
 
     def _on_control(self, envelope: Envelope) -> None:
         if envelope.type == "control" and '"op":"transport"' in envelope.data:

@@ -6,8 +6,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from parley.api.schemas import Input, ReceiptIn, SendIn
 from parley.core.errors import BadInput, ErrorCode
+from parley.core.inputs import Input, ReceiptIn, SendIn
 from parley.core.limits import SEQ_MAX
 
 ConversationId = Field(ge=1, le=SEQ_MAX)

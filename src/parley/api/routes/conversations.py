@@ -16,9 +16,9 @@ from parley.api.schemas import (
     MembersIn,
     MembersOut,
 )
+from parley.assembly import Services
 from parley.core.limits import SEQ_MAX
 from parley.core.models import ConversationKind, User
-from parley.services.container import Services
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 

@@ -14,9 +14,9 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from parley.api.deps import ServicesDep
 from parley.api.schemas import Input, TokenOut, UserOut
+from parley.assembly import Services
 from parley.core.errors import ErrorCode, NotFound
 from parley.core.models import ConversationKind
-from parley.services.container import Services
 
 router = APIRouter(tags=["demo"], include_in_schema=False)
 

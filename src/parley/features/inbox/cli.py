@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from parley.assembly import Services
 from parley.core.inboxes import Inbox
-from parley.services.container import Services
+from parley.runner import run_with_services
 
 inbox_app = typer.Typer(
     help="Website live-chat inboxes: widget tokens, allowed domains.", no_args_is_help=True
 )
 console = Console()
-T = TypeVar("T")
-
-
-def _run_on_database(action: Callable[[Services], Awaitable[T]]) -> T:
-    from parley.cli import _run  # the CLI's one way to reach the database
-
-    return _run(action)
 
 
 @inbox_app.command("add")
@@ -75,7 +68,7 @@ def inbox_add(
             allow_attachments=attachments,
         )
 
-    inbox = _run_on_database(run)
+    inbox = run_with_services(run)
     console.print(f"Inbox [bold]{inbox.id}[/bold] {inbox.name}: widget token")
     print(inbox.widget_token)
 
@@ -98,7 +91,7 @@ def inbox_list() -> None:
         "auto-assign",
         "enabled",
     )
-    for inbox in _run_on_database(run):
+    for inbox in run_with_services(run):
         table.add_row(
             str(inbox.id),
             inbox.name,
@@ -129,7 +122,7 @@ def inbox_identity_secret(
         _, secret = await services.inboxes.do_set_identity_secret(inbox, enabled=not off)
         return secret
 
-    secret = _run_on_database(run)
+    secret = run_with_services(run)
     if off:
         console.print(f"Inbox {inbox_id}: identity verification is off")
         return
@@ -149,5 +142,5 @@ def inbox_prune_visits(
         cutoff = datetime.now(UTC) - timedelta(days=idle_days)
         return await services.inboxes.store.prune_idle_visits(cutoff)
 
-    pruned = _run_on_database(run)
+    pruned = run_with_services(run)
     console.print(f"Deleted {pruned} empty visit(s) idle for {idle_days}+ days")

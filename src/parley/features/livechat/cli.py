@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from parley.assembly import Services
 from parley.core.livechat import Branch
-from parley.features.inbox.cli import _run_on_database
-from parley.services.container import Services
+from parley.runner import run_with_services
 
 branch_app = typer.Typer(
     help="Live-chat branches: teams of operators that conversations are routed to.",
@@ -32,7 +32,7 @@ def branch_add(
     async def run(services: Services) -> Branch:
         return await services.branches.do_create(name, operator or [])
 
-    branch = _run_on_database(run)
+    branch = run_with_services(run)
     console.print(f"Branch [bold]{branch.id}[/bold] {branch.name}")
 
 
@@ -44,7 +44,7 @@ def branch_list() -> None:
         return await services.branches.list_branches()
 
     table = Table("id", "name", "operators", "created")
-    for branch in _run_on_database(run):
+    for branch in run_with_services(run):
         table.add_row(
             str(branch.id),
             branch.name,

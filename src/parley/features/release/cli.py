@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,7 +18,7 @@ from rich.table import Table
 
 from parley.core.rollout import HistoryEntry, RolloutState
 from parley.features.release.gates import GateReport
-from parley.services.container import Services
+from parley.runner import run_with_services
 
 release_app = typer.Typer(
     help="Roll the release through its stages, watch the gates, kill it; manage flags.",
@@ -33,12 +32,6 @@ Reason = Annotated[str, typer.Option(help="Why, for the state and the decision l
 Owner = Annotated[str, typer.Option(help="The owner approving this step [default: the actor].")]
 
 
-def _run(action: Callable[[Services], Awaitable[T]]) -> T:
-    from parley.cli import _run as run_on_database  # the CLI's one way to reach the database
-
-    return run_on_database(action)
-
-
 def _actor(actor: str) -> str:
     return actor or f"cli:{getpass.getuser()}"
 
@@ -49,7 +42,7 @@ def _actor(actor: str) -> str:
 @release_app.command("status")
 def status() -> None:
     """The rollout state: stage, percentage, kill switch, reason, actor, times (UTC)."""
-    console.print(state_table(_run(lambda s: s.release.rollout.get_state())))
+    console.print(state_table(run_with_services(lambda s: s.release.rollout.get_state())))
 
 
 @release_app.command("gates")
@@ -57,7 +50,7 @@ def gates(
     json_out: Annotated[bool, typer.Option("--json", help="Print the gate JSON.")] = False,
 ) -> None:
     """Release gates from live metrics per cohort, and the decision (PROCEED | HOLD | ROLLBACK)."""
-    report = _run(lambda s: s.release.rollout.compute_gates())
+    report = run_with_services(lambda s: s.release.rollout.compute_gates())
     if json_out:
         print(json.dumps(report.snapshot(), indent=2))
         return
@@ -69,7 +62,7 @@ def history(
     limit: Annotated[int, typer.Argument(min=1, max=10_000, help="How many, newest first.")] = 20,
 ) -> None:
     """The decision log: UTC time, from → to, decision, override, owner, actor, reason."""
-    console.print(history_table(_run(lambda s: s.release.rollout.list_history(limit))))
+    console.print(history_table(run_with_services(lambda s: s.release.rollout.list_history(limit))))
 
 
 @release_app.command("export")
@@ -77,7 +70,7 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """State, gates and the whole decision log as one JSON document."""
-    text = json.dumps(_run(lambda s: s.release.rollout.export()), indent=2)
+    text = json.dumps(run_with_services(lambda s: s.release.rollout.export()), indent=2)
     if out is None:
         print(text)
     else:
@@ -98,7 +91,7 @@ def promote(
     actor: Actor = "",
 ) -> None:
     """One stage forward — only when the gates say PROCEED (or with a logged --override)."""
-    state, report = _run(
+    state, report = run_with_services(
         lambda s: s.release.rollout.do_promote(
             _actor(actor), owner=owner, reason=reason, override=override
         )
@@ -110,21 +103,21 @@ def promote(
 @release_app.command("hold")
 def hold(reason: Reason = "", actor: Actor = "") -> None:
     """Back to canary_1 for investigation; the kill switch stays as it is."""
-    state, _ = _run(lambda s: s.release.rollout.do_hold(_actor(actor), reason=reason))
+    state, _ = run_with_services(lambda s: s.release.rollout.do_hold(_actor(actor), reason=reason))
     console.print(state_table(state))
 
 
 @release_app.command("kill")
 def kill(reason: Reason = "", actor: Actor = "") -> None:
     """Kill switch on: back to canary_1 and the release off for everyone."""
-    state, _ = _run(lambda s: s.release.rollout.do_kill(_actor(actor), reason=reason))
+    state, _ = run_with_services(lambda s: s.release.rollout.do_kill(_actor(actor), reason=reason))
     console.print(state_table(state))
 
 
 @release_app.command("resume")
 def resume(reason: Reason = "", owner: Owner = "", actor: Actor = "") -> None:
     """Kill switch off again (stays at canary_1)."""
-    state, _ = _run(
+    state, _ = run_with_services(
         lambda s: s.release.rollout.do_resume(_actor(actor), reason=reason, owner=owner)
     )
     console.print(state_table(state))
@@ -133,7 +126,7 @@ def resume(reason: Reason = "", owner: Owner = "", actor: Actor = "") -> None:
 @release_app.command("abort")
 def abort(reason: Reason = "", actor: Actor = "") -> None:
     """Switch the release off entirely (stage off, 0 %)."""
-    state, _ = _run(lambda s: s.release.rollout.do_abort(_actor(actor), reason=reason))
+    state, _ = run_with_services(lambda s: s.release.rollout.do_abort(_actor(actor), reason=reason))
     console.print(state_table(state))
 
 
@@ -144,7 +137,7 @@ def abort(reason: Reason = "", actor: Actor = "") -> None:
 def flags() -> None:
     """Every feature flag and its rules."""
     table = Table("flag", "on", "internal only", "percentage", "by", "roles", "allow", "updated")
-    for flag in _run(lambda s: s.release.flags.list_flags()):
+    for flag in run_with_services(lambda s: s.release.flags.list_flags()):
         table.add_row(
             flag.key,
             "[green]on[/green]" if flag.enabled else "off",
@@ -197,7 +190,9 @@ def flag(
         changes["allow_keys"] = _split(allow_keys)
     if not changes:
         raise typer.BadParameter("say what to change (see --help)")
-    changed = _run(lambda s: s.release.flags.do_update_flag(_actor(actor), key, changes))
+    changed = run_with_services(
+        lambda s: s.release.flags.do_update_flag(_actor(actor), key, changes)
+    )
     console.print(f"[bold]{changed.key}[/bold] is now {'on' if changed.enabled else 'off'}.")
 
 

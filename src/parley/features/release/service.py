@@ -1,6 +1,6 @@
 """Release: the control plane's parts for one process — flags, rollout, samples, watcher.
 
-Built by `services/container.py`; `start()` (serving processes only) hooks the client reports
+Built by `parley/assembly.py`; `start()` (serving processes only) hooks the client reports
 and starts the watcher. The CLI builds it too and works on the database directly; the serving
 nodes announce what it changed.
 """

@@ -8,9 +8,9 @@ from fastapi import Query
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from parley.assembly import Services
 from parley.features.widget.guard import check_origin, client_ip
 from parley.features.widget.service import Visit
-from parley.services.container import Services
 
 SessionQuery = Annotated[str, Query(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 

@@ -26,10 +26,10 @@ from parley.api.schemas import (
     MessagesOut,
     Seq,
 )
+from parley.assembly import Services
 from parley.core import limits
 from parley.core.errors import BadInput, ErrorCode, ParleyError
 from parley.features.widget.edge import SessionQuery, access_visit, cors_headers, ip_of
-from parley.services.container import Services
 from parley.transports import sse, ws
 
 router = APIRouter(prefix="/api/widget", tags=["widget"])
