@@ -14,6 +14,7 @@ from parley.api.middleware import RequestBodyLimit, RequestObserver
 from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
 from parley.api.static import ParleyStaticFiles
 from parley.assembly import Services
+from parley.features.audit import routes as audit
 from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         widget.router,
         widget_visitor.router,
         console.router,
+        audit.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

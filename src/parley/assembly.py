@@ -17,6 +17,7 @@ from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
 from parley.features.widget.service import Widget
 from parley.services.attachments import Attachments
+from parley.services.audit import AuditLog
 from parley.services.container import Core
 from parley.services.identity import Identity
 from parley.services.stream import StreamService
@@ -44,6 +45,7 @@ class Services:
     widget_limits: WidgetLimits
     widget_challenges: Challenges
     widget_networks: list[Network]
+    audit: AuditLog
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -51,13 +53,14 @@ class Services:
         db, users, timeline, stream = core.db, core.users, core.timeline, core.stream
         inbox_store = InboxStore(db)
         livechat_store = LivechatStore(db)
-        branches = Branches(livechat_store, users)
+        branches = Branches(livechat_store, users, core.audit)
         livechat = Livechat(
             settings=settings,
             store=livechat_store,
             inboxes=inbox_store,
             users=users,
             conversations=timeline.conversations,
+            audit=core.audit,
             geoip=GeoIP(settings.geoip_database),
             publish=stream.publish,
             online=stream.online,
@@ -70,8 +73,8 @@ class Services:
             attachments=core.attachments,
             writer=core.writer,
             stream=stream,
-            release=Release.build(settings, db, stream=stream, users=users),
-            inboxes=Inboxes(inbox_store, timeline, branches),
+            release=Release.build(settings, db, stream=stream, users=users, audit=core.audit),
+            inboxes=Inboxes(inbox_store, timeline, core.audit, branches),
             livechat=livechat,
             branches=branches,
             widget=Widget(
@@ -87,6 +90,7 @@ class Services:
             ),
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
+            audit=core.audit,
         )
 
     async def start(self) -> None:

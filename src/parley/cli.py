@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from parley.assembly import Services
+from parley.core.audit import Target
 from parley.core.models import Role
 from parley.logs import configure_logging
-from parley.runner import redacted, run_with_services
+from parley.runner import cli_actor, redacted, run_with_services
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
 from parley.transports.http import header_deadline_protocol
@@ -108,6 +109,12 @@ def user_add(
         user = await services.identity.do_create_user(
             name, role=role, internal=internal, password=password
         )
+        await services.audit.record(
+            cli_actor(),
+            "user.create",
+            Target.of("user", user.id),
+            after={"name": user.name, "role": user.role, "internal": user.internal},
+        )
         return await services.identity.do_issue_token(user, label="cli")
 
     token = run_with_services(run)
@@ -123,7 +130,9 @@ def user_token(name: Annotated[str, typer.Argument(help="An existing user.")]) -
         users = await services.identity.users.find_users_by_name([name])
         if not users:
             raise typer.BadParameter(f"no user named {name!r}; create one with `parley user add`")
-        return await services.identity.do_issue_token(users[0], label="cli")
+        token = await services.identity.do_issue_token(users[0], label="cli")
+        await services.audit.record(cli_actor(), "user.token_issue", Target.of("user", users[0].id))
+        return token
 
     print(run_with_services(run))
 
@@ -199,3 +208,7 @@ app.add_typer(inbox_app, name="inbox")
 from parley.features.livechat.cli import branch_app  # noqa: E402
 
 app.add_typer(branch_app, name="branch")
+
+from parley.features.audit.cli import audit_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")

@@ -105,3 +105,7 @@ WIDGET_REFUSED = Counter(
     "Widget API requests refused by a defence: origin, disabled, or the rate that was exceeded.",
     ["reason"],
 )
+
+AUDIT_ENTRIES = Counter(
+    "parley_audit_entries_total", "Staff actions appended to the audit log.", ["action"]
+)

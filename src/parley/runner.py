@@ -9,6 +9,7 @@ red one-line message and exit status 1.
 from __future__ import annotations
 
 import asyncio
+import getpass
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -42,6 +43,11 @@ def run_with_services(action: Callable[[Services], Awaitable[T]]) -> T:
     except ParleyError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         raise typer.Exit(1) from None
+
+
+def cli_actor(given: str = "") -> str:
+    """Who is acting from a terminal, for the audit and decision logs: `cli:<login>`."""
+    return given or f"cli:{getpass.getuser()}"
 
 
 def redacted(url: str) -> str:

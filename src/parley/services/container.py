@@ -20,11 +20,13 @@ from parley.metrics import (
 )
 from parley.realtime.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
 from parley.services.attachments import Attachments
+from parley.services.audit import AuditLog
 from parley.services.identity import Identity
 from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.attachments import AttachmentStore
+from parley.storage.audit import AuditStore
 from parley.storage.blobs import LocalBlobStore
 from parley.storage.conversations import ConversationStore
 from parley.storage.database import Database
@@ -44,6 +46,7 @@ class Core:
     writer: MessageWriter
     stream: StreamService
     ephemeral: Ephemeral
+    audit: AuditLog
 
     @classmethod
     def build(cls, settings: Settings) -> Core:
@@ -112,4 +115,5 @@ class Core:
             writer=writer,
             stream=stream,
             ephemeral=ephemeral,
+            audit=AuditLog(AuditStore(db)),
         )

@@ -381,3 +381,27 @@ widget_identity_nonces = Table(
     Column("nonce", String(100), primary_key=True),
     Column("expires_at", Timestamp, nullable=False),
 )
+
+# -- audit log (migration 0005_audit; docs/audit.md) ---------------------------------------------
+
+# Append-only: triggers on both databases refuse UPDATE and DELETE of a row.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    # A user's name when a signed-in user acted (`actor_id` set), `cli:<login>`, or `system`.
+    Column("actor", String(100), nullable=False),
+    Column("actor_id", Id, nullable=True),
+    Column("source", String(16), nullable=False),  # api | cli | system
+    Column("action", String(64), nullable=False),  # e.g. flag.update, livechat.assign
+    Column("target_kind", String(32), nullable=False),
+    Column("target_id", String(200), nullable=False),
+    Column("before", Json, nullable=True),
+    Column("after", Json, nullable=True),
+    Column("reason", Text, nullable=False),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_target", "target_kind", "target_id"),
+    Index("ix_audit_log_actor", "actor"),
+    Index("ix_audit_log_action", "action"),
+)

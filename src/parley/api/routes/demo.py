@@ -87,6 +87,7 @@ async def seed_demo(services: Services) -> None:
         )
     if not any(inbox.name == DEMO_INBOX for inbox in await services.inboxes.list_inboxes()):
         await services.inboxes.do_create_inbox(
+            "system:demo",
             DEMO_INBOX,
             allowed_domains=["127.0.0.1", "localhost"],
             operators=list(DEMO_USERS),

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from parley.assembly import Services
 from parley.core.inboxes import Inbox
-from parley.runner import run_with_services
+from parley.runner import cli_actor, run_with_services
 
 inbox_app = typer.Typer(
     help="Website live-chat inboxes: widget tokens, allowed domains.", no_args_is_help=True
@@ -59,6 +59,7 @@ def inbox_add(
 
     async def run(services: Services) -> Inbox:
         return await services.inboxes.do_create_inbox(
+            cli_actor(),
             name,
             allowed_domains=domain or [],
             operators=operator or [],
@@ -119,7 +120,9 @@ def inbox_identity_secret(
         inbox = await services.inboxes.store.get_inbox(inbox_id)
         if inbox is None:
             raise typer.BadParameter(f"no inbox {inbox_id}")
-        _, secret = await services.inboxes.do_set_identity_secret(inbox, enabled=not off)
+        _, secret = await services.inboxes.do_set_identity_secret(
+            cli_actor(), inbox, enabled=not off
+        )
         return secret
 
     secret = run_with_services(run)

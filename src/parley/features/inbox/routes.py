@@ -102,7 +102,7 @@ async def create_inbox(body: InboxIn, user: CurrentUser, services: ServicesDep) 
     services.inboxes.access_admin(user)
     fields = _set_fields(body)
     name = fields.pop("name")
-    return InboxOut.of(await services.inboxes.do_create_inbox(str(name), **fields))
+    return InboxOut.of(await services.inboxes.do_create_inbox(user, str(name), **fields))
 
 
 @router.get("", response_model=InboxesOut)
@@ -122,7 +122,7 @@ async def update_inbox(
 ) -> InboxOut:
     """Change the named fields; `enabled: false` is the inbox's kill switch."""
     inbox = await services.inboxes.access_inbox(user, inbox_id)
-    return InboxOut.of(await services.inboxes.do_update_inbox(inbox, **_set_fields(body)))
+    return InboxOut.of(await services.inboxes.do_update_inbox(user, inbox, **_set_fields(body)))
 
 
 class IdentitySecretOut(BaseModel):
@@ -137,7 +137,7 @@ async def rotate_identity_secret(
 ) -> IdentitySecretOut:
     """Turn identity verification on, or rotate its secret (old tokens stop working at once)."""
     inbox = await services.inboxes.access_inbox(user, inbox_id)
-    _, secret = await services.inboxes.do_set_identity_secret(inbox, enabled=True)
+    _, secret = await services.inboxes.do_set_identity_secret(user, inbox, enabled=True)
     return IdentitySecretOut(identity_secret=secret)
 
 
@@ -147,4 +147,4 @@ async def remove_identity_secret(
 ) -> None:
     """Turn identity verification off: bootstraps no longer need (or check) identity tokens."""
     inbox = await services.inboxes.access_inbox(user, inbox_id)
-    await services.inboxes.do_set_identity_secret(inbox, enabled=False)
+    await services.inboxes.do_set_identity_secret(user, inbox, enabled=False)

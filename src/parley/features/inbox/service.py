@@ -6,11 +6,13 @@ import re
 import secrets
 from typing import Any
 
+from parley.core.audit import Target
 from parley.core.errors import BadInput, ErrorCode, Forbidden, InvalidValue, NotFound
 from parley.core.inboxes import Inbox, WorkingHours
 from parley.core.models import Role, User
 from parley.features.livechat import routing
 from parley.features.livechat.branches import Branches
+from parley.services.audit import AuditLog
 from parley.services.timeline import Timeline
 from parley.storage.inboxes import InboxStore
 
@@ -39,10 +41,15 @@ def check_domain(domain: str) -> str:
 
 class Inboxes:
     def __init__(
-        self, store: InboxStore, timeline: Timeline, branches: Branches | None = None
+        self,
+        store: InboxStore,
+        timeline: Timeline,
+        audit: AuditLog,
+        branches: Branches | None = None,
     ) -> None:
         self.store = store
         self.timeline = timeline
+        self.audit = audit
         self.branches = branches
 
     def access_admin(self, actor: User) -> None:
@@ -56,30 +63,44 @@ class Inboxes:
             raise NotFound("no such inbox")
         return inbox
 
-    async def do_create_inbox(self, name: str, **fields: Any) -> Inbox:
+    async def do_create_inbox(self, actor: User | str, name: str, **fields: Any) -> Inbox:
         """A new inbox with a fresh widget token (callers have checked the actor is an admin)."""
         values = await self._column_values(fields)
         values.setdefault("allowed_domains", [])
         values.setdefault("operators", [])
         values.setdefault("offline_message", "")
         values.setdefault("enabled", True)
-        return await self.store.create_inbox(
+        inbox = await self.store.create_inbox(
             {"name": name, "widget_token": new_widget_token(), **values}
         )
+        await self.audit.record(
+            actor, "inbox.create", Target.of("inbox", inbox.id), after=_audited(inbox)
+        )
+        return inbox
 
-    async def do_update_inbox(self, inbox: Inbox, **fields: Any) -> Inbox:
+    async def do_update_inbox(self, actor: User | str, inbox: Inbox, **fields: Any) -> Inbox:
         values = await self._column_values(fields)
         if not values:
             return inbox
         updated = await self.store.update_inbox(inbox.id, values)
         if updated is None:
             raise NotFound("no such inbox")
+        before, after = _audited(inbox), _audited(updated)
+        await self.audit.record(
+            actor,
+            "inbox.update",
+            Target.of("inbox", inbox.id),
+            before={k: before[k] for k in values if k in before},
+            after={k: after[k] for k in values if k in after},
+        )
         return updated
 
     async def list_inboxes(self) -> list[Inbox]:
         return await self.store.list_inboxes()
 
-    async def do_set_identity_secret(self, inbox: Inbox, *, enabled: bool) -> tuple[Inbox, str]:
+    async def do_set_identity_secret(
+        self, actor: User | str, inbox: Inbox, *, enabled: bool
+    ) -> tuple[Inbox, str]:
         """A new identity secret (rotating any old one at once), or none: verification off.
 
         While an inbox has a secret, every bootstrap must carry an identity token signed with it.
@@ -88,6 +109,14 @@ class Inboxes:
         updated = await self.store.update_inbox(inbox.id, {"identity_secret": secret or None})
         if updated is None:
             raise NotFound("no such inbox")
+        # The secret itself never reaches the log: only that verification is on or off.
+        await self.audit.record(
+            actor,
+            "inbox.identity_secret_rotate" if enabled else "inbox.identity_secret_remove",
+            Target.of("inbox", inbox.id),
+            before={"identity_verification": inbox.identity_secret is not None},
+            after={"identity_verification": enabled},
+        )
         return updated, secret
 
     async def _column_values(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -113,3 +142,23 @@ class Inboxes:
             if self.branches is None:
                 raise InvalidValue("branches are not available here", ErrorCode.UNKNOWN_BRANCH)
             await self.branches.check_branch_ids(wanted)
+
+
+def _audited(inbox: Inbox) -> dict[str, Any]:
+    """An inbox as the audit log keeps it: every setting, never the identity secret."""
+    return {
+        "name": inbox.name,
+        "allowed_domains": list(inbox.allowed_domains),
+        "operators": list(inbox.operators),
+        "privacy_url": inbox.privacy_url,
+        "privacy_text": inbox.privacy_text,
+        "working_hours": inbox.working_hours.model_dump(mode="json")
+        if inbox.working_hours
+        else None,
+        "offline_message": inbox.offline_message,
+        "enabled": inbox.enabled,
+        "routing_rules": inbox.routing_rules,
+        "branch_id": inbox.branch_id,
+        "allow_attachments": inbox.allow_attachments,
+        "auto_assign": inbox.auto_assign,
+    }

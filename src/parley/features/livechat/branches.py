@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from parley.core.audit import Target
 from parley.core.errors import ErrorCode, Forbidden, InvalidValue, NotFound
 from parley.core.livechat import Branch
 from parley.core.models import Role, User
+from parley.services.audit import AuditLog
 from parley.storage.livechat import LivechatStore
 from parley.storage.users import UserStore
 
@@ -14,9 +16,10 @@ from parley.storage.users import UserStore
 class Branches:
     """Branches as admins manage them."""
 
-    def __init__(self, store: LivechatStore, users: UserStore) -> None:
+    def __init__(self, store: LivechatStore, users: UserStore, audit: AuditLog) -> None:
         self.store = store
         self.users = users
+        self.audit = audit
 
     def access_admin(self, actor: User) -> None:
         if actor.role is not Role.ADMIN:
@@ -30,8 +33,12 @@ class Branches:
             raise InvalidValue(f"unknown users: {', '.join(missing)}", ErrorCode.VALIDATION)
         return unique
 
-    async def do_create(self, name: str, operators: list[str]) -> Branch:
-        return await self.store.create_branch(name, await self.check_operators(operators))
+    async def do_create(self, actor: User | str, name: str, operators: list[str]) -> Branch:
+        branch = await self.store.create_branch(name, await self.check_operators(operators))
+        await self.audit.record(
+            actor, "branch.create", Target.of("branch", branch.id), after=branch
+        )
+        return branch
 
     async def list_branches(self) -> list[Branch]:
         return await self.store.list_branches()
@@ -44,7 +51,7 @@ class Branches:
         return branch
 
     async def do_update(
-        self, branch: Branch, *, name: str | None, operators: list[str] | None
+        self, actor: User | str, branch: Branch, *, name: str | None, operators: list[str] | None
     ) -> Branch:
         values: dict[str, Any] = {}
         if name is not None:
@@ -56,6 +63,13 @@ class Branches:
         updated = await self.store.update_branch(branch.id, values)
         if updated is None:
             raise NotFound("no such branch")
+        await self.audit.record(
+            actor,
+            "branch.update",
+            Target.of("branch", branch.id),
+            before={k: getattr(branch, k) for k in values},
+            after={k: getattr(updated, k) for k in values},
+        )
         return updated
 
     async def check_branch_ids(self, branch_ids: list[int]) -> None:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from parley.assembly import Services
 from parley.core.livechat import Branch
-from parley.runner import run_with_services
+from parley.runner import cli_actor, run_with_services
 
 branch_app = typer.Typer(
     help="Live-chat branches: teams of operators that conversations are routed to.",
@@ -30,7 +30,7 @@ def branch_add(
     """Create a branch and print its id (routing rules and inboxes name it)."""
 
     async def run(services: Services) -> Branch:
-        return await services.branches.do_create(name, operator or [])
+        return await services.branches.do_create(cli_actor(), name, operator or [])
 
     branch = run_with_services(run)
     console.print(f"Branch [bold]{branch.id}[/bold] {branch.name}")

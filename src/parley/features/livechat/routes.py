@@ -198,7 +198,7 @@ class BranchesOut(BaseModel):
 @admin_router.post("", response_model=BranchOut, status_code=201)
 async def create_branch(body: BranchIn, user: CurrentUser, services: ServicesDep) -> BranchOut:
     services.branches.access_admin(user)
-    return BranchOut.of(await services.branches.do_create(body.name, body.operators))
+    return BranchOut.of(await services.branches.do_create(user, body.name, body.operators))
 
 
 @admin_router.get("", response_model=BranchesOut)
@@ -212,5 +212,7 @@ async def update_branch(
     branch_id: Id, body: BranchPatch, user: CurrentUser, services: ServicesDep
 ) -> BranchOut:
     branch = await services.branches.access_branch(user, branch_id)
-    updated = await services.branches.do_update(branch, name=body.name, operators=body.operators)
+    updated = await services.branches.do_update(
+        user, branch, name=body.name, operators=body.operators
+    )
     return BranchOut.of(updated)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from parley.core.audit import Target
 from parley.core.errors import ErrorCode, InvalidValue, NotFound
 from parley.core.events import (
     ConversationUpdatedEvent,
@@ -34,6 +35,7 @@ from parley.core.livechat import (
 from parley.core.models import Role, User
 from parley.features.livechat import routing
 from parley.features.livechat.geoip import GeoIP
+from parley.services.audit import AuditLog
 from parley.settings import Settings
 from parley.storage.conversations import ConversationStore
 from parley.storage.inboxes import InboxStore
@@ -139,6 +141,7 @@ class Livechat:
         inboxes: InboxStore,
         users: UserStore,
         conversations: ConversationStore,
+        audit: AuditLog,
         geoip: GeoIP | None = None,
         publish: Publish = _publish_nowhere,
         online: Online = _nobody_online,
@@ -148,6 +151,7 @@ class Livechat:
         self.inboxes = inboxes
         self.users = users
         self.conversations = conversations
+        self.audit = audit
         self.geoip = geoip or GeoIP("")
         self.publish = publish
         self.online = online
@@ -416,7 +420,17 @@ class Livechat:
                     )
             values["assignee_id"] = assignee_id
         if values:
+            state = view.listed.state
+            before = {"status": state.status, "priority": state.priority}
+            before["assignee_id"] = state.assignee_id
             await self.store.update_conversation(conversation_id, values)
+            await self.audit.record(
+                actor,
+                "livechat.assign" if set(values) == {"assignee_id"} else "livechat.update",
+                Target.of("conversation", conversation_id),
+                before={k: before[k] for k in values},
+                after=values,
+            )
             await self._announce(conversation_id)
         # Not re-checked: someone staff only as the assignee may just have unassigned themselves.
         return await self._view(conversation_id) or view

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from parley.core.audit import Target
 from parley.core.errors import BadInput, Conflict, ErrorCode, Forbidden, NotFound
 from parley.core.events import ControlEvent, FlagsUpdatedEvent
 from parley.core.flags import (
@@ -27,6 +28,7 @@ from parley.core.flags import (
     evaluate_all,
 )
 from parley.core.models import Role, User
+from parley.services.audit import AuditLog
 from parley.services.stream import TRANSPORT_MODE_KEY, StreamService, TransportMode
 from parley.storage.flags import FlagStore
 from parley.storage.users import UserStore
@@ -54,10 +56,13 @@ def check_admin(user: User) -> None:
 
 
 class FlagService:
-    def __init__(self, store: FlagStore, users: UserStore, stream: StreamService) -> None:
+    def __init__(
+        self, store: FlagStore, users: UserStore, stream: StreamService, audit: AuditLog
+    ) -> None:
         self.store = store
         self.users = users
         self.stream = stream
+        self.audit = audit
 
     @property
     def live(self) -> bool:
@@ -115,15 +120,25 @@ class FlagService:
             raise BadInput(f"roles are among {', '.join(role.value for role in Role)}")
         return changes
 
-    async def do_update_flag(self, actor: str, key: str, changes: dict[str, Any]) -> Flag:
+    async def do_update_flag(self, actor: User | str, key: str, changes: dict[str, Any]) -> Flag:
         """Change a flag's rules and announce it. `actor` names who, for the record."""
         changes = self.check_changes(key, changes)
+        name = actor.name if isinstance(actor, User) else actor
         if key == TRANSPORT_FLAG:
-            await self.set_transport(actor, "sse_only" if changes["enabled"] else "auto")
+            mode: TransportMode = "sse_only" if changes["enabled"] else "auto"
+            await self.set_transport(actor, mode)
             return next(f for f in await self.list_flags() if f.key == TRANSPORT_FLAG)
-        flag = await self.store.update_flag(key, changes, updated_by=actor, announced=self.live)
-        if flag is None:
+        before = next((f for f in await self.store.list_flags() if f.key == key), None)
+        flag = await self.store.update_flag(key, changes, updated_by=name, announced=self.live)
+        if flag is None or before is None:
             raise NotFound(f"no flag {key!r}")
+        await self.audit.record(
+            actor,
+            "flag.update",
+            Target.of("flag", key),
+            before={name: getattr(before, name) for name in changes},
+            after={name: getattr(flag, name) for name in changes},
+        )
         revision, _ = await self.store.get_revision()
         await self.announce(revision, [key])
         return flag
@@ -131,14 +146,17 @@ class FlagService:
     async def do_set_transport_mode(self, actor: User, mode: TransportMode) -> None:
         """`PUT /v1/admin/transport`: the same switch as the `transport_sse_only` flag."""
         check_admin(actor)
-        await self.set_transport(actor.name, mode, user_id=actor.id)
+        await self.set_transport(actor, mode)
 
-    async def set_transport(
-        self, actor: str, mode: TransportMode, *, user_id: int | None = None
-    ) -> None:
+    async def set_transport(self, actor: User | str, mode: TransportMode) -> None:
+        user_id = actor.id if isinstance(actor, User) else None
+        before = await self.stream.store.get_runtime_setting(TRANSPORT_MODE_KEY) or "auto"
         await self.stream.store.set_runtime_setting(TRANSPORT_MODE_KEY, mode, user_id)
         revision = await self.store.touch_revision(announced=self.live)
-        log.info("transport mode set to %s by %s", mode, actor)
+        log.info("transport mode set to %s by %s", mode, getattr(actor, "name", actor))
+        await self.audit.record(
+            actor, "transport.set", Target.of("transport", "mode"), before=before, after=mode
+        )
         if self.live:
             await self.stream.publish(ControlEvent(op="transport", mode=mode))
         await self.announce(revision, [TRANSPORT_FLAG])

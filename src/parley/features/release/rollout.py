@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from parley import metrics
+from parley.core.audit import Target
 from parley.core.errors import Conflict, ErrorCode
+from parley.core.models import User
 from parley.core.rollout import (
     Action,
     Decision,
@@ -24,6 +26,7 @@ from parley.core.rollout import (
 )
 from parley.features.release.flags import FlagService
 from parley.features.release.gates import GatePolicy, GateReport, MetricWindow, evaluate_gates
+from parley.services.audit import AuditLog
 from parley.settings import Settings
 from parley.storage.release import ReleaseStore
 
@@ -33,6 +36,8 @@ Clock = Callable[[], datetime]
 MAX_REPORTS_PER_WINDOW = 50_000
 WATCHER = "watcher"  # the actor of automatic kills
 ATTEMPTS = 3
+# Who moves the release: a signed-in admin, or a name (`cli:<login>`, `watcher`).
+Actor = User | str
 
 
 def utc_now() -> datetime:
@@ -46,12 +51,14 @@ class Rollout:
         settings: Settings,
         store: ReleaseStore,
         flags: FlagService,
+        audit: AuditLog,
         clock: Clock = utc_now,
         flush: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.flags = flags
+        self.audit = audit
         self.clock = clock
         # Stores the reports this node still holds, so the gates see every one received.
         self.flush = flush
@@ -94,7 +101,7 @@ class Rollout:
     # -- moving ------------------------------------------------------------------------------
 
     async def do_promote(
-        self, actor: str, *, owner: str = "", reason: str = "", override: bool = False
+        self, actor: Actor, *, owner: str = "", reason: str = "", override: bool = False
     ) -> tuple[RolloutState, GateReport]:
         """One stage forward, only on PROCEED (or an admin's recorded override)."""
         state, report, _ = await self._move(
@@ -102,17 +109,19 @@ class Rollout:
         )
         return state, report
 
-    async def do_hold(self, actor: str, *, reason: str) -> tuple[RolloutState, GateReport]:
+    async def do_hold(self, actor: Actor, *, reason: str) -> tuple[RolloutState, GateReport]:
         """Back to canary_1 for investigation, kill switch untouched (seed 004 §7.1)."""
         state, report, _ = await self._move(Action.HOLD, actor, reason=reason)
         return state, report
 
-    async def do_kill(self, actor: str, *, reason: str) -> tuple[RolloutState, GateReport]:
+    async def do_kill(self, actor: Actor, *, reason: str) -> tuple[RolloutState, GateReport]:
         """Back to canary_1 with the kill switch on: the release flag is off for everyone."""
         state, report, _ = await self._move(Action.KILL, actor, reason=reason)
         metrics.RELEASE_KILLS.labels("manual").inc()
         if self.settings.release_kill_sse_only:
-            await self.flags.set_transport(actor, "sse_only")
+            await self.flags.set_transport(
+                actor if isinstance(actor, str) else actor.name, "sse_only"
+            )
         return state, report
 
     async def do_hard_stop(self, *, reason: str, gates: GateReport) -> tuple[RolloutState, bool]:
@@ -133,13 +142,13 @@ class Rollout:
         return state, True
 
     async def do_resume(
-        self, actor: str, *, reason: str, owner: str = ""
+        self, actor: Actor, *, reason: str, owner: str = ""
     ) -> tuple[RolloutState, GateReport]:
         """Kill switch off again (stage stays canary_1): the canary cohort gets it back."""
         state, report, _ = await self._move(Action.RESUME, actor, owner=owner, reason=reason)
         return state, report
 
-    async def do_abort(self, actor: str, *, reason: str) -> tuple[RolloutState, GateReport]:
+    async def do_abort(self, actor: Actor, *, reason: str) -> tuple[RolloutState, GateReport]:
         """The release off entirely (0 %)."""
         state, report, _ = await self._move(Action.ABORT, actor, reason=reason)
         return state, report
@@ -147,7 +156,7 @@ class Rollout:
     async def _move(
         self,
         action: Action,
-        actor: str,
+        who: Actor,
         *,
         owner: str = "",
         reason: str = "",
@@ -159,6 +168,7 @@ class Rollout:
 
         `once`: do nothing if the kill switch is already on (another node's watcher was first).
         """
+        actor = who.name if isinstance(who, User) else who
         for _ in range(ATTEMPTS):
             state = await self.store.get_state()
             report = gates or await self.compute_gates(state)
@@ -169,7 +179,7 @@ class Rollout:
                 entry, killed = self._entry(action, state, report, actor, owner, reason, override)
             except Conflict as refused:
                 if refused.code is ErrorCode.GATES_NOT_PASSED:
-                    await self._log_refusal(state, report, actor, owner, refused.message)
+                    await self._log_refusal(state, report, who, owner, refused.message)
                 raise
             moved = await self.store.record_transition(
                 expected=state,
@@ -188,15 +198,32 @@ class Rollout:
                     actor,
                     entry.decision,
                 )
+                await self.audit.record(
+                    who,
+                    f"rollout.{action.value}",
+                    Target.of("release", moved.release),
+                    before=_summary(state),
+                    after={**_summary(moved), "decision": entry.decision, "owner": entry.owner},
+                    reason=entry.reason,
+                )
                 revision, _ = await self.flags.store.get_revision()
                 await self.flags.announce(revision, [moved.release])
                 return moved, report, True
         raise Conflict("the rollout changed while deciding; try again", ErrorCode.CONFLICT)
 
     async def _log_refusal(
-        self, state: RolloutState, report: GateReport, actor: str, owner: str, why: str
+        self, state: RolloutState, report: GateReport, who: Actor, owner: str, why: str
     ) -> None:
         """A refused promotion is a decision too: the log shows who asked and why it was no."""
+        actor = who.name if isinstance(who, User) else who
+        await self.audit.record(
+            who,
+            "rollout.promote_refused",
+            Target.of("release", state.release),
+            before=_summary(state),
+            after={"decision": report.rollout_decision, "owner": owner or actor},
+            reason=why,
+        )
         await self.store.add_history(
             HistoryEntry(
                 id=0,
@@ -293,6 +320,10 @@ def entry_json(entry: HistoryEntry) -> dict[str, Any]:
         "owner": entry.owner,
         "gates": entry.gates,
     }
+
+
+def _summary(state: RolloutState) -> dict[str, Any]:
+    return {"stage": state.stage, "killed": state.killed}
 
 
 def _iso(moment: datetime) -> str:

@@ -139,7 +139,7 @@ async def change_flag(
     changes = body.model_dump(exclude_none=True, exclude={"clear_percentage"})
     if body.clear_percentage:
         changes["percentage"] = None
-    return FlagOut.of(await services.release.flags.do_update_flag(user.name, key, changes))
+    return FlagOut.of(await services.release.flags.do_update_flag(user, key, changes))
 
 
 # -- rollout ----------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ async def release_promote(
     """One stage forward; 409 ERR_GATES_NOT_PASSED unless PROCEED (or `override`, logged)."""
     return _answer(
         *await services.release.rollout.do_promote(
-            user.name, owner=body.owner, reason=body.reason, override=body.override
+            user, owner=body.owner, reason=body.reason, override=body.override
         )
     )
 
@@ -185,27 +185,27 @@ async def release_promote(
 @router.post("/v1/admin/release/hold", tags=["admin"])
 async def release_hold(body: MoveIn, user: AdminUser, services: ServicesDep) -> dict[str, Any]:
     """Back to canary_1, kill switch untouched."""
-    return _answer(*await services.release.rollout.do_hold(user.name, reason=body.reason))
+    return _answer(*await services.release.rollout.do_hold(user, reason=body.reason))
 
 
 @router.post("/v1/admin/release/kill", tags=["admin"])
 async def release_kill(body: MoveIn, user: AdminUser, services: ServicesDep) -> dict[str, Any]:
     """Back to canary_1 with the kill switch on: the release is off for everyone."""
-    return _answer(*await services.release.rollout.do_kill(user.name, reason=body.reason))
+    return _answer(*await services.release.rollout.do_kill(user, reason=body.reason))
 
 
 @router.post("/v1/admin/release/resume", tags=["admin"])
 async def release_resume(body: MoveIn, user: AdminUser, services: ServicesDep) -> dict[str, Any]:
     """Kill switch off again, at canary_1."""
     return _answer(
-        *await services.release.rollout.do_resume(user.name, reason=body.reason, owner=body.owner)
+        *await services.release.rollout.do_resume(user, reason=body.reason, owner=body.owner)
     )
 
 
 @router.post("/v1/admin/release/abort", tags=["admin"])
 async def release_abort(body: MoveIn, user: AdminUser, services: ServicesDep) -> dict[str, Any]:
     """The release off entirely (stage off, 0 %)."""
-    return _answer(*await services.release.rollout.do_abort(user.name, reason=body.reason))
+    return _answer(*await services.release.rollout.do_abort(user, reason=body.reason))
 
 
 @router.get("/v1/admin/release/history", tags=["admin"])

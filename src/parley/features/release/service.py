@@ -13,6 +13,7 @@ from parley.features.release.flags import FlagService
 from parley.features.release.rollout import Clock, Rollout, utc_now
 from parley.features.release.samples import SampleRecorder
 from parley.features.release.watcher import ReleaseWatcher
+from parley.services.audit import AuditLog
 from parley.services.stream import StreamService
 from parley.settings import Settings
 from parley.storage.database import Database
@@ -37,10 +38,11 @@ class Release:
         *,
         stream: StreamService,
         users: UserStore,
+        audit: AuditLog,
         clock: Clock = utc_now,
     ) -> Release:
         flag_store, release_store = FlagStore(db), ReleaseStore(db)
-        flags = FlagService(flag_store, users, stream)
+        flags = FlagService(flag_store, users, stream, audit)
         recorder = SampleRecorder(
             store=release_store,
             flags=flag_store,
@@ -49,7 +51,12 @@ class Release:
             clock=clock,
         )
         rollout = Rollout(
-            settings=settings, store=release_store, flags=flags, clock=clock, flush=recorder.flush
+            settings=settings,
+            store=release_store,
+            flags=flags,
+            audit=audit,
+            clock=clock,
+            flush=recorder.flush,
         )
         watcher = ReleaseWatcher(settings=settings, rollout=rollout, recorder=recorder)
         return cls(flags=flags, rollout=rollout, recorder=recorder, watcher=watcher, stream=stream)
