@@ -199,3 +199,7 @@ app.add_typer(inbox_app, name="inbox")
 from parley.features.livechat.cli import branch_app  # noqa: E402
 
 app.add_typer(branch_app, name="branch")
+
+from parley.features.ops.cli import preflight_command  # noqa: E402
+
+app.command("preflight")(preflight_command)

@@ -17,10 +17,12 @@ from rich.console import Console
 
 from parley.assembly import Services
 from parley.core.errors import ParleyError
+from parley.logs import redacted
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
 
 T = TypeVar("T")
+__all__ = ["redacted", "run_with_services"]
 console = Console()
 
 
@@ -42,9 +44,3 @@ def run_with_services(action: Callable[[Services], Awaitable[T]]) -> T:
     except ParleyError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         raise typer.Exit(1) from None
-
-
-def redacted(url: str) -> str:
-    """A database or Redis URL without its credentials, fit for a log line or a terminal."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if "@" in rest else url
