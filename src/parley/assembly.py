@@ -70,7 +70,9 @@ class Services:
             attachments=core.attachments,
             writer=core.writer,
             stream=stream,
-            release=Release.build(settings, db, stream=stream, users=users),
+            release=Release.build(
+                settings, db, stream=stream, users=users, attachments=core.attachments
+            ),
             inboxes=Inboxes(inbox_store, timeline, branches),
             livechat=livechat,
             branches=branches,

@@ -311,22 +311,32 @@ async def check_privacy_url(context: Context) -> tuple[Status, str]:
 
 @preflight_check("tls", "TLS certificate of the public URL", remote=False)
 async def check_tls(context: Context) -> tuple[Status, str]:
-    url = context.url or context.settings.public_url
+    return await tls_finding(
+        context.url or context.settings.public_url,
+        context.profile,
+        context.settings.preflight_tls_min_days,
+        context.ca_file,
+    )
+
+
+async def tls_finding(
+    url: str, profile: str, min_days: int, ca_file: str | None = None
+) -> tuple[Status, str]:
+    """The TLS check on its own: Go/No-Go runs it against the URL it was given."""
     if not url:
         return SKIP, "no URL to check (PARLEY_PUBLIC_URL)"
     parts = urlsplit(url)
     if parts.scheme != "https":
         if parts.hostname in ("127.0.0.1", "localhost", "::1"):
             return SKIP, f"{url} is plain http on loopback"
-        status = context.severity(production=FAIL, staging=WARN, embedded=PASS)
+        status = {"production": FAIL, "staging": WARN, "embedded": PASS}[profile]
         return status, f"{url} is plain http: tokens and messages cross the network in clear"
-    minimum = context.settings.preflight_tls_min_days
     try:
-        days, subject = await certificate_days_left(url, context.ca_file)
+        days, subject = await certificate_days_left(url, ca_file)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
         return FAIL, f"no valid certificate at {parts.netloc}: {type(exc).__name__}: {exc}"
-    evidence = f"{subject}: expires in {days:.0f} days (at least {minimum} needed)"
-    return (FAIL if days < minimum else PASS), evidence
+    evidence = f"{subject}: expires in {days:.0f} days (at least {min_days} needed)"
+    return (FAIL if days < min_days else PASS), evidence
 
 
 async def certificate_days_left(url: str, ca_file: str | None = None) -> tuple[float, str]:
