@@ -415,7 +415,9 @@ async def gonogo(target: Target, sign_off: SignOff, plan: Plan) -> Verdict:
 async def _probe_all(run: Run, target: Target, wanted: Resolved | None, profile: str) -> None:
     d, up = run.d, ("health", "accounts")
     await run.step("health", "Readiness (/readyz: the database answers)", probes.check_health)
-    await run.step("version", "Deployed commit is the target", _version(wanted), "health")
+    await run.step(
+        "version", "Deployed commit is the target", _version(wanted), "health", "target_ref"
+    )
     await run.step("accounts", "Smoke accounts", probes.check_accounts, "health")
     await run.step("admin", "Admin token", probes.check_admin, "health")
     before: dict[str, float] = {}
