@@ -382,8 +382,8 @@ async def check_reconnect(d: Deployment) -> CheckResult:
         cursor = client.cursor
         await client.reconnect()
         async with asyncio.timeout(WAIT_SECONDS):
-            while client.connected:  # the client offers no event for "dropped"
-                await asyncio.sleep(0.01)  # noqa: ASYNC110
+            while client.connected:  # noqa: ASYNC110 - the client has no "dropped" event
+                await asyncio.sleep(0.01)
         sent = await d.call(
             "POST",
             f"/v1/conversations/{d.conversation_id}/messages",
