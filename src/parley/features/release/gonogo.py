@@ -420,6 +420,8 @@ async def _probe_all(run: Run, target: Target, wanted: Resolved | None, profile:
     )
     await run.step("accounts", "Smoke accounts", probes.check_accounts, "health")
     await run.step("admin", "Admin token", probes.check_admin, "health")
+    if run.failed("admin"):
+        d.admin = None  # a refused token is no token: nothing else tries it
     before: dict[str, float] = {}
     with contextlib.suppress(Exception):
         before = await probes.scrape(d)
@@ -448,7 +450,7 @@ async def _probe_all(run: Run, target: Target, wanted: Resolved | None, profile:
         "gates", "Release gates", _with_burst(probes.check_gates, burst, burst_error), *up, "admin"
     )
     await run.step(
-        "metrics", "Prometheus metrics", lambda dd: probes.check_metrics(dd, before), "health"
+        "metrics", "Prometheus metrics", lambda dd: probes.check_metrics(dd, before), *up
     )
     await _configuration(run, target, profile)
     d.trimmed = await _trim(d) if not run.failed("accounts") else {}
