@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,12 +19,15 @@ from parley.features.audit import routes as audit
 from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
+from parley.features.ops import routes as ops_feature
+from parley.features.ops.version import git_sha
 from parley.features.release import routes as release
 from parley.features.widget import routes as widget
 from parley.features.widget import visitor as widget_visitor
 from parley.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger("parley")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,6 +35,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The commit is read once, at start (GET /version): a checkout changed under a running
+        # process does not change what it runs.
+        log.info(
+            "parley %s (commit %s, profile %s) starting",
+            __version__,
+            git_sha(settings),
+            settings.effective_profile,
+        )
         services = Services.build(settings)
         await services.start()
         app.state.services = services
@@ -64,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         widget_visitor.router,
         console.router,
         audit.router,
+        ops_feature.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

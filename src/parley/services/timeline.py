@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ class Timeline:
         writer: MessageWriter,
         publish: Publish = _publish_nowhere,
         on_read_rollback: Callable[[int], None] = lambda _n: None,
+        on_send: Callable[[float, bool], None] = lambda _seconds, _failed: None,
     ) -> None:
         self.users = users
         self.conversations = conversations
@@ -61,6 +63,8 @@ class Timeline:
         self.writer = writer
         self.publish = publish
         self.on_read_rollback = on_read_rollback
+        # Told how long each store took and whether it failed (the send-stall gate).
+        self.on_send = on_send
         # Every send checks membership: checks arriving together share one query.
         self._memberships = CoalescedLookup(conversations.find_memberships)
 
@@ -180,16 +184,23 @@ class Timeline:
                 refs.append(attachment.ref())
         if not body.strip() and not refs:
             raise BadInput("a message needs a body or an attachment")
-        return await self.writer.append(
-            NewMessage(
-                conversation_id=conversation_id,
-                sender_id=actor.id,
-                client_msg_id=client_msg_id,
-                body=body,
-                attachments=refs,
-                metadata=dict(metadata),
+        started = time.monotonic()
+        try:
+            appended = await self.writer.append(
+                NewMessage(
+                    conversation_id=conversation_id,
+                    sender_id=actor.id,
+                    client_msg_id=client_msg_id,
+                    body=body,
+                    attachments=refs,
+                    metadata=dict(metadata),
+                )
             )
-        )
+        except Exception:
+            self.on_send(time.monotonic() - started, True)
+            raise
+        self.on_send(time.monotonic() - started, False)
+        return appended
 
     async def list_messages(
         self,
