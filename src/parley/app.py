@@ -17,6 +17,7 @@ from parley.assembly import Services
 from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
+from parley.features.notify import routes as notify
 from parley.features.release import routes as release
 from parley.features.widget import routes as widget
 from parley.features.widget import visitor as widget_visitor
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         widget.router,
         widget_visitor.router,
         console.router,
+        notify.router,
+        notify.admin_router,
+        notify.worker_router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

@@ -199,3 +199,9 @@ app.add_typer(inbox_app, name="inbox")
 from parley.features.livechat.cli import branch_app  # noqa: E402
 
 app.add_typer(branch_app, name="branch")
+
+from parley.features.notify.cli import notify_app, push_app, worker_command  # noqa: E402
+
+app.add_typer(push_app, name="push")
+app.add_typer(notify_app, name="notify")
+app.command("worker")(worker_command)

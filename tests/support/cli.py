@@ -13,6 +13,7 @@ CLI_MODULES = (
     "parley.features.release.cli",
     "parley.features.inbox.cli",
     "parley.features.livechat.cli",
+    "parley.features.notify.cli",
 )
 
 
