@@ -75,6 +75,7 @@ class Services:
         )
         release = Release.build(settings, db, stream=stream, users=users)
         release.rollout.on_kill = notifications.alert_kill
+        release.rollout.notification_outcomes = notifications.store.count_outcomes
         return cls(
             settings=settings,
             db=db,

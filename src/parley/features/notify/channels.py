@@ -212,12 +212,37 @@ class TelegramError(Exception):
         self.retry_after = retry_after
 
 
+class _HideToken(logging.Filter):
+    """httpx logs each request's URL (INFO); a Bot API URL carries the bot's token."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.token:
+            record.msg = str(record.msg).replace(self.token, "<bot-token>")
+            if record.args:
+                record.args = tuple(
+                    str(a).replace(self.token, "<bot-token>") if self.token in str(a) else a
+                    for a in (record.args if isinstance(record.args, tuple) else (record.args,))
+                )
+        return True
+
+
 class TelegramBot:
     """The Bot API's `sendMessage`, at PARLEY_TELEGRAM_API_URL (tests run a local one)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._client: httpx.AsyncClient | None = None
+        if settings.telegram_bot_token:
+            httpx_log = logging.getLogger("httpx")
+            if not any(
+                isinstance(f, _HideToken) and f.token == settings.telegram_bot_token
+                for f in httpx_log.filters
+            ):
+                httpx_log.addFilter(_HideToken(settings.telegram_bot_token))
 
     @property
     def configured(self) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from parley import metrics
-from parley.core.errors import BadInput, ErrorCode, Forbidden, NotFound, Unavailable
+from parley.core.errors import BadInput, Forbidden, InvalidValue, NotFound, Unavailable
 from parley.core.models import Role, User
 from parley.core.notify import Channel, Preferences, QuietHours, Rules
 from parley.features.notify.channels import (
@@ -210,10 +210,7 @@ class Notifications:
             matches = host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:]))
             if matches and (parts.scheme == "https" or host in ("127.0.0.1", "localhost", "::1")):
                 return
-        raise BadInput(
-            f"{host} is not a known push service (PARLEY_PUSH_ENDPOINT_HOSTS)",
-            ErrorCode.INVALID_VALUE,
-        )
+        raise InvalidValue(f"{host} is not a known push service (PARLEY_PUSH_ENDPOINT_HOSTS)")
 
     async def do_subscribe(
         self, user: User, *, endpoint: str, p256dh: str, auth: str, user_agent: str
@@ -251,9 +248,8 @@ class Notifications:
             )
         except TelegramError as exc:
             if exc.status in (400, 403):
-                raise BadInput(
-                    "Telegram cannot reach that chat: start a chat with the bot first",
-                    ErrorCode.INVALID_VALUE,
+                raise InvalidValue(
+                    "Telegram cannot reach that chat: start a chat with the bot first"
                 ) from None
             raise Unavailable("Telegram is unreachable; try again shortly") from None
         await self.store.update_preferences(user.id, {"telegram_pending": pending})
@@ -264,11 +260,11 @@ class Notifications:
             raise NotFound("no Telegram link is waiting for a code; start again")
         if pending["tries"] >= TELEGRAM_CODE_TRIES:
             await self.store.update_preferences(user.id, {"telegram_pending": None})
-            raise BadInput("too many wrong codes; start again", ErrorCode.INVALID_VALUE)
+            raise InvalidValue("too many wrong codes; start again")
         if not hmac.compare_digest(pending["code_hash"], _hash_code(user.id, code)):
             pending = {**pending, "tries": pending["tries"] + 1}
             await self.store.update_preferences(user.id, {"telegram_pending": pending})
-            raise BadInput("that code is not the one sent", ErrorCode.INVALID_VALUE)
+            raise InvalidValue("that code is not the one sent")
         return await self.store.update_preferences(
             user.id,
             {

@@ -58,6 +58,10 @@ class Rollout:
         self.policy = GatePolicy.from_settings(settings)
         # Told (actor, reason) whenever the kill switch goes on: Telegram alerts (notify).
         self.on_kill: Callable[[str, str], Awaitable[None]] | None = None
+        # Notification outcomes per channel since a time (the drop-rate gate); set by assembly.
+        self.notification_outcomes: (
+            Callable[[datetime], Awaitable[dict[str, dict[str, int]]]] | None
+        ) = None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -76,6 +80,9 @@ class Rollout:
             end=now,
             reports=await self.store.list_client_reports(start, MAX_REPORTS_PER_WINDOW),
             server=await self.store.sum_server_samples(start),
+            notifications=(
+                await self.notification_outcomes(start) if self.notification_outcomes else {}
+            ),
         )
         return evaluate_gates(state, window, self.policy, now)
 
