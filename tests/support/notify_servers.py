@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -48,10 +49,13 @@ class SmtpCapture:
     attempts: int = 0
     fail: Callable[[int, EmailMessage], str | None] = lambda _n, _m: None
     on_mail: Callable[[EmailMessage], None] | None = None
+    delay: float = 0.0  # seconds each DATA takes (a slow relay), so a kill lands mid-batch
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         mail = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(mail, EmailMessage)
         with self._lock:
