@@ -208,6 +208,10 @@ class NotifyStore:
 
         Returns (messages taken, pending rows created, pending rows refused as duplicates).
         """
+        # A read first: an idle worker must not take SQLite's one write connection every round.
+        async with self.db.read() as conn:
+            if (await conn.execute(select(notification_outbox.c.id).limit(1))).first() is None:
+                return 0, 0, 0
         async with self.db.write() as conn:
             query = select(notification_outbox).order_by(notification_outbox.c.id).limit(limit)
             if self.db.is_postgres:
@@ -486,6 +490,12 @@ class NotifyStore:
         """
         table = notification_deliveries
         lost = and_(table.c.status == DeliveryStatus.SENDING.value, table.c.lease_until < at)
+        due = and_(table.c.status == DeliveryStatus.PENDING.value, table.c.next_attempt_at <= at)
+        async with self.db.read() as conn:
+            if (
+                await conn.execute(select(table.c.id).where(or_(lost, due)).limit(1))
+            ).first() is None:
+                return [], 0
         async with self.db.write() as conn:
             dead = await conn.execute(
                 update(table)
