@@ -19,6 +19,7 @@ from parley.features.audit import routes as audit
 from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
+from parley.features.notify import routes as notify
 from parley.features.ops import routes as ops_feature
 from parley.features.ops.version import git_sha
 from parley.features.release import routes as release
@@ -77,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console.router,
         audit.router,
         ops_feature.router,
+        notify.router,
+        notify.admin_router,
+        notify.worker_router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

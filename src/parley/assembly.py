@@ -12,6 +12,7 @@ from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
+from parley.features.notify.service import Notifications
 from parley.features.release.service import Release
 from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
@@ -24,8 +25,10 @@ from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.database import Database
+from parley.storage.flags import FlagStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
+from parley.storage.notify import NotifyStore
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Services:
     widget_challenges: Challenges
     widget_networks: list[Network]
     audit: AuditLog
+    notifications: Notifications
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -65,6 +69,23 @@ class Services:
             publish=stream.publish,
             online=stream.online,
         )
+        notifications = Notifications(
+            settings=settings,
+            store=NotifyStore(db),
+            flags=FlagStore(db),
+            timeline=timeline,
+            online=stream.online,
+        )
+        release = Release.build(
+            settings,
+            db,
+            stream=stream,
+            users=users,
+            audit=core.audit,
+            attachments=core.attachments,
+        )
+        release.rollout.on_kill = notifications.alert_kill
+        release.rollout.notification_outcomes = notifications.store.count_outcomes
         return cls(
             settings=settings,
             db=db,
@@ -73,14 +94,7 @@ class Services:
             attachments=core.attachments,
             writer=core.writer,
             stream=stream,
-            release=Release.build(
-                settings,
-                db,
-                stream=stream,
-                users=users,
-                audit=core.audit,
-                attachments=core.attachments,
-            ),
+            release=release,
             inboxes=Inboxes(inbox_store, timeline, core.audit, branches),
             livechat=livechat,
             branches=branches,
@@ -90,6 +104,7 @@ class Services:
                 identity=core.identity,
                 timeline=timeline,
                 livechat=livechat,
+                notifications=notifications,
             ),
             widget_limits=WidgetLimits(
                 settings,
@@ -98,17 +113,20 @@ class Services:
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
+            notifications=notifications,
         )
 
     async def start(self) -> None:
         self.writer.start()
         await self.stream.start()
         await self.release.start()
+        await self.notifications.start()
 
     async def stop(self) -> None:
         self.stream.drain()
         await self.release.stop()
         await self.writer.stop()
+        await self.notifications.stop()
         await self.livechat.stop()
         await self.stream.stop()
         await self.db.dispose()

@@ -331,3 +331,21 @@ def test_stages_cannot_be_skipped() -> None:
     with pytest.raises(Conflict):
         check_transition(Stage.OFF, Stage.FULL)
     assert [s.percentage for s in Stage] == [0, 1, 10, 50, 100]
+
+
+def test_notification_drop_rate_above_one_percent_fails_p1_and_none_sent_passes() -> None:
+    from parley.features.release.gates import _p1_notification_checks
+
+    policy = GatePolicy(dwell={}, window=timedelta(hours=1))
+    [bad, good] = _p1_notification_checks(
+        {"email": {"sent": 98, "dead": 2}, "push": {"sent": 995, "dead": 4, "expired": 50}},
+        policy,
+    )
+    assert (bad.name, bad.ok, bad.value, bad.attributable) == (
+        "notification_drop_rate_email",
+        False,
+        0.02,
+        False,
+    )
+    assert good.ok is True and good.value == 4 / 999
+    assert _p1_notification_checks({"telegram": {"expired": 3}}, policy) == []

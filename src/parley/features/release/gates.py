@@ -42,6 +42,7 @@ class GatePolicy:
     max_resync_error_rate: float = 0.05
     max_5xx_rate: float = 0.01
     max_send_stall_rate: float = 0.01
+    max_notification_drop_rate: float = 0.01
     alpha: float = 0.05
     tolerance: float = 0.2
 
@@ -68,6 +69,7 @@ class GatePolicy:
             max_resync_error_rate=settings.release_max_resync_error_rate,
             max_5xx_rate=settings.release_max_5xx_rate,
             max_send_stall_rate=settings.release_max_send_stall_rate,
+            max_notification_drop_rate=settings.release_max_notification_drop_rate,
             alpha=settings.release_compare_alpha,
             tolerance=settings.release_compare_tolerance,
         )
@@ -98,6 +100,8 @@ class MetricWindow:
     end: datetime
     reports: Sequence[ClientReportRow]
     server: ServerSampleRow
+    # Notification deliveries finished in the window, per channel and status (sent, dead, ...).
+    notifications: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -225,6 +229,7 @@ def evaluate_gates(
     checks = [*_p0_checks(canary, baseline, "; ".join(short))]
     checks += _p1_client_checks(state, canary, baseline, policy, enough, comparable)
     checks += _p1_server_checks(window.server, policy)
+    checks += _p1_notification_checks(window.notifications, policy)
     rollout_checks, warnings = _rollout_checks(state, policy, now, observation)
     checks += rollout_checks
 
@@ -437,6 +442,36 @@ def _p1_server_checks(server: ServerSampleRow, policy: GatePolicy) -> list[Check
         detail = f"{count} of {total} {per} = {_fmt(rate)} (threshold {_fmt(limit)})"
         # Deployment-wide: both cohorts share these, so a breach holds rather than rolls back.
         checks.append(Check("p1", name, rate <= limit, rate, limit, detail, attributable=False))
+    return checks
+
+
+def _p1_notification_checks(outcomes: dict[str, dict[str, int]], policy: GatePolicy) -> list[Check]:
+    """Seed 000: the notification drop rate (dropped / attempted) below 1 % on every channel.
+
+    A channel that sent nothing in the window passes: there is nothing to judge.
+    """
+    checks = []
+    for channel in sorted(outcomes):
+        sent = outcomes[channel].get("sent", 0)
+        dropped = outcomes[channel].get("dead", 0)
+        attempted = sent + dropped
+        if not attempted:
+            continue
+        rate = dropped / attempted
+        limit = policy.max_notification_drop_rate
+        detail = f"{dropped} of {attempted} dropped = {_fmt(rate)} (threshold {_fmt(limit)})"
+        # Deployment-wide like the server counts: a breach holds rather than rolls back.
+        checks.append(
+            Check(
+                "p1",
+                f"notification_drop_rate_{channel}",
+                rate < limit,
+                rate,
+                limit,
+                detail,
+                attributable=False,
+            )
+        )
     return checks
 
 

@@ -72,6 +72,12 @@ class Rollout:
         # Stores the reports this node still holds, so the gates see every one received.
         self.flush = flush
         self.policy = GatePolicy.from_settings(settings)
+        # Told (actor, reason) whenever the kill switch goes on: Telegram alerts (notify).
+        self.on_kill: Callable[[str, str], Awaitable[None]] | None = None
+        # Notification outcomes per channel since a time (the drop-rate gate); set by assembly.
+        self.notification_outcomes: (
+            Callable[[datetime], Awaitable[dict[str, dict[str, int]]]] | None
+        ) = None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -96,6 +102,9 @@ class Rollout:
             end=now,
             reports=await self.store.list_client_reports(start, MAX_REPORTS_PER_WINDOW),
             server=await self.store.sum_server_samples(start),
+            notifications=(
+                await self.notification_outcomes(start) if self.notification_outcomes else {}
+            ),
         )
 
     async def _observe(self, state: RolloutState, now: datetime) -> Observation:
@@ -148,6 +157,7 @@ class Rollout:
         """Back to canary_1 with the kill switch on: the release flag is off for everyone."""
         state, report, _ = await self._move(Action.KILL, actor, reason=reason)
         metrics.RELEASE_KILLS.labels("manual").inc()
+        await self._tell_kill(actor, reason)
         if self.settings.release_kill_sse_only:
             await self.flags.set_transport(
                 actor if isinstance(actor, str) else actor.name, "sse_only"
@@ -167,9 +177,18 @@ class Rollout:
         if not moved:
             return state, False
         metrics.RELEASE_KILLS.labels("watcher").inc()
+        await self._tell_kill(WATCHER, reason)
         if self.settings.release_kill_sse_only:
             await self.flags.set_transport(WATCHER, "sse_only")
         return state, True
+
+    async def _tell_kill(self, actor: str, reason: str) -> None:
+        if self.on_kill is None:
+            return
+        try:
+            await self.on_kill(actor, reason)
+        except Exception:  # an alert channel's trouble must not undo or block the kill
+            log.exception("kill alert failed")
 
     async def do_resume(
         self, actor: Actor, *, reason: str, owner: str = ""
