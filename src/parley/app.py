@@ -14,6 +14,7 @@ from parley.api.middleware import RequestBodyLimit, RequestObserver
 from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
 from parley.api.static import ParleyStaticFiles
 from parley.assembly import Services
+from parley.features.calls import routes as calls
 from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         widget.router,
         widget_visitor.router,
         console.router,
+        calls.router,
+        calls.page_router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

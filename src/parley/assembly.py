@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley.core.writer import MessageWriter
+from parley.features.calls.service import Calls
 from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
@@ -22,6 +23,7 @@ from parley.services.identity import Identity
 from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
+from parley.storage.calls import CallStore
 from parley.storage.database import Database
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
@@ -44,6 +46,7 @@ class Services:
     widget_limits: WidgetLimits
     widget_challenges: Challenges
     widget_networks: list[Network]
+    calls: Calls
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -62,6 +65,13 @@ class Services:
             publish=stream.publish,
             online=stream.online,
         )
+        calls = Calls(
+            settings=settings, store=CallStore(db), timeline=timeline, publish=stream.publish
+        )
+        # Call signals travel on the stream: `call.*` WebSocket frames, and a stream that opens
+        # while a call rings hears of it.
+        stream.frame_handlers.update(calls.frame_handlers())
+        stream.greeters.append(calls.greet)
         return cls(
             settings=settings,
             db=db,
@@ -87,16 +97,19 @@ class Services:
             ),
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
+            calls=calls,
         )
 
     async def start(self) -> None:
         self.writer.start()
         await self.stream.start()
         await self.release.start()
+        self.calls.start()
 
     async def stop(self) -> None:
         self.stream.drain()
         await self.release.stop()
+        await self.calls.stop()
         await self.writer.stop()
         await self.livechat.stop()
         await self.stream.stop()
