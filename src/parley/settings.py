@@ -191,7 +191,7 @@ class Settings(BaseSettings):
 
     # -- calls: WebRTC signalling and ICE servers (docs/calls.md) ---------------------------------
     # An offer nobody answers within this many seconds becomes a missed call.
-    calls_ring_seconds: int = Field(default=45, ge=5, le=600)
+    calls_ring_seconds: int = Field(default=45, ge=1, le=600)
     # An active call still going after this long is ended (a tab that vanished mid-call must not
     # keep its device busy forever).
     calls_max_seconds: int = Field(default=4 * 3600, ge=60)
