@@ -21,7 +21,7 @@ from tests.conftest import PeopleFactory, Person, create_conversation
 from tests.integration.stored import assert_error, what_is_stored
 from tests.support.waiting import eventually
 
-TURN_SECRET = "turn-shared-secret"  # noqa: S105 - a test value
+TURN_SECRET = "turn-shared-secret"
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
