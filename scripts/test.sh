@@ -21,9 +21,12 @@ if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >
   as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
 fi
 
-say "Chromium for browser tests"
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
-  as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
+say "Chromium for browser tests, coturn for the call tests"
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v turnserver >/dev/null || missing+=(coturn)
+if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null; then
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 say "Lint"
