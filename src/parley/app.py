@@ -19,6 +19,7 @@ from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
 from parley.features.release import routes as release
+from parley.features.sso import routes as sso
 from parley.features.widget import routes as widget
 from parley.features.widget import visitor as widget_visitor
 from parley.settings import Settings
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console.router,
         calls.router,
         calls.page_router,
+        sso.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

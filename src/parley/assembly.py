@@ -14,6 +14,7 @@ from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
 from parley.features.release.service import Release
+from parley.features.sso.service import SingleSignOn
 from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
 from parley.features.widget.service import Widget
@@ -25,6 +26,7 @@ from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.calls import CallStore
 from parley.storage.database import Database
+from parley.storage.identities import IdentityStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
 
@@ -47,6 +49,7 @@ class Services:
     widget_challenges: Challenges
     widget_networks: list[Network]
     calls: Calls
+    sso: SingleSignOn
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -98,6 +101,12 @@ class Services:
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
             calls=calls,
+            sso=SingleSignOn(
+                settings=settings,
+                identity=core.identity,
+                identities=IdentityStore(db),
+                ephemeral=core.ephemeral,
+            ),
         )
 
     async def start(self) -> None:
