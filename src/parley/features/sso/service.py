@@ -33,6 +33,7 @@ from parley.core.errors import (
     BadInput,
     ErrorCode,
     Forbidden,
+    InvalidValue,
     NotFound,
     Unauthenticated,
     Unavailable,
@@ -187,7 +188,7 @@ class SingleSignOn:
                     ErrorCode.SSO_FAILED,
                 )
             if not code:
-                raise BadInput("the provider sent no code", ErrorCode.SSO_FAILED)
+                raise InvalidValue("the provider sent no code", ErrorCode.SSO_FAILED)
             claims = await self._verified_claims(provider, client, code, pending)
             user = await self._account(provider, claims)
         except Exception as exc:
@@ -207,11 +208,11 @@ class SingleSignOn:
         self, provider: SsoProvider, state: str | None, binding: str | None
     ) -> dict[str, Any]:
         if not state or len(state) > 512:
-            raise BadInput("the sign-in came back without its state", ErrorCode.SSO_STATE)
+            raise InvalidValue("the sign-in came back without its state", ErrorCode.SSO_STATE)
         raw = await self.ephemeral.take_once(f"sso:{state}")
         if raw is None:
             metrics.SSO_LOGINS.labels(provider.name, "bad_state").inc()
-            raise BadInput(
+            raise InvalidValue(
                 "this sign-in is unknown, was already used or took too long; start again",
                 ErrorCode.SSO_STATE,
             )
@@ -221,7 +222,7 @@ class SingleSignOn:
         )
         if pending["provider"] != provider.name or foreign:
             metrics.SSO_LOGINS.labels(provider.name, "bad_state").inc()
-            raise BadInput(
+            raise InvalidValue(
                 "this sign-in was started in another browser or for another provider",
                 ErrorCode.SSO_STATE,
             )
