@@ -118,6 +118,9 @@ def test_a_healthy_deployment_is_go_and_the_record_is_written(live: Live, tmp_pa
         "delivery_ws",
         "delivery_sse",
         "delivery_poll",
+        "reconnect",
+        "sso",
+        "calls",
         "receipts",
         "fallback",
         "attachments",
@@ -215,6 +218,9 @@ async def test_smoke_passes_on_a_healthy_deployment(live: Live) -> None:
         "delivery_sse",
         "delivery_poll",
         "receipts",
+        "reconnect",
+        "sso",
+        "calls",
     ]
 
 

@@ -2,7 +2,7 @@
 
 Seed 002 §8.2: any failed check, a missing owner sign-off, an undefined rollback target or a
 target that is not the main branch is an automatic NO-GO. `smoke` is the fast subset (health,
-delivery over the three transports, receipts).
+delivery over the three transports, receipts, reconnect, SSO login redirect, call relay).
 """
 
 from __future__ import annotations
@@ -105,6 +105,9 @@ def smoke_probes() -> list[tuple[str, str, Probe]]:
         ("delivery_sse", "Delivery over SSE", lambda d: probes.check_delivery(d, "sse")),
         ("delivery_poll", "Delivery over long-poll", lambda d: probes.check_delivery(d, "poll")),
         ("receipts", "Read receipts", probes.check_receipts),
+        ("reconnect", "Reconnect", probes.check_reconnect),
+        ("sso", "Single sign-on", probes.check_sso),
+        ("calls", "Call signalling relay", probes.check_calls),
     ]
 
 
