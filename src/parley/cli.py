@@ -101,12 +101,15 @@ def user_add(
         bool, typer.Option(help="An internal (staff) user: dark launches.")
     ] = False,
     password: Annotated[str | None, typer.Option(help="Allow password login too.")] = None,
+    email: Annotated[
+        str | None, typer.Option(help="Their e-mail: single sign-on with it verified links here.")
+    ] = None,
 ) -> None:
     """Create a user and print an API token for them (shown once)."""
 
     async def run(services: Services) -> str:
         user = await services.identity.do_create_user(
-            name, role=role, internal=internal, password=password
+            name, role=role, internal=internal, password=password, email=email
         )
         return await services.identity.do_issue_token(user, label="cli")
 
@@ -199,3 +202,11 @@ app.add_typer(inbox_app, name="inbox")
 from parley.features.livechat.cli import branch_app  # noqa: E402
 
 app.add_typer(branch_app, name="branch")
+
+from parley.features.calls.cli import calls_app  # noqa: E402
+
+app.add_typer(calls_app, name="calls")
+
+from parley.features.sso.cli import sso_app  # noqa: E402
+
+app.add_typer(sso_app, name="sso")

@@ -13,6 +13,8 @@ CLI_MODULES = (
     "parley.features.release.cli",
     "parley.features.inbox.cli",
     "parley.features.livechat.cli",
+    "parley.features.calls.cli",
+    "parley.features.sso.cli",
 )
 
 
