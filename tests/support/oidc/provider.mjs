@@ -37,8 +37,8 @@ const provider = new Provider(issuer, {
     profile: ["name", "preferred_username"],
     groups: ["groups"],
   },
-  // ID tokens carry the claims themselves (Parley reads them from the ID token, not /me).
-  conformIdTokenClaims: false,
+  // Conforming (the default): with a code flow, e-mail, profile and groups are not in the ID
+  // token but at the UserInfo endpoint, which Parley then reads.
   pkce: { required: () => true },
   features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },

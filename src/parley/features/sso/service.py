@@ -276,7 +276,35 @@ class SingleSignOn:
                 f"the provider's ID token did not validate ({type(exc).__name__})",
                 ErrorCode.SSO_FAILED,
             ) from None
-        return dict(claims)
+        found = dict(claims)
+        wanted = ("email", "email_verified", "preferred_username", "name", provider.role_claim)
+        if any(name and name not in found for name in wanted):
+            found = await self._with_userinfo(provider, client, token, found)
+        return found
+
+    async def _with_userinfo(
+        self,
+        provider: SsoProvider,
+        client: StarletteOAuth2App,
+        token: dict[str, Any],
+        claims: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Add the UserInfo endpoint's claims: with a code flow a conforming provider puts the
+        e-mail, profile and groups there rather than in the ID token."""
+        metadata = await self._metadata(provider, client)
+        if not metadata.get("userinfo_endpoint"):
+            return claims
+        try:
+            info = dict(await client.userinfo(token=token))
+        except (httpx2.HTTPError, ValueError) as exc:
+            raise Unavailable(
+                f"the sign-in provider {provider.name!r} did not answer its UserInfo endpoint"
+            ) from exc
+        if str(info.get("sub")) != str(claims["sub"]):
+            raise Unauthenticated(
+                "the provider's UserInfo is about someone else", ErrorCode.SSO_FAILED
+            )
+        return {**info, **claims}
 
     # -- accounts ----------------------------------------------------------------------------------
 
