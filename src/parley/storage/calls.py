@@ -188,6 +188,22 @@ class CallStore:
             )
             return True
 
+    async def has_overdue(self, now: datetime, answered_before: datetime) -> bool:
+        """Whether a sweep would end anything: a read, so an idle sweeper takes no write lock."""
+        query = (
+            select(calls.c.id)
+            .where(
+                or_(
+                    (calls.c.state == CallState.RINGING.value) & (calls.c.ring_deadline <= now),
+                    (calls.c.state == CallState.ACTIVE.value)
+                    & (calls.c.answered_at <= answered_before),
+                )
+            )
+            .limit(1)
+        )
+        async with self.db.read() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def sweep_unanswered(self, now: datetime) -> list[Call]:
         """Every ringing call past its deadline becomes missed (each by exactly one sweeper)."""
         async with self.db.write() as conn:

@@ -308,13 +308,15 @@ class Calls:
     async def sweep(self) -> int:
         """End unanswered and over-long calls, write missing records; how many calls it ended."""
         now = datetime.now(UTC)
-        missed = await self.store.sweep_unanswered(now)
+        answered_before = now - timedelta(seconds=self.settings.calls_max_seconds)
+        missed: list[Call] = []
+        overlong: list[Call] = []
+        if await self.store.has_overdue(now, answered_before):
+            missed = await self.store.sweep_unanswered(now)
+            overlong = await self.store.sweep_overlong(now, answered_before)
         for call in missed:
             await self._signal("call.missed", call, None, None)
             await self._finish(call)
-        overlong = await self.store.sweep_overlong(
-            now, now - timedelta(seconds=self.settings.calls_max_seconds)
-        )
         for call in overlong:
             await self._signal("call.hangup", call, None, None)
             await self._finish(call)
