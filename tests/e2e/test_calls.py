@@ -189,3 +189,54 @@ def test_a_user_signs_in_with_single_sign_on_and_out_again(
     expect(page).to_have_url(re.compile(f"^{re.escape(call_server[1].issuer)}/session/end"))
     log = call_server[0].log_path.read_text()
     assert "parley_login=" not in log and "code=" not in log
+
+
+SSE_SIGNALS = """async ([aliceToken, bobToken, bobId, conversationId]) => {
+  const alice = new ParleyClient({ token: aliceToken, transports: ["sse"] });
+  const bob = new ParleyClient({ token: bobToken, transports: ["sse"] });
+  await Promise.all([alice.connect(), bob.connect()]);
+  const next = (client, type) => new Promise((resolve) => client.on(type, resolve));
+  const offered = next(bob, "call.offer");
+  const placed = await alice.signal("call.offer", {
+    conversation_id: conversationId, call_id: `sse${Date.now()}`, to_user_id: bobId, sdp: "v=0",
+  });
+  const offer = await offered;
+  const rejected = next(alice, "call.reject");
+  await bob.signal("call.reject", { call_id: offer.call.id });
+  const reject = await rejected;
+  const late = bob.signal("call.answer", { call_id: offer.call.id, sdp: "v=0" });
+  const refused = await late.then(() => null, (error) => error.code);
+  await Promise.all([alice.close(), bob.close()]);
+  return [alice.transport, placed.state, offer.sdp, reject.call.end_reason, refused];
+}"""
+
+
+def test_the_js_client_signals_over_rest_when_it_streams_over_sse(
+    browser: Browser, call_server: tuple[ServerProcess, OpenIdProvider]
+) -> None:
+    server = call_server[0]
+    tokens = {
+        name: httpx.post(
+            f"{server.url}/v1/auth/login", json={"name": name, "password": name}
+        ).json()
+        for name in ("alice", "bob")
+    }
+    auth = {"Authorization": f"Bearer {tokens['alice']['token']}"}
+    room = next(
+        c["id"]
+        for c in httpx.get(f"{server.url}/v1/conversations", headers=auth).json()["conversations"]
+        if c["kind"] == "room"
+    )
+    context = browser.new_context(base_url=server.url)
+    page = context.new_page()
+    try:
+        page.goto("/static/testing/client.html")
+        page.wait_for_function("window.parleyReady === true")
+        result = page.evaluate(
+            SSE_SIGNALS,
+            [tokens["alice"]["token"], tokens["bob"]["token"], tokens["bob"]["user"]["id"], room],
+        )
+    finally:
+        context.close()
+
+    assert result == ["sse", "ringing", "v=0", "rejected", "ERR_CALL_ENDED"]
