@@ -82,7 +82,8 @@ async def login(
         started.binding,
         max_age=services.settings.sso_login_ttl_seconds,
         path=COOKIE_PATH,
-        secure=request.url.scheme == "https",
+        # Behind a TLS-terminating proxy the request may look like http: trust the public URL.
+        secure=request.url.scheme == "https" or services.settings.public_url.startswith("https://"),
         httponly=True,
         # Sent on the provider's top-level redirect back; not on other sites' requests.
         samesite="lax",
