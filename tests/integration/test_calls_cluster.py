@@ -165,7 +165,7 @@ def new_call_id() -> str:
 
 async def test_offer_answer_ice_hangup_relay_between_nodes(cluster: CallCluster) -> None:
     room = await cluster.room("alice", "bob")
-    alice, bob = await cluster.ws(0, "alice"), await cluster.ws(1, "bob")
+    alice, bob = await cluster.ws(1, "alice"), await cluster.ws(0, "bob")  # B rings for 60 s
     call_id = new_call_id()
 
     await alice.send(offer_frame(room, call_id, cluster.ids["bob"], "a1", ref="o1"))
