@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley.core.writer import MessageWriter
+from parley.features.calls.service import Calls
 from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
 from parley.features.notify.service import Notifications
 from parley.features.release.service import Release
+from parley.features.sso.service import SingleSignOn
 from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
 from parley.features.widget.service import Widget
@@ -24,8 +26,10 @@ from parley.services.identity import Identity
 from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
+from parley.storage.calls import CallStore
 from parley.storage.database import Database
 from parley.storage.flags import FlagStore
+from parley.storage.identities import IdentityStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
 from parley.storage.notify import NotifyStore
@@ -50,6 +54,8 @@ class Services:
     widget_networks: list[Network]
     audit: AuditLog
     notifications: Notifications
+    calls: Calls
+    sso: SingleSignOn
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -86,6 +92,13 @@ class Services:
         )
         release.rollout.on_kill = notifications.alert_kill
         release.rollout.notification_outcomes = notifications.store.count_outcomes
+        calls = Calls(
+            settings=settings, store=CallStore(db), timeline=timeline, publish=stream.publish
+        )
+        # Call signals travel on the stream: `call.*` WebSocket frames, and a stream that opens
+        # while a call rings hears of it.
+        stream.frame_handlers.update(calls.frame_handlers())
+        stream.greeters.append(calls.greet)
         return cls(
             settings=settings,
             db=db,
@@ -114,6 +127,13 @@ class Services:
             widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
             notifications=notifications,
+            calls=calls,
+            sso=SingleSignOn(
+                settings=settings,
+                identity=core.identity,
+                identities=IdentityStore(db),
+                ephemeral=core.ephemeral,
+            ),
         )
 
     async def start(self) -> None:
@@ -121,10 +141,12 @@ class Services:
         await self.stream.start()
         await self.release.start()
         await self.notifications.start()
+        self.calls.start()
 
     async def stop(self) -> None:
         self.stream.drain()
         await self.release.stop()
+        await self.calls.stop()
         await self.writer.stop()
         await self.notifications.stop()
         await self.livechat.stop()

@@ -102,12 +102,15 @@ def user_add(
         bool, typer.Option(help="An internal (staff) user: dark launches.")
     ] = False,
     password: Annotated[str | None, typer.Option(help="Allow password login too.")] = None,
+    email: Annotated[
+        str | None, typer.Option(help="Their e-mail: single sign-on with it verified links here.")
+    ] = None,
 ) -> None:
     """Create a user and print an API token for them (shown once)."""
 
     async def run(services: Services) -> str:
         user = await services.identity.do_create_user(
-            name, role=role, internal=internal, password=password
+            name, role=role, internal=internal, password=password, email=email
         )
         await services.audit.record(
             cli_actor(),
@@ -220,3 +223,10 @@ from parley.features.notify.cli import notify_app, push_app, worker_command  # n
 app.add_typer(push_app, name="push")
 app.add_typer(notify_app, name="notify")
 app.command("worker")(worker_command)
+from parley.features.calls.cli import calls_app  # noqa: E402
+
+app.add_typer(calls_app, name="calls")
+
+from parley.features.sso.cli import sso_app  # noqa: E402
+
+app.add_typer(sso_app, name="sso")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parley.core.events import (
+    CallEvent,
     ControlEvent,
     ConversationUpdatedEvent,
     Event,
@@ -87,6 +88,9 @@ def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
     if isinstance(event, LivechatConversationEvent | LivechatNoteEvent):
         # Addressed to staff users only: no conversation id, so no member (the visitor) gets it.
         return Envelope(event.type, data, user_ids=tuple(event.staff_ids))
+    if isinstance(event, CallEvent):
+        # The two parties only: SDP and candidates carry their network addresses.
+        return Envelope(event.type, data, user_ids=tuple(event.audience))
     return Envelope(event.type, data, conversation_ids=(event.conversation_id,))
 
 
