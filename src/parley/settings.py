@@ -319,10 +319,8 @@ class Settings(BaseSettings):
     #   "client_id": "parley", "client_secret": "...", "role_claim": "groups",
     #   "roles": {"chat-admins": "admin"}}]
     sso_providers: list[SsoProvider] = Field(default_factory=list)
-    # The URL users reach Parley at (e.g. https://chat.example.com): the redirect URI registered
-    # at each provider is <public_url>/v1/auth/sso/<name>/callback. Empty: taken from each
-    # request's own URL (one host, no proxy rewriting Host).
-    public_url: str = ""
+    # PARLEY_PUBLIC_URL (declared above) also makes the redirect URI registered at each provider:
+    # <public_url>/v1/auth/sso/<name>/callback. Empty: taken from each request's own URL.
     # How long a sign-in may spend at the provider before its state expires.
     sso_login_ttl_seconds: int = Field(default=600, ge=30, le=3600)
     # Leeway for the ID token's times (exp, iat) against this server's clock.
