@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from parley import __version__
 from parley.api.errors import install_error_handlers
-from parley.api.middleware import RequestBodyLimit, RequestObserver
+from parley.api.middleware import MaintenanceGate, RequestBodyLimit, RequestObserver
 from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
 from parley.api.static import ParleyStaticFiles
 from parley.assembly import Services
@@ -18,6 +18,7 @@ from parley.features.audit import routes as audit
 from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
+from parley.features.ops import routes as ops_routes
 from parley.features.release import routes as release
 from parley.features.widget import routes as widget
 from parley.features.widget import visitor as widget_visitor
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         widget_visitor.router,
         console.router,
         audit.router,
+        ops_routes.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")
@@ -77,5 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for pattern in (attachments.UPLOAD_PATH_PATTERN, widget.UPLOAD_PATH_PATTERN)
         ],
     )
+    app.add_middleware(MaintenanceGate)
     app.add_middleware(RequestObserver)
     return app

@@ -12,6 +12,7 @@ from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
+from parley.features.ops.maintenance import Maintenance
 from parley.features.release.service import Release
 from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
@@ -46,6 +47,7 @@ class Services:
     widget_challenges: Challenges
     widget_networks: list[Network]
     audit: AuditLog
+    maintenance: Maintenance
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -65,6 +67,8 @@ class Services:
             publish=stream.publish,
             online=stream.online,
         )
+        maintenance = Maintenance(settings, stream.store, users, core.audit)
+        stream.admit = maintenance.check_admits
         return cls(
             settings=settings,
             db=db,
@@ -91,15 +95,19 @@ class Services:
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
+            maintenance=maintenance,
         )
 
     async def start(self) -> None:
         self.writer.start()
         await self.stream.start()
         await self.release.start()
+        self.maintenance.stream = self.stream
+        await self.maintenance.start()
 
     async def stop(self) -> None:
         self.stream.drain()
+        await self.maintenance.stop()
         await self.release.stop()
         await self.writer.stop()
         await self.livechat.stop()

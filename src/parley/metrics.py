@@ -109,3 +109,11 @@ WIDGET_REFUSED = Counter(
 AUDIT_ENTRIES = Counter(
     "parley_audit_entries_total", "Staff actions appended to the audit log.", ["action"]
 )
+
+# -- operations (docs/operations.md) ---------------------------------------------------------------
+MAINTENANCE_ACTIVE = Gauge(
+    "parley_maintenance_active", "1 while maintenance mode is on (as this node last read it)."
+)
+MAINTENANCE_REFUSED = Counter(
+    "parley_maintenance_refused_total", "Requests and streams refused by maintenance mode."
+)

@@ -13,6 +13,10 @@ router = APIRouter(prefix="/v1", tags=["auth"])
 @router.post("/auth/login", response_model=TokenOut)
 async def login(body: LoginIn, services: ServicesDep) -> TokenOut:
     user, token = await services.identity.do_login(body.name, body.password)
+    if not services.maintenance.admits(user):
+        # Staff sign in during maintenance; everyone else is told to come back later.
+        await services.identity.do_logout(token)
+        raise services.maintenance.refusal()
     return TokenOut(token=token, user=UserOut.of(user))
 
 

@@ -1,0 +1,1 @@
+"""Operations: maintenance mode, backups and verified restores, deploys, alerts."""
