@@ -14,13 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from parley.app import create_app
-from parley.assembly import Services
 from parley.cli import app
 from parley.core.models import Role
 from parley.settings import Settings
-from parley.storage.migrate import upgrade_to_head
 from tests.conftest import PeopleFactory, Person, create_conversation
 from tests.integration.stored import assert_error
+from tests.support.accounts import create_users
 from tests.support.servers import ServerProcess, free_port
 from tests.support.streams import WsReader
 from tests.support.waiting import eventually
@@ -158,24 +157,6 @@ async def test_a_switch_made_on_one_node_reaches_another(
 runner = CliRunner()
 
 
-def _users(settings: Settings, roles: dict[str, Role]) -> dict[str, str]:
-    """Create users with a token each, straight in the database (no CLI process to start)."""
-    upgrade_to_head(settings.effective_database_url)
-
-    async def create() -> dict[str, str]:
-        services = Services.build(settings)
-        try:
-            tokens = {}
-            for name, role in roles.items():
-                user = await services.identity.do_create_user(name, role=role)
-                tokens[name] = await services.identity.do_issue_token(user)
-            return tokens
-        finally:
-            await services.db.dispose()
-
-    return asyncio.run(create())
-
-
 async def _parley(env: dict[str, str], *args: str) -> str:
     """Run the CLI in-process (in a thread: it runs its own event loop) with `env`."""
 
@@ -198,7 +179,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         "PARLEY_DATABASE_URL": "",
         "COLUMNS": "200",
     }
-    tokens = _users(
+    tokens = create_users(
         Settings(data_dir=workdir / "var"),
         {"ops": Role.ADMIN, "olga": Role.OPERATOR, "max": Role.MEMBER},
     )
