@@ -204,13 +204,19 @@ from parley.features.audit.cli import audit_app  # noqa: E402
 app.add_typer(audit_app, name="audit")
 
 from parley.features.ops.cli import (  # noqa: E402
+    alerts_app,
     backup_app,
+    deploy_app,
     maintenance_app,
     migrate_app,
     restore_command,
+    rollback_command,
 )
 
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(backup_app, name="backup")
 app.command("restore")(restore_command)
+app.add_typer(deploy_app, name="deploy")
+app.command("rollback")(rollback_command)
+app.add_typer(alerts_app, name="alerts")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -501,8 +501,173 @@ def migrate_check(json_out: JsonOut = False) -> None:
     raise typer.Exit(0 if status.agrees else 1)
 
 
-# -- deploy, rollback, alerts (appended by their modules' commands) --------------------------------
+# -- deploy and rollback ---------------------------------------------------------------------------
+
+deploy_app = typer.Typer(
+    help="Deploy a git ref on this host (deploy/systemd), smoke it, roll back on failure.",
+    invoke_without_command=True,
+)
+
+RepoOpt = Annotated[
+    Path | None, typer.Option(help="The git checkout the service runs [PARLEY_DEPLOY_REPO].")
+]
+UrlOpt = Annotated[str | None, typer.Option(help="Where smoke reaches it [PARLEY_DEPLOY_URL].")]
 
 
-def run_async(make: Callable[[], Awaitable[T]]) -> T:
-    return _run(make())
+def _plan(actor: str, **overrides: Any) -> Any:
+    from parley.features.ops.deploy import Plan
+
+    return Plan.of(Settings(), cli_actor(actor), **overrides)
+
+
+def _print_outcome(outcome: Any) -> None:
+    table = Table("step", "result", "s", "evidence")
+    table.columns[3].overflow = "fold"
+    for step in outcome.steps:
+        mark = "[green]ok[/green]" if step.ok else "[red]FAILED[/red]"
+        table.add_row(step.name, mark, f"{step.seconds:.1f}", step.detail[-300:])
+    colour = "green" if outcome.ok else "red"
+    console.print(
+        f"[bold]{outcome.action}[/bold] {outcome.ref} ({outcome.sha[:12]}), before "
+        f"{outcome.previous_ref} ({outcome.previous_sha[:12]}), by {outcome.actor}"
+    )
+    console.print(table)
+    console.print(
+        f"Smoke [bold]{outcome.smoke}[/bold] — outcome [{colour}]{outcome.outcome}[/{colour}]"
+        + (f" — {outcome.note}" if outcome.note else "")
+    )
+    if outcome.rollback is not None:
+        _print_outcome(outcome.rollback)
+
+
+@deploy_app.callback()
+def deploy(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Option(help="What to deploy: a tag, branch or commit.")] = "",
+    auto_rollback: Annotated[
+        bool,
+        typer.Option(help="On a failed step or smoke: back to the previous ref and its backup."),
+    ] = False,
+    maintenance: Annotated[
+        bool,
+        typer.Option(help="Maintenance mode on during the deploy (smoke accounts must be staff)."),
+    ] = False,
+    backup_first: Annotated[
+        bool, typer.Option("--backup/--no-backup", help="Back up before changing anything.")
+    ] = True,
+    fetch: Annotated[bool, typer.Option(help="git fetch origin first.")] = True,
+    repo: RepoOpt = None,
+    url: UrlOpt = None,
+    actor: Actor = "",
+    json_out: JsonOut = False,
+) -> None:
+    """Deploy REF: backup, checkout, install, migrate, restart, ready, smoke, release log.
+
+    Exit 0 when the release is live and smoke passed; 1 otherwise (rolled back or not).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not ref:
+        raise typer.BadParameter("say what to deploy: --ref TAG|BRANCH|SHA")
+    from parley.features.ops.deploy import Deployer
+
+    plan = _plan(
+        actor, repo=repo, url=url, maintenance=maintenance, backup=backup_first, fetch=fetch
+    )
+    say = (lambda _line: None) if json_out else (lambda line: console.print(line, markup=False))
+    try:
+        outcome = Deployer(plan, say).deploy(ref, auto_rollback=auto_rollback)
+    except ParleyError as exc:
+        raise _fail(exc) from None
+    if json_out:
+        print(json.dumps(outcome.to_json(), indent=2))
+    else:
+        _print_outcome(outcome)
+        console.print(f"Release log: {plan.release_log}")
+    raise typer.Exit(0 if outcome.ok else 1)
+
+
+@deploy_app.command("log")
+def deploy_log(
+    limit: Annotated[int, typer.Argument(min=1, help="How many rows, newest last.")] = 20,
+    repo: RepoOpt = None,
+    json_out: JsonOut = False,
+) -> None:
+    """The release log: time, action, ref, previous ref, actor, smoke, backup, outcome."""
+    from parley.features.ops.deploy import LOG_COLUMNS, read_release_log
+
+    plan = _plan("", repo=repo)
+    rows = read_release_log(plan.release_log)[-limit:]
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(*LOG_COLUMNS)
+    for row in rows:
+        table.add_row(*(row.get(column, "") for column in LOG_COLUMNS))
+    console.print(table)
+
+
+def rollback_command(
+    to: Annotated[
+        str | None,
+        typer.Option(help="The known-good ref [default: the previous ref of the last deploy]."),
+    ] = None,
+    backup: Annotated[
+        str | None,
+        typer.Option(help="The backup to restore [default: the last deploy's pre-deploy one]."),
+    ] = None,
+    keep_database: Annotated[
+        bool, typer.Option(help="Roll back the code only; leave the database as it is.")
+    ] = False,
+    repo: RepoOpt = None,
+    url: UrlOpt = None,
+    actor: Actor = "",
+    json_out: JsonOut = False,
+) -> None:
+    """Roll back by hand: stop, checkout, install, restore the backup, restart, smoke, log."""
+    from parley.features.ops.deploy import Deployer
+
+    plan = _plan(actor, repo=repo, url=url)
+    say = (lambda _line: None) if json_out else (lambda line: console.print(line, markup=False))
+    try:
+        outcome = Deployer(plan, say).rollback(
+            to, backup=backup, restore_database=not keep_database
+        )
+    except ParleyError as exc:
+        raise _fail(exc) from None
+    if json_out:
+        print(json.dumps(outcome.to_json(), indent=2))
+    else:
+        _print_outcome(outcome)
+    raise typer.Exit(0 if outcome.ok else 1)
+
+
+# -- alerts ----------------------------------------------------------------------------------------
+
+alerts_app = typer.Typer(help="The alert path: send a test alert.", no_args_is_help=True)
+
+
+@alerts_app.command("test")
+def alerts_test(
+    url: Annotated[
+        str,
+        typer.Option(
+            help="Alertmanager's /api/v2/alerts or a webhook [PARLEY_ALERTS_WEBHOOK_URL]."
+        ),
+    ] = "",
+    note: Annotated[str, typer.Option(help="A line for whoever receives it.")] = "",
+) -> None:
+    """Send the alert `ParleyTestAlert` and say whether the receiver took it (exit 1 if not)."""
+    from parley.features.ops.alerts import send_test_alert
+
+    target = url or Settings().alerts_webhook_url
+    if not target:
+        raise typer.BadParameter("give --url or set PARLEY_ALERTS_WEBHOOK_URL")
+    try:
+        sent = send_test_alert(target, note)
+    except ParleyError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[green]Sent[/green] {sent.alert['labels']['alertname']} to the {sent.url_kind} "
+        f"(HTTP {sent.status}); ends by itself at {sent.alert['endsAt']}"
+    )
