@@ -344,8 +344,9 @@ class Deployer:
             return self._deploy(ref, auto_rollback=auto_rollback)
 
     def _previous_ref(self, sha: str) -> str:
+        """The ref the release log names for `sha` (what is checked out now), else the sha."""
         for row in reversed(read_release_log(self.plan.release_log)):
-            if row["outcome"] == "ok" and sha.startswith(row["sha"]):
+            if row["sha"] and sha.startswith(row["sha"]):
                 return row["ref"]
         return sha[:12]
 
@@ -363,13 +364,14 @@ class Deployer:
         )
         self.say(f"Deploying {ref} ({sha[:12]}) over {outcome.previous_ref} ({previous_sha[:12]})")
         if self.plan.backup:
-            step = self._run(
-                "backup", self._parley("backup", "--label", "pre-deploy", "--json"), outcome
-            )
+            # No rotation here: the daily backup rotates; a deploy never drops a rollback target.
+            argv = self._parley("backup", "--label", "pre-deploy", "--no-rotate", "--json")
+            step = self._run("backup", argv, outcome)
             if not step.ok:
                 outcome.outcome, outcome.note = "aborted", "the pre-deploy backup failed"
                 return self._finish(outcome)
             outcome.backup = _backup_name(step.stdout)
+            step.detail = f"verified backup {outcome.backup}"
         if self.plan.maintenance:
             self._run(
                 "maintenance on",
@@ -395,8 +397,9 @@ class Deployer:
             outcome.previous_ref,
             previous_sha,
             backup=outcome.backup,
-            reason=outcome.note,
+            reason=f"automatic rollback of {ref}: {outcome.note}",
             from_sha=sha,
+            from_ref=ref,
         )
         return outcome
 
@@ -447,12 +450,14 @@ class Deployer:
                 from_sha=self._git("rev-parse", "HEAD"),
             )
 
-    def _rollback(self, ref: str, sha: str, *, backup: str, reason: str, from_sha: str) -> Outcome:
+    def _rollback(
+        self, ref: str, sha: str, *, backup: str, reason: str, from_sha: str, from_ref: str = ""
+    ) -> Outcome:
         outcome = Outcome(
             "rollback",
             ref,
             sha,
-            self._previous_ref(from_sha),
+            from_ref or self._previous_ref(from_sha),
             from_sha,
             self.plan.actor,
             backup=backup,
