@@ -26,6 +26,20 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
   as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
 fi
 
+say "Operations tools (promtool, amtool, systemd-analyze) for the deploy/ config tests"
+if command -v apt-get >/dev/null; then
+  missing=()
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
+  command -v pg_dump >/dev/null || missing+=(postgresql-client)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    # policy-rc.d (if any) keeps the packaged daemons from starting; only the tools are used.
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
 say "Lint"
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parley import metrics
 from parley.core.writer import MessageWriter
 from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
+from parley.features.ops.backup import BackupAgeGauge
 from parley.features.ops.maintenance import Maintenance
 from parley.features.release.service import Release
 from parley.features.widget.challenge import Challenges
@@ -104,6 +106,7 @@ class Services:
         await self.release.start()
         self.maintenance.stream = self.stream
         await self.maintenance.start()
+        metrics.BACKUP_AGE.set_function(BackupAgeGauge(self.settings.effective_backup_dir))
 
     async def stop(self) -> None:
         self.stream.drain()

@@ -117,3 +117,7 @@ MAINTENANCE_ACTIVE = Gauge(
 MAINTENANCE_REFUSED = Counter(
     "parley_maintenance_refused_total", "Requests and streams refused by maintenance mode."
 )
+BACKUP_AGE = Gauge(
+    "parley_backup_newest_verified_age_seconds",
+    "Age of the newest verified backup in PARLEY_BACKUP_DIR as this node sees it (+Inf: none).",
+)

@@ -188,8 +188,8 @@ class Settings(BaseSettings):
     deploy_url: str = "http://127.0.0.1:8000"
     deploy_install_command: str = "{python} -m pip install --quiet --no-deps --editable {repo}"
     deploy_migrate_command: str = "{python} -m parley migrate up"
-    deploy_restart_command: str = "systemctl restart parley.target"
-    deploy_stop_command: str = "systemctl stop parley.target"
+    deploy_restart_command: str = "systemctl restart parley.service"
+    deploy_stop_command: str = "systemctl stop parley.service"
     deploy_smoke_command: str = "{python} -m parley smoke {url}"
     # How long a restarted service has to answer /readyz 200 before the deploy counts as failed.
     deploy_ready_timeout_seconds: float = Field(default=60.0, gt=0)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -527,12 +529,46 @@ def newest_verified_backup_age(
     """How old the newest verified backup in `backup_dir` is (None: there is none).
 
     Preflight's "backups fresher than 24 h" (PARLEY_BACKUP_MAX_AGE_HOURS) reads this with
-    `anonymized=False`; only backups whose last verification passed count.
+    `anonymized=False`; only backups whose last verification passed count. Cheap: names sort
+    by time, so only the newest verified backup's manifest is read.
     """
-    for backup in list_backups(backup_dir):
-        if backup.verified and backup.manifest and backup.manifest.anonymized is anonymized:
-            return (now or _now()) - backup.manifest.created_at
+    if not backup_dir.exists():
+        return None
+    prefix = "parley-anon-" if anonymized else "parley-"
+    names = sorted(
+        (
+            p.name
+            for p in backup_dir.iterdir()
+            if p.name.startswith(prefix) and (anonymized or not p.name.startswith("parley-anon-"))
+        ),
+        reverse=True,
+    )
+    for name in names:
+        found = read_backup(backup_dir / name)
+        if found.verified and found.manifest and found.manifest.anonymized is anonymized:
+            return (now or _now()) - found.manifest.created_at
     return None
+
+
+class BackupAgeGauge:
+    """`parley_backup_newest_verified_age_seconds` for /metrics (+Inf when there is none),
+    read from the backup directory at most once a minute."""
+
+    def __init__(self, backup_dir: Path, ttl_seconds: float = 60.0) -> None:
+        self.backup_dir = backup_dir
+        self.ttl = ttl_seconds
+        self._read_at = 0.0
+        self._taken: datetime | None = None
+
+    def __call__(self) -> float:
+        clock = time.monotonic()
+        if clock - self._read_at > self.ttl or self._read_at == 0.0:
+            self._read_at = clock
+            age = newest_verified_backup_age(self.backup_dir)
+            self._taken = None if age is None else _now() - age
+        if self._taken is None:
+            return math.inf
+        return (_now() - self._taken).total_seconds()
 
 
 def newest_staging_dump_age(backup_dir: Path, *, now: datetime | None = None) -> timedelta | None:
