@@ -34,9 +34,15 @@ if command -v apt-get >/dev/null; then
   command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v pg_dump >/dev/null || missing+=(postgresql-client)
   if [ "${#missing[@]}" -gt 0 ]; then
-    # policy-rc.d (if any) keeps the packaged daemons from starting; only the tools are used.
+    # Only the tools are used: a policy-rc.d keeps the packaged daemons from starting.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      guard=/usr/sbin/policy-rc.d
+      printf '#!/bin/sh\nexit 101\n' | as_root tee "$guard" >/dev/null && as_root chmod +x "$guard"
+    fi
     as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -z "$guard" ] || as_root rm -f "$guard"
   fi
 fi
 

@@ -12,6 +12,7 @@ import { MessengerView } from "./view.js";
 import { SessionStore, bootstrap } from "./visit.js";
 
 const UNAVAILABLE = "Chat is not available on this page right now.";
+const MAINTENANCE_RETRY_MAX_MS = 30_000;
 
 class Messenger {
   #config;
@@ -24,6 +25,7 @@ class Messenger {
   #othersRead = 0; // the highest read_seq / delivered_seq of anyone but the visitor
   #othersDelivered = 0;
   #unread = 0;
+  #maintenanceTimer = null;
 
   constructor(config) {
     this.#config = config;
@@ -91,6 +93,7 @@ class Messenger {
     try {
       visit = await bootstrap({ baseUrl, widgetToken, identity, store: this.#store });
     } catch (error) {
+      if (error.code === "ERR_MAINTENANCE") return this.#waitOutMaintenance(error);
       // A page whose origin is not allowed gets no CORS header, so it looks like a network
       // error from here: one message for every refusal, the details are in the server's log.
       console.warn("Parley Messenger: the chat could not start", error.code ?? error);
@@ -99,6 +102,14 @@ class Messenger {
     this.#visit = visit;
     this.#view.showVisit(visit);
     this.#connect(visit);
+  }
+
+  /** Maintenance mode: show the operators' message and try again by ourselves, soon. */
+  #waitOutMaintenance(error) {
+    this.#view.showError(error.message || "We are down for maintenance.");
+    const seconds = Number(error.retryAfter) || 30;
+    clearTimeout(this.#maintenanceTimer);
+    this.#maintenanceTimer = setTimeout(() => this.#start(), Math.min(seconds * 1000, MAINTENANCE_RETRY_MAX_MS));
   }
 
   #connect(visit) {
@@ -113,6 +124,7 @@ class Messenger {
     client.on("typing", (event) => {
       if (event.user_id !== visit.visitor_id) this.#view.showTyping(event.expires_in_ms ?? 5000);
     });
+    client.on("maintenance", ({ active, message }) => this.#view.setMaintenance(active ? message : null));
     client.on("error", () => this.#expired());
     client.connect().catch(() => null);
     client.loadHistory(visit.conversation_id).catch(() => null);
