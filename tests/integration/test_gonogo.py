@@ -119,6 +119,7 @@ def test_a_healthy_deployment_is_go_and_the_record_is_written(live: Live, tmp_pa
         "delivery_sse",
         "delivery_poll",
         "receipts",
+        "reconnect",
         "fallback",
         "attachments",
         "latency_p95",
@@ -215,7 +216,10 @@ async def test_smoke_passes_on_a_healthy_deployment(live: Live) -> None:
         "delivery_sse",
         "delivery_poll",
         "receipts",
+        "reconnect",
     ]
+    reconnect = verdict.checks[-1]
+    assert reconnect.evidence.startswith("reconnectOk=true: message ")
 
 
 def test_the_openfeature_provider_evaluates_over_http(live: Live) -> None:

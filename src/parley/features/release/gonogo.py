@@ -105,6 +105,7 @@ def smoke_probes() -> list[tuple[str, str, Probe]]:
         ("delivery_sse", "Delivery over SSE", lambda d: probes.check_delivery(d, "sse")),
         ("delivery_poll", "Delivery over long-poll", lambda d: probes.check_delivery(d, "poll")),
         ("receipts", "Read receipts", probes.check_receipts),
+        ("reconnect", "Reconnect resumes", probes.check_reconnect),
     ]
 
 

@@ -232,6 +232,30 @@ async def check_delivery(d: Deployment, transport: str) -> CheckResult:
     )
 
 
+async def check_reconnect(d: Deployment) -> CheckResult:
+    """A client that drops and comes back with its cursor gets what it missed (seed 002's
+    `reconnectOk=true`): the message sent while it was away, exactly once."""
+    first = await d.open_ws(d.receiver)
+    hello = await first.wait_for(lambda e: e["type"] == "hello")
+    await first.close()
+    sent = await d.send("smoke: sent while you were away")
+    started = time.perf_counter()
+    again = await d.open_ws(d.receiver, path=f"/v1/stream/ws?cursor={hello['cursor']}")
+    back = await again.wait_for(lambda e: e["type"] == "hello")
+    await again.wait_for(_is_message(sent))
+    elapsed = (time.perf_counter() - started) * 1000
+    copies = sum(1 for e in again.events if _is_message(sent)(e))
+    ok = copies == 1 and back.get("resumed", 0) >= 1
+    return CheckResult(
+        "reconnect",
+        "Reconnect with the cursor resumes what was missed",
+        ok,
+        f"reconnectOk={str(ok).lower()}: message {sent['id']} came back {copies} time(s) "
+        f"{elapsed:.0f} ms after reconnecting (hello resumed={back.get('resumed')})",
+        {"reconnect_ms": round(elapsed, 1)},
+    )
+
+
 async def check_fallback(d: Deployment) -> CheckResult:
     """A WebSocket refused on the way (as a proxy that blocks upgrades would), then SSE."""
     started = time.perf_counter()
