@@ -16,14 +16,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from parley.assembly import Services
 from parley.core.audit import Target
 from parley.core.errors import ParleyError
 from parley.features.ops import backup as backups
 from parley.features.ops.maintenance import MaintenanceState
 from parley.runner import cli_actor, redacted, run_with_services
+from parley.services.audit import AuditLog
 from parley.settings import Settings
 from parley.storage import migrate as migrations
+from parley.storage.audit import AuditStore
+from parley.storage.database import Database
 
 console = Console()
 T = TypeVar("T")
@@ -71,16 +73,26 @@ def _progress(enabled: bool) -> Iterator[backups.Progress]:
 
 
 def _audit(action: str, target: Target, *, actor: str = "", **details: Any) -> None:
-    """Record an operation in the deployment's audit log; a database that does not answer (the
-    very thing being restored) does not fail the operation, it is said."""
+    """Record an operation in the deployment's audit log.
 
-    async def record(services: Services) -> None:
-        await services.audit.record(cli_actor(actor), action, target, **details)
+    Straight through the audit store, not `run_with_services`: that migrates the embedded
+    database to the newest schema, which `parley migrate down` must not have undone behind it.
+    A database that cannot take the entry (down, or older than the audit log) does not fail the
+    operation; it is said.
+    """
+    settings = Settings()
+
+    async def record() -> None:
+        db = Database(settings.effective_database_url)
+        try:
+            await AuditLog(AuditStore(db)).record(cli_actor(actor), action, target, **details)
+        finally:
+            await db.dispose()
 
     try:
-        run_with_services(record)
-    except (typer.Exit, ParleyError, OSError) as exc:
-        console.print(f"[yellow]Not recorded in the audit log[/yellow] ({exc})")
+        asyncio.run(record())
+    except Exception as exc:  # the record is a side note here; the operation stands
+        console.print(f"[yellow]Not recorded in the audit log[/yellow] ({type(exc).__name__})")
 
 
 # -- maintenance -----------------------------------------------------------------------------------
@@ -447,15 +459,10 @@ def migrate_down(
     if backup_first:
         made = _run(backups.create_backup(settings, label=f"before-downgrade-{before}"))
         console.print(f"Backed up first: {made.name}")
+    # Recorded first: going below 0005 drops the audit log itself (the backup keeps it).
+    _audit("schema.downgrade", Target.of("schema", to), actor=actor, before=before, after=to)
     migrations.downgrade(url, to)
     after = _run(migrations.database_revision(url))
-    _audit(
-        "schema.downgrade",
-        Target.of("schema", after or "base"),
-        actor=actor,
-        before=before,
-        after=after,
-    )
     console.print(f"[yellow]Migrated down[/yellow] {before} → {after or 'empty'}")
 
 
