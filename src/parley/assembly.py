@@ -29,6 +29,7 @@ from parley.settings import Settings
 from parley.storage.database import Database
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
+from parley.storage.migrate import revision_of, running_schema_problem
 
 
 @dataclass
@@ -99,6 +100,10 @@ class Services:
             audit=core.audit,
             maintenance=maintenance,
         )
+
+    async def check_schema(self) -> tuple[str, bool]:
+        """What /readyz says about the schema, and whether this node can serve on it."""
+        return running_schema_problem(await revision_of(self.db))
 
     async def start(self) -> None:
         self.writer.start()

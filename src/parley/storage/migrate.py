@@ -9,6 +9,7 @@ declares against those the database has (drift made by hand). Preflight and `/re
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from parley.storage.database import _ensure_sqlite_dir
+from parley.core.errors import Unavailable
+from parley.storage.database import Database, _ensure_sqlite_dir
 from parley.storage.errors import translate_db_errors
 from parley.storage.schema import metadata
 
@@ -65,6 +68,7 @@ def downgrade(url: str, target: str) -> None:
     _blocking(lambda: command.downgrade(alembic_config(url), target))
 
 
+@functools.cache
 def head_revision() -> str:
     """The newest revision this code ships."""
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
@@ -80,9 +84,14 @@ def revisions_between(lower: str | None, upper: str) -> list[str]:
     return [rev for rev in reversed(found) if rev != lower]
 
 
+@functools.cache
+def _known() -> tuple[str, ...]:
+    return tuple(revisions_between(None, head_revision()))
+
+
 def known_revisions() -> list[str]:
     """Every revision this code ships, oldest first."""
-    return revisions_between(None, head_revision())
+    return list(_known())
 
 
 def describe_revision(revision: str) -> str:
@@ -214,6 +223,37 @@ async def pending_migrations(url: str) -> list[str]:
     if status.unknown_revision:
         raise RuntimeError(status.problem())
     return status.pending
+
+
+async def revision_of(db: Database) -> str | None:
+    """The revision stamped in a running deployment's database (for /readyz); None when the
+    database was never migrated (no alembic_version table)."""
+    try:
+        async with db.read() as conn:
+            return (
+                await conn.execute(text("SELECT version_num FROM alembic_version"))
+            ).scalar_one_or_none()
+    except (Unavailable, DBAPIError):  # SQLite calls a missing table "operational"
+        return None
+
+
+def running_schema_problem(revision: str | None) -> tuple[str, bool]:
+    """What /readyz says about the schema, and whether the node can serve at all.
+
+    Behind the code (pending migrations): not ready — queries would fail on missing tables.
+    Ahead of it (newer code migrated it, or a rollback kept the database): serving, degraded.
+    """
+    head = head_revision()
+    if revision == head:
+        return "ok", True
+    if revision is None or revision in known_revisions():
+        pending = revisions_between(revision, head)
+        return f"migrations pending ({', '.join(pending)}): run `parley migrate up`", False
+    return (
+        f"the database is at {revision}, newer than this code ({head}): finish the deploy or "
+        "restore the pre-deploy backup",
+        True,
+    )
 
 
 async def database_revision(url: str) -> str | None:
