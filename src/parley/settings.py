@@ -186,7 +186,7 @@ class Settings(BaseSettings):
     # {url} are filled in). The release log goes to `<repo>/.deploy/release-log.tsv`.
     deploy_repo: Path = Path("/opt/parley")
     deploy_url: str = "http://127.0.0.1:8000"
-    deploy_install_command: str = "{python} -m pip install --quiet --no-deps --editable {repo}"
+    deploy_install_command: str = "{python} -m pip install --quiet --editable {repo}"
     deploy_migrate_command: str = "{python} -m parley migrate up"
     deploy_restart_command: str = "systemctl restart parley.service"
     deploy_stop_command: str = "systemctl stop parley.service"

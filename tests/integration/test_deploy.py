@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -180,6 +181,14 @@ def test_a_failing_release_rolls_back_to_the_previous_ref_and_database(
     assert [body["outcome"] for body in team.bodies] == ["ok", "rolled-back", "ok"]
     assert "rollback v1" in team.bodies[2]["text"]
     assert "T0KEN" not in first.stdout + second.stdout + second.stderr
+    log = json.loads(_deploy(env, "deploy", "log", "--json").stdout)
+    assert [(row["action"], row["ref"], row["outcome"]) for row in log] == [
+        ("deploy", "v1", "ok"),
+        ("deploy", "v2", "rolled-back"),
+        ("rollback", "v1", "ok"),
+    ]
+    audit = _deploy(env, "audit", "search", "--action", "deploy.").stdout
+    assert "deploy.rollback" in audit and "deploy.release" in audit
 
 
 runner = CliRunner()

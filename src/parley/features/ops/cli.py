@@ -547,6 +547,22 @@ def _print_outcome(outcome: Any) -> None:
         _print_outcome(outcome.rollback)
 
 
+def _audit_outcome(outcome: Any, actor: str) -> None:
+    """`deploy.release` / `deploy.rollback` in the audit log of the database as it is now (after
+    a rollback: the restored one, which then also holds `backup.restore_in_place`)."""
+    for done in (outcome, outcome.rollback):
+        if done is None:
+            continue
+        _audit(
+            "deploy.release" if done.action == "deploy" else "deploy.rollback",
+            Target.of("release", done.ref),
+            actor=actor,
+            before={"ref": done.previous_ref, "sha": done.previous_sha},
+            after={"ref": done.ref, "sha": done.sha, "smoke": done.smoke, "outcome": done.outcome},
+            reason=done.note,
+        )
+
+
 @deploy_app.callback()
 def deploy(
     ctx: typer.Context,
@@ -586,6 +602,7 @@ def deploy(
         outcome = Deployer(plan, say).deploy(ref, auto_rollback=auto_rollback)
     except ParleyError as exc:
         raise _fail(exc) from None
+    _audit_outcome(outcome, actor)
     if json_out:
         print(json.dumps(outcome.to_json(), indent=2))
     else:
@@ -642,6 +659,7 @@ def rollback_command(
         )
     except ParleyError as exc:
         raise _fail(exc) from None
+    _audit_outcome(outcome, actor)
     if json_out:
         print(json.dumps(outcome.to_json(), indent=2))
     else:
