@@ -178,9 +178,15 @@ def with_database(url: str, database: str) -> str:
 
 
 async def _run_tool(args: list[str], env: dict[str, str], what: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+    except FileNotFoundError:
+        raise SnapshotError(
+            f"{args[0]} is not installed: install PostgreSQL's client tools (Debian: "
+            "postgresql-client), of the server's major version or newer"
+        ) from None
     out, err = await process.communicate()
     if process.returncode != 0:
         detail = err.decode(errors="replace").strip().splitlines()

@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from parley.core.errors import ErrorCode
-from parley.features.ops.backup import Backup, BackupError, Progress, _quiet, create_backup
+from parley.features.ops.backup import Backup, BackupError, Progress, create_backup, no_progress
 from parley.features.ops.restore import restore_to
 from parley.settings import Settings
 from parley.storage import snapshots
@@ -388,7 +388,7 @@ def _scratch_url(settings: Settings, workdir: Path) -> str:
 
 
 async def create_anonymized_backup(
-    settings: Settings, *, label: str = "staging", progress: Progress = _quiet
+    settings: Settings, *, label: str = "staging", progress: Progress = no_progress
 ) -> AnonymizeReport:
     """Back up, restore into scratch, anonymize there, back the result up as `parley-anon-*`."""
     with tempfile.TemporaryDirectory(prefix="parley-anonymize-") as work:

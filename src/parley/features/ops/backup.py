@@ -45,7 +45,8 @@ _CHUNK = 1024 * 1024
 Progress = Callable[[str, int, int], None]
 
 
-def _quiet(_stage: str, _done: int, _total: int) -> None:
+def no_progress(_stage: str, _done: int, _total: int) -> None:
+    """The progress callback of a caller that shows none."""
     return None
 
 
@@ -271,7 +272,7 @@ async def create_backup(
     attachments_dir: Path | None = None,
     anonymized: bool = False,
     source: str = "",
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     moment: datetime | None = None,
 ) -> Backup:
     """Back up the database and the attachments into a new folder under the backup dir, then
@@ -423,7 +424,7 @@ async def _check_database_file(path: Path, manifest: Manifest) -> list[str]:
     return [f"{manifest.database_file}: no data for table {t}" for t in missing[:5]]
 
 
-async def verify_backup(path: Path, *, progress: Progress = _quiet) -> Backup:
+async def verify_backup(path: Path, *, progress: Progress = no_progress) -> Backup:
     """Re-read every file of a backup against its manifest; record and return the result."""
     found = read_backup(path)
     manifest = found.manifest

@@ -52,7 +52,7 @@ def _run(coro: Awaitable[T]) -> T:
 def _progress(enabled: bool) -> Iterator[backups.Progress]:
     """A progress bar per stage (database, attachments, verify) on a terminal; quiet for --json."""
     if not enabled:
-        yield backups._quiet
+        yield backups.no_progress
         return
     with Progress(
         TextColumn("{task.description}"),

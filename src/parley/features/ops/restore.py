@@ -29,10 +29,10 @@ from parley.features.ops.backup import (
     BackupError,
     Manifest,
     Progress,
-    _quiet,
     copy_tree,
     create_backup,
     list_backups,
+    no_progress,
     require_intact,
     verify_backup,
 )
@@ -165,7 +165,7 @@ async def restore_to(
     url: str,
     *,
     attachments_dir: Path,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
 ) -> RestoreReport:
     """Restore `backup` into a new database at `url` and its files into `attachments_dir`."""
     started = time.monotonic()
@@ -185,7 +185,7 @@ async def restore_to(
 
 
 async def restore_in_place(
-    settings: Settings, backup: Backup, *, progress: Progress = _quiet
+    settings: Settings, backup: Backup, *, progress: Progress = no_progress
 ) -> RestoreReport:
     """Put `backup` back as the deployment's database (the service must be stopped).
 
@@ -238,7 +238,7 @@ def _scratch_url(settings: Settings, workdir: Path) -> str:
 
 
 async def restore_test(
-    settings: Settings, backup: Backup | None = None, *, progress: Progress = _quiet
+    settings: Settings, backup: Backup | None = None, *, progress: Progress = no_progress
 ) -> RestoreReport:
     """Restore a backup (default: the newest verified one) into a scratch database, compare,
     drop the scratch copy, and append the outcome to restore-tests.jsonl."""
