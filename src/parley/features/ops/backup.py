@@ -373,10 +373,11 @@ def list_backups(root: Path) -> list[Backup]:
 
 
 def find_backup(settings: Settings, name_or_path: str) -> Backup:
-    """A backup by folder name (in the backup dir), by path, or `latest` (newest verified)."""
+    """A backup by folder name (in the backup dir), by path, or `latest` (the newest verified
+    backup of this deployment; anonymized staging dumps are named explicitly)."""
     root = settings.effective_backup_dir
     if name_or_path == "latest":
-        newest = next((b for b in list_backups(root) if b.verified), None)
+        newest = next((b for b in list_backups(root) if b.verified and not is_anonymized(b)), None)
         if newest is None:
             raise NotFound(
                 f"no verified backup in {root}; make one with `parley backup`",
@@ -390,6 +391,10 @@ def find_backup(settings: Settings, name_or_path: str) -> Backup:
         f"no backup {name_or_path!r} (looked in {root}); see `parley backup list`",
         ErrorCode.BACKUP_NOT_FOUND,
     )
+
+
+def is_anonymized(backup: Backup) -> bool:
+    return backup.manifest is not None and backup.manifest.anonymized
 
 
 def _check_files(path: Path, manifest: Manifest, progress: Progress) -> tuple[list[str], int]:

@@ -31,6 +31,7 @@ from parley.features.ops.backup import (
     Progress,
     copy_tree,
     create_backup,
+    is_anonymized,
     list_backups,
     no_progress,
     require_intact,
@@ -244,14 +245,8 @@ async def restore_test(
     drop the scratch copy, and append the outcome to restore-tests.jsonl."""
     root = settings.effective_backup_dir
     if backup is None:
-        backup = next(
-            (
-                b
-                for b in list_backups(root)
-                if b.verified and b.manifest and not b.manifest.anonymized
-            ),
-            None,
-        )
+        found = list_backups(root)
+        backup = next((b for b in found if b.verified and not is_anonymized(b)), None)
         if backup is None:
             raise BackupError(
                 f"no verified backup in {root} to test; make one with `parley backup`",
