@@ -19,6 +19,7 @@ import decimal
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -219,11 +220,24 @@ def sqlite_backup(
         src.close()
 
 
-def sqlite_remove(url: str) -> None:
-    """Delete a SQLite database file with its WAL and shared-memory files."""
-    path = sqlite_path(url)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+def sqlite_put(source: Path, url: str) -> None:
+    """Make the database at `url` a copy of `source`: copied beside it, then swapped in at once.
+
+    The old file's `-wal` and `-shm` go first: a write-ahead log left by the replaced database
+    would otherwise be replayed into the new one on its next open.
+    """
+    target = sqlite_path(url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".restoring")
+    shutil.copyfile(source, partial)
+    check = sqlite3.connect(partial)  # readable before it replaces anything
+    try:
+        check.execute("PRAGMA schema_version").fetchone()
+    finally:
+        check.close()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    partial.replace(target)
 
 
 def sqlite_integrity(path: Path) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import tempfile
 import time
 import uuid
@@ -118,10 +117,7 @@ async def _load(backup: Backup, manifest: Manifest, url: str) -> None:
     source = backup.path / manifest.database_file
     try:
         if manifest.dialect == "sqlite":
-            target = snapshots.sqlite_path(url)
-            partial = target.with_name(target.name + ".restoring")
-            await asyncio.to_thread(shutil.copyfile, source, partial)
-            partial.replace(target)
+            await asyncio.to_thread(snapshots.sqlite_put, source, url)
         else:
             await snapshots.pg_restore(url, source)
     except SnapshotError as exc:
@@ -211,12 +207,11 @@ async def restore_in_place(
     )
     if exists and await snapshots.table_names(url):
         safety = (await create_backup(settings, label="before-restore", progress=progress)).name
-    if manifest.dialect == "sqlite":
-        snapshots.sqlite_remove(url)
-    elif exists:
-        await snapshots.pg_clear_schema(url)
-    else:
-        await snapshots.pg_create_database(url)
+    if manifest.dialect == "postgresql":
+        if exists:
+            await snapshots.pg_clear_schema(url)
+        else:
+            await snapshots.pg_create_database(url)
     report = RestoreReport(
         backup.name, snapshots.public_url(url), str(settings.attachments_dir), safety_backup=safety
     )
