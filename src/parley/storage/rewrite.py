@@ -8,7 +8,7 @@ the append-only audit log of a live deployment is never touched.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sqlalchemy import JSON, String, Text, bindparam, inspect, text
@@ -92,48 +92,80 @@ def _loaded(value: Any, kind: str) -> Any:
 
 async def rewrite_rows(url: str, table: str, columns: dict[str, str], rewrite: RowRewrite) -> int:
     """Apply `rewrite` to every row of `table` (reading `columns`, {name: "text"|"json"});
-    answers how many rows changed. One transaction; triggers of the table set aside inside it."""
+    answers how many rows changed. One transaction; triggers of the table set aside inside it.
+
+    A table with a one-column key is read a page at a time in key order (a big messages table
+    never sits in memory whole); one with a composite key (small link tables) at once.
+    """
     engine = create_async_engine(url)
     changed = 0
     try:
         with translate_db_errors():
             async with engine.begin() as conn:
-                quote = conn.dialect.identifier_preparer.quote
                 keys = await conn.run_sync(lambda sync: _keys(sync, table))
                 wanted = list(dict.fromkeys([*keys, *columns]))
-                query = text(
-                    f"SELECT {', '.join(quote(c) for c in wanted)} FROM {quote(table)} "  # noqa: S608
-                    f"ORDER BY {', '.join(quote(k) for k in keys)}"
-                )
-                rows = [dict(zip(wanted, row, strict=True)) for row in await conn.execute(query)]
                 saved = await _set_triggers_aside(conn, table)
-                updates = []
-                for row in rows:
-                    values = {c: _loaded(row[c], columns.get(c, "")) for c in wanted}
-                    new = rewrite(values)
-                    if new:
-                        params = {
-                            f"new_{c}": _stored(v, columns[c], conn.dialect.name)
-                            for c, v in new.items()
-                        }
-                        params.update({f"key_{k}": row[k] for k in keys})
-                        updates.append((tuple(sorted(new)), params))
-                for names in sorted({names for names, _ in updates}):
-                    batch = [params for n, params in updates if n == names]
-                    assignments = ", ".join(f"{quote(c)} = :new_{c}" for c in names)
-                    where = " AND ".join(f"{quote(k)} = :key_{k}" for k in keys)
-                    statement = text(
-                        f"UPDATE {quote(table)} SET {assignments} WHERE {where}"  # noqa: S608
-                    )
-                    if conn.dialect.name == "postgresql":
-                        statement = _with_json_casts(statement, names, columns)
-                    for start in range(0, len(batch), _PAGE):
-                        await conn.execute(statement, batch[start : start + _PAGE])
-                    changed += len(batch)
+                async for rows in _pages(conn, table, wanted, keys):
+                    changed += await _apply(conn, table, columns, keys, rows, rewrite)
                 await _restore_triggers(conn, table, saved)
     finally:
         await engine.dispose()
     return changed
+
+
+async def _pages(
+    conn: AsyncConnection, table: str, wanted: list[str], keys: list[str]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    quote = conn.dialect.identifier_preparer.quote
+    select_list = ", ".join(quote(c) for c in wanted)
+    order = ", ".join(quote(k) for k in keys)
+    if len(keys) != 1:
+        query = text(f"SELECT {select_list} FROM {quote(table)} ORDER BY {order}")  # noqa: S608
+        yield [dict(zip(wanted, row, strict=True)) for row in await conn.execute(query)]
+        return
+    key = quote(keys[0])
+    first = text(f"SELECT {select_list} FROM {quote(table)} ORDER BY {key} LIMIT {_PAGE}")  # noqa: S608
+    after = text(
+        f"SELECT {select_list} FROM {quote(table)} WHERE {key} > :last "  # noqa: S608
+        f"ORDER BY {key} LIMIT {_PAGE}"
+    )
+    rows = [dict(zip(wanted, row, strict=True)) for row in await conn.execute(first)]
+    while rows:
+        yield rows
+        last = rows[-1][keys[0]]
+        rows = [
+            dict(zip(wanted, row, strict=True)) for row in await conn.execute(after, {"last": last})
+        ]
+
+
+async def _apply(
+    conn: AsyncConnection,
+    table: str,
+    columns: dict[str, str],
+    keys: list[str],
+    rows: list[dict[str, Any]],
+    rewrite: RowRewrite,
+) -> int:
+    quote = conn.dialect.identifier_preparer.quote
+    updates: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+    for row in rows:
+        new = rewrite({c: _loaded(v, columns.get(c, "")) for c, v in row.items()})
+        if not new:
+            continue
+        if len(keys) == 1 and keys[0] in new:
+            raise ValueError(f"{table}.{keys[0]} is the key it is read by: it cannot be rewritten")
+        params = {f"new_{c}": _stored(v, columns[c], conn.dialect.name) for c, v in new.items()}
+        params.update({f"key_{k}": row[k] for k in keys})
+        updates.append((tuple(sorted(new)), params))
+    for names in sorted({names for names, _ in updates}):
+        batch = [params for n, params in updates if n == names]
+        assignments = ", ".join(f"{quote(c)} = :new_{c}" for c in names)
+        where = " AND ".join(f"{quote(k)} = :key_{k}" for k in keys)
+        statement = text(f"UPDATE {quote(table)} SET {assignments} WHERE {where}")  # noqa: S608
+        if conn.dialect.name == "postgresql":
+            statement = _with_json_casts(statement, names, columns)
+        await conn.execute(statement, batch)
+    return len(updates)
 
 
 def _with_json_casts(statement: Any, names: tuple[str, ...], columns: dict[str, str]) -> Any:
