@@ -31,7 +31,7 @@ console = Console()
 T = TypeVar("T")
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-Actor = Annotated[str, typer.Option(help="Who is acting, for the audit log [default: cli:$USER].")]
+Actor = Annotated[str, typer.Option(help="Who is acting, for the audit log (default: cli:$USER).")]
 Reason = Annotated[str, typer.Option(help="Why, for the audit log.")]
 
 
@@ -316,7 +316,7 @@ def restore_command(
     ] = "",
     attachments_dir: Annotated[
         Path | None,
-        typer.Option(help="Where the attachments go [default: beside the new database]."),
+        typer.Option(help="Where the attachments go (default: beside the new database)."),
     ] = None,
     in_place: Annotated[
         bool,
@@ -634,11 +634,11 @@ def deploy_log(
 def rollback_command(
     to: Annotated[
         str | None,
-        typer.Option(help="The known-good ref [default: the previous ref of the last deploy]."),
+        typer.Option(help="The known-good ref (default: the previous ref of the last deploy)."),
     ] = None,
     backup: Annotated[
         str | None,
-        typer.Option(help="The backup to restore [default: the last deploy's pre-deploy one]."),
+        typer.Option(help="The backup to restore (default: the last deploy's pre-deploy one)."),
     ] = None,
     keep_database: Annotated[
         bool, typer.Option(help="Roll back the code only; leave the database as it is.")
