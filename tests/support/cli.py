@@ -17,6 +17,8 @@ CLI_MODULES = (
     "parley.features.notify.cli",
     "parley.features.calls.cli",
     "parley.features.sso.cli",
+    "parley.features.ops.cli",
+    "parley.features.ops.preflight_cli",
 )
 
 

@@ -73,7 +73,8 @@ class ConversationUpdatedEvent(BaseModel):
 
 class ControlEvent(BaseModel):
     type: Literal["control"] = "control"
-    op: Literal["transport", "reconnect"]
+    # maintenance: mode "on" | "off", reason = the operators' message (docs/operations.md)
+    op: Literal["transport", "reconnect", "maintenance"]
     mode: str | None = None
     reason: str | None = None
 
