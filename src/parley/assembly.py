@@ -140,6 +140,7 @@ class Services:
                 identity=core.identity,
                 identities=IdentityStore(db),
                 ephemeral=core.ephemeral,
+                audit=core.audit,
             ),
             maintenance=maintenance,
         )
