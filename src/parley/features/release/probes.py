@@ -663,39 +663,48 @@ async def check_sso(d: Deployment) -> CheckResult:
 
 
 async def check_calls(d: Deployment) -> CheckResult:
-    """Seed 002 §8.1.4: call.offer / call.reject / call.answer / call.hangup relayed."""
+    """Seed 002 §8.1.4: call.offer / call.reject / call.answer / call.hangup relayed.
+
+    Signals go over REST and the parties listen over SSE, so the check holds in the `sse_only`
+    rollback mode too (WebSocket frames carry the same signals; delivery_ws covers that path).
+    """
     config = await d.call("GET", "/v1/calls/config", d.sender)
     peer = await d.call("GET", "/v1/me", d.receiver)
-    caller, callee = await d.open_ws(d.sender), await d.open_ws(d.receiver)
+    caller, callee = d.open_sse(d.sender), d.open_sse(d.receiver)
+    await caller.wait_for(lambda e: e["type"] == "hello")
+    await callee.wait_for(lambda e: e["type"] == "hello")
     caller_device, callee_device = "smoke-" + secrets.token_hex(4), "smoke-" + secrets.token_hex(4)
-
-    async def signal(listener: WsListener, frame: dict[str, Any]) -> None:
-        await listener.socket.send(json.dumps(frame))
 
     def relayed(kind: str, call_id: str) -> Callable[[Event], bool]:
         return lambda e: e["type"] == kind and e.get("call", {}).get("id") == call_id
 
     async def offer() -> str:
         call_id = "smoke" + secrets.token_hex(12)
-        await signal(
-            caller,
-            {"type": "call.offer", "conversation_id": d.conversation_id, "call_id": call_id,
-             "device_id": caller_device, "to_user_id": peer["id"], "sdp": _SMOKE_SDP},
+        await d.call(
+            "POST",
+            f"/v1/conversations/{d.conversation_id}/calls",
+            d.sender,
+            json={"call_id": call_id, "device_id": caller_device, "to_user_id": peer["id"],
+                  "sdp": _SMOKE_SDP},
         )  # fmt: skip
         await callee.wait_for(relayed("call.offer", call_id))
         return call_id
 
+    def ends(device: str) -> dict[str, Any]:
+        return {"json": {"device_id": device}}
+
     rejected = await offer()
-    await signal(callee, {"type": "call.reject", "call_id": rejected, "device_id": callee_device})
+    await d.call("POST", f"/v1/calls/{rejected}/reject", d.receiver, **ends(callee_device))
     await caller.wait_for(relayed("call.reject", rejected))
     answered = await offer()
-    await signal(
-        callee,
-        {"type": "call.answer", "call_id": answered, "device_id": callee_device,
-         "sdp": _SMOKE_SDP},
-    )  # fmt: skip
+    await d.call(
+        "POST",
+        f"/v1/calls/{answered}/answer",
+        d.receiver,
+        json={"device_id": callee_device, "sdp": _SMOKE_SDP},
+    )
     await caller.wait_for(relayed("call.answer", answered))
-    await signal(caller, {"type": "call.hangup", "call_id": answered, "device_id": caller_device})
+    await d.call("POST", f"/v1/calls/{answered}/hangup", d.sender, **ends(caller_device))
     hangup = await callee.wait_for(relayed("call.hangup", answered))
     turn = [s for s in config["ice_servers"] if s.get("username")]
     return result(
