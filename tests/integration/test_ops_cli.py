@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from parley.cli import app
-from parley.storage.migrate import head_revision
+from parley.storage.migrate import head_revision, known_revisions
 from tests.support.cli import wide_consoles
 from tests.support.webhook import webhook_receiver
 
@@ -95,22 +95,23 @@ def test_an_anonymized_backup_is_listed_apart_and_restorable() -> None:
 
 def test_migrate_down_status_check_and_up_say_whether_code_and_schema_agree() -> None:
     head = head_revision()
+    before = known_revisions()[-2]  # one step down: exactly the head is pending
     parley("migrate")
     assert "Code and schema agree" in parley("migrate", "check")
 
-    refused = parley("migrate", "down", "--to", "0004", code=2)
-    down = parley("migrate", "down", "--to", "0004", "--yes")
+    refused = parley("migrate", "down", "--to", before, code=2)
+    down = parley("migrate", "down", "--to", before, "--yes")
     status = parley("migrate", "status")
     check = parley("migrate", "check", code=1)
     as_json = json.loads(parley("migrate", "check", "--json", code=1))
     up = parley("migrate", "up")
 
     assert "--yes" in refused
-    assert "Backed up first: parley-" in down and f"{head} → 0004" in down
-    assert "0004" in status and "← database" in status and "pending" in status
+    assert "Backed up first: parley-" in down and f"{head} → {before}" in down
+    assert before in status and "← database" in status and "pending" in status
     assert f"migration(s) pending ({head})" in check and "parley migrate up" in check
     assert as_json["pending"] == [head] and as_json["agrees"] is False
-    assert f"0004 → {head}" in up
+    assert f"{before} → {head}" in up
     assert "Code and schema agree" in parley("migrate", "check")
 
 
