@@ -18,6 +18,7 @@ from parley.features.audit import routes as audit
 from parley.features.console import routes as console
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
+from parley.features.moderation import routes as moderation
 from parley.features.release import routes as release
 from parley.features.widget import routes as widget
 from parley.features.widget import visitor as widget_visitor
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         widget_visitor.router,
         console.router,
         audit.router,
+        moderation.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

@@ -12,6 +12,9 @@ from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
+from parley.features.moderation.classifier import HttpClassifier
+from parley.features.moderation.filters import ModerationGuard
+from parley.features.moderation.service import Moderation
 from parley.features.release.service import Release
 from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
@@ -26,6 +29,7 @@ from parley.settings import Settings
 from parley.storage.database import Database
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
+from parley.storage.moderation import ModerationStore
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Services:
     widget_challenges: Challenges
     widget_networks: list[Network]
     audit: AuditLog
+    moderation: Moderation
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -65,6 +70,7 @@ class Services:
             publish=stream.publish,
             online=stream.online,
         )
+        moderation = _moderation(settings, core)
         return cls(
             settings=settings,
             db=db,
@@ -91,17 +97,50 @@ class Services:
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
+            moderation=moderation,
         )
 
     async def start(self) -> None:
         self.writer.start()
+        await self.moderation.guard.start()
         await self.stream.start()
         await self.release.start()
 
     async def stop(self) -> None:
         self.stream.drain()
         await self.release.stop()
+        await self.moderation.guard.stop()
         await self.writer.stop()
         await self.livechat.stop()
         await self.stream.stop()
         await self.db.dispose()
+
+
+def _moderation(settings: Settings, core: Core) -> Moderation:
+    """The filter pipeline goes on the timeline's write path; the service works the queue."""
+    store = ModerationStore(core.db)
+    classifier = None
+    if settings.moderation_classifier_url:
+        classifier = HttpClassifier(
+            settings.moderation_classifier_url,
+            token=settings.moderation_classifier_token,
+            timeout=settings.moderation_classifier_timeout_seconds,
+        )
+    guard = ModerationGuard(
+        store=store,
+        limiter_storage=StreamService.limiter_storage_for(
+            settings.redis_url, settings.redis_prefix
+        ),
+        classifier=classifier,
+        refresh_seconds=settings.moderation_refresh_seconds,
+    )
+    core.timeline.guard = guard
+    return Moderation(
+        store=store,
+        guard=guard,
+        timeline=core.timeline,
+        users=core.users,
+        audit=core.audit,
+        classifier_configured=classifier is not None,
+        publish=core.stream.publish,
+    )

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from parley.core.errors import BadInput, Conflict, ErrorCode
+from parley.core.errors import BadInput, Conflict, ErrorCode, InvalidValue
 
 # Amounts are integer minor units and fit JavaScript's safe integers.
 AMOUNT_MAX = 2**53 - 1
@@ -62,9 +62,7 @@ def parse_status(value: str) -> DisputeStatus:
         return DisputeStatus(value)
     except ValueError:
         allowed = ", ".join(s.value for s in DisputeStatus)
-        raise BadInput(
-            f"status {value!r} is not one of {allowed}", ErrorCode.INVALID_VALUE
-        ) from None
+        raise InvalidValue(f"status {value!r} is not one of {allowed}") from None
 
 
 class OutcomeKind(StrEnum):

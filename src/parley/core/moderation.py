@@ -17,7 +17,7 @@ from typing import Any
 
 import re2
 
-from parley.core.errors import BadInput, ErrorCode
+from parley.core.errors import BadInput, InvalidValue
 from parley.core.models import AttachmentRef
 
 MAX_TERMS = 1_000
@@ -44,7 +44,7 @@ class Verdict(IntEnum):
             return cls[value.upper()]
         except KeyError:
             allowed = ", ".join(v.label for v in cls)
-            raise BadInput(f"verdict {value!r} is not one of {allowed}", ErrorCode.INVALID_VALUE)
+            raise InvalidValue(f"verdict {value!r} is not one of {allowed}") from None
 
 
 class RuleKind(StrEnum):
@@ -138,7 +138,7 @@ def check_rule_config(kind: RuleKind, config: dict[str, Any]) -> dict[str, Any]:
             raise BadInput("a regex rule needs config.patterns")
         for pattern in patterns:
             try:
-                re2.compile(pattern)
+                re2.compile(pattern, _options())
             except re2.error as exc:
                 raise BadInput(f"pattern {pattern!r} is not valid RE2 syntax: {exc}") from None
         return {"patterns": patterns}
@@ -156,7 +156,8 @@ def check_rule_config(kind: RuleKind, config: dict[str, Any]) -> dict[str, Any]:
     if kind is RuleKind.ATTACHMENTS:
         types = [t.lower() for t in _strings(config, "content_types", most=100, longest=127)]
         extensions = [
-            "." + e.lower().lstrip(".") for e in _strings(config, "extensions", most=100, longest=20)
+            "." + e.lower().lstrip(".")
+            for e in _strings(config, "extensions", most=100, longest=20)
         ]
         max_bytes = _number(config, "max_bytes", low=1, high=2**53)
         every = config.get("any", False)
@@ -206,6 +207,7 @@ _URL = re2.compile(r"(?i)(?:https?://|www\.)([a-z0-9\p{L}.-]+)")
 def _options() -> re2.Options:
     options = re2.Options()
     options.case_sensitive = False
+    options.log_errors = False  # a bad pattern is the admin's 422, not a line on stderr
     return options
 
 

@@ -10,11 +10,14 @@ from typing import Any
 from parley.core.events import (
     ControlEvent,
     ConversationUpdatedEvent,
+    DisputeUpdatedEvent,
     Event,
     FlagsUpdatedEvent,
     LivechatConversationEvent,
     LivechatNoteEvent,
     MessageEvent,
+    ModerationItemEvent,
+    ModerationNoticeEvent,
     PresenceEvent,
 )
 
@@ -82,11 +85,15 @@ def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
         )
     if isinstance(event, PresenceEvent):
         return Envelope(event.type, data, conversation_ids=audience)
+    if isinstance(event, ControlEvent) and event.user_ids:
+        return Envelope(event.type, data, user_ids=tuple(event.user_ids))
     if isinstance(event, ControlEvent | FlagsUpdatedEvent):
         return Envelope(event.type, data, broadcast=True)
-    if isinstance(event, LivechatConversationEvent | LivechatNoteEvent):
+    if isinstance(event, LivechatConversationEvent | LivechatNoteEvent | ModerationItemEvent):
         # Addressed to staff users only: no conversation id, so no member (the visitor) gets it.
         return Envelope(event.type, data, user_ids=tuple(event.staff_ids))
+    if isinstance(event, ModerationNoticeEvent | DisputeUpdatedEvent):
+        return Envelope(event.type, data, user_ids=tuple(event.user_ids))
     return Envelope(event.type, data, conversation_ids=(event.conversation_id,))
 
 

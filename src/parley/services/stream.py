@@ -313,6 +313,8 @@ class StreamService:
         afterwards leaves no window in which an event could fall between the two.
         """
         after = parse_cursor(cursor)
+        if self.timeline.guard is not None:
+            self.timeline.guard.check_may_connect(user)  # a deployment-wide ban
         hub = self.live_hub
         conversation_ids = await self.store.list_conversation_ids(user.id)
         sub = hub.subscribe(user.id, conversation_ids)
