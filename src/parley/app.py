@@ -16,6 +16,7 @@ from parley.api.static import ParleyStaticFiles
 from parley.assembly import Services
 from parley.features.audit import routes as audit
 from parley.features.console import routes as console
+from parley.features.disputes import routes as disputes
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
 from parley.features.moderation import routes as moderation
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console.router,
         audit.router,
         moderation.router,
+        disputes.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parley.core.models import User
 from parley.core.writer import MessageWriter
+from parley.features.disputes.scheduler import DisputeScheduler
+from parley.features.disputes.service import FLAG as DISPUTE_FLAG
+from parley.features.disputes.service import Disputes
+from parley.features.disputes.webhooks import WebhookSender
 from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
@@ -26,7 +31,9 @@ from parley.services.identity import Identity
 from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
+from parley.storage.attachments import AttachmentStore
 from parley.storage.database import Database
+from parley.storage.disputes import DisputeStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
 from parley.storage.moderation import ModerationStore
@@ -51,6 +58,8 @@ class Services:
     widget_networks: list[Network]
     audit: AuditLog
     moderation: Moderation
+    disputes: Disputes
+    dispute_scheduler: DisputeScheduler
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -71,6 +80,8 @@ class Services:
             online=stream.online,
         )
         moderation = _moderation(settings, core)
+        release = Release.build(settings, db, stream=stream, users=users, audit=core.audit)
+        disputes, scheduler = _disputes(settings, core, moderation, release)
         return cls(
             settings=settings,
             db=db,
@@ -79,7 +90,7 @@ class Services:
             attachments=core.attachments,
             writer=core.writer,
             stream=stream,
-            release=Release.build(settings, db, stream=stream, users=users, audit=core.audit),
+            release=release,
             inboxes=Inboxes(inbox_store, timeline, core.audit, branches),
             livechat=livechat,
             branches=branches,
@@ -98,6 +109,8 @@ class Services:
             widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
             moderation=moderation,
+            disputes=disputes,
+            dispute_scheduler=scheduler,
         )
 
     async def start(self) -> None:
@@ -105,10 +118,12 @@ class Services:
         await self.moderation.guard.start()
         await self.stream.start()
         await self.release.start()
+        self.dispute_scheduler.start()
 
     async def stop(self) -> None:
         self.stream.drain()
         await self.release.stop()
+        await self.dispute_scheduler.stop()
         await self.moderation.guard.stop()
         await self.writer.stop()
         await self.livechat.stop()
@@ -144,3 +159,33 @@ def _moderation(settings: Settings, core: Core) -> Moderation:
         classifier_configured=classifier is not None,
         publish=core.stream.publish,
     )
+
+
+def _disputes(
+    settings: Settings, core: Core, moderation: Moderation, release: Release
+) -> tuple[Disputes, DisputeScheduler]:
+    async def flag_on(user: User) -> bool:
+        evaluated = await release.flags.evaluate_for(user, {})
+        found = evaluated.get(DISPUTE_FLAG)
+        return found is not None and found.value
+
+    store = DisputeStore(core.db)
+    disputes = Disputes(
+        settings=settings,
+        store=store,
+        users=core.users,
+        timeline=core.timeline,
+        attachments=AttachmentStore(core.db),
+        messages=moderation.store,
+        audit=core.audit,
+        flag_on=flag_on,
+        publish=core.stream.publish,
+    )
+    webhooks = WebhookSender(
+        store,
+        url=settings.dispute_webhook_url,
+        secret=settings.dispute_webhook_secret,
+        max_attempts=settings.dispute_webhook_max_attempts,
+        timeout=settings.dispute_webhook_timeout_seconds,
+    )
+    return disputes, DisputeScheduler(settings=settings, disputes=disputes, webhooks=webhooks)

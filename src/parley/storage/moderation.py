@@ -14,7 +14,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from parley.core.models import AttachmentRef, Message, NewMessage, Role
+from parley.core.models import AttachmentRef, Message, NewMessage
 from parley.core.moderation import (
     ItemKind,
     ItemStatus,
@@ -41,7 +41,6 @@ from parley.storage.schema import (
     moderation_revision,
     moderation_rules,
     moderation_sanctions,
-    users,
 )
 
 _items = moderation_items
@@ -321,13 +320,6 @@ class ModerationStore:
         async with self.db.read() as conn:
             query = select(conversations.c.id).where(conversations.c.id == conversation_id)
             return (await conn.execute(query)).first() is not None
-
-    async def list_staff_ids(self) -> list[int]:
-        """Moderators and admins: who sees the queue change live."""
-        roles = [Role.MODERATOR.value, Role.ADMIN.value]
-        async with self.db.read() as conn:
-            rows = await conn.execute(select(users.c.id).where(users.c.role.in_(roles)))
-            return [int(r) for r in rows.scalars()]
 
     # -- the queue --------------------------------------------------------------------------------
 

@@ -100,6 +100,25 @@ class UserStore:
             rows = await conn.execute(select(users).order_by(users.c.id))
             return [user_from_row(row) for row in rows]
 
+    async def list_user_ids_with_roles(self, roles: list[Role]) -> list[int]:
+        """Who holds any of `roles` (e.g. the moderators and admins a queue change goes to)."""
+        async with self.db.read() as conn:
+            query = select(users.c.id).where(users.c.role.in_([r.value for r in roles]))
+            return [int(uid) for uid in (await conn.execute(query)).scalars()]
+
+    async def set_role(self, user_id: int, role: Role) -> User | None:
+        """Change a user's role; returns the user as they are now (None: no such user)."""
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    update(users)
+                    .where(users.c.id == user_id)
+                    .values(role=role.value)
+                    .returning(users)
+                )
+            ).first()
+        return user_from_row(row) if row else None
+
 
 class TokenStore:
     def __init__(self, db: Database) -> None:

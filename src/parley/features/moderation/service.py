@@ -598,7 +598,7 @@ class Moderation:
 
     async def _announce(self, item: QueueItem) -> None:
         try:
-            staff = await self.store.list_staff_ids()
+            staff = await self.users.list_user_ids_with_roles([Role.MODERATOR, Role.ADMIN])
             (found,) = await self._items_json([item])
             await self.publish(ModerationItemEvent(item=found, staff_ids=staff))
         except Exception:  # live updates are best effort; the page reloads the queue
