@@ -192,7 +192,7 @@ class DisputeStore:
                 await conn.execute(
                     update(disputes)
                     .where(disputes.c.id == before.id, disputes.c.version == before.version)
-                    .values(**values, updated_at=at, version=disputes.c.version + 1)
+                    .values({**values, "updated_at": at, "version": disputes.c.version + 1})
                     .returning(disputes)
                 )
             ).first()
