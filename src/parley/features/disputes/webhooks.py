@@ -31,7 +31,6 @@ from parley.storage.disputes import DisputeStore
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=1)
-LEASE = timedelta(seconds=60)
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -77,6 +76,9 @@ class WebhookSender:
         self.secret = secret
         self.max_attempts = max_attempts
         self._http = httpx.AsyncClient(timeout=timeout)
+        # A claimed delivery is this node's for twice the request timeout; if the node dies
+        # mid-way, another one (or this one, restarted) takes it over after that.
+        self.lease = timedelta(seconds=2 * timeout)
 
     @property
     def enabled(self) -> bool:
@@ -89,7 +91,7 @@ class WebhookSender:
         """Send every delivery due at `at` that this node could claim; returns how many."""
         if not self.enabled:
             return 0
-        claimed = await self.store.claim_webhooks(at, at + LEASE)
+        claimed = await self.store.claim_webhooks(at, at + self.lease)
         for delivery in claimed:
             await self._deliver(delivery, at)
         return len(claimed)
