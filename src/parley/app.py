@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,12 +21,15 @@ from parley.features.disputes import routes as disputes
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
 from parley.features.moderation import routes as moderation
+from parley.features.ops import routes as ops_feature
+from parley.features.ops.version import git_sha
 from parley.features.release import routes as release
 from parley.features.widget import routes as widget
 from parley.features.widget import visitor as widget_visitor
 from parley.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger("parley")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,6 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The commit is read once, at start (GET /version): a checkout changed under a running
+        # process does not change what it runs.
+        log.info(
+            "parley %s (commit %s, profile %s) starting",
+            __version__,
+            git_sha(settings),
+            settings.effective_profile,
+        )
         services = Services.build(settings)
         await services.start()
         app.state.services = services
@@ -68,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router,
         moderation.router,
         disputes.router,
+        ops_feature.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

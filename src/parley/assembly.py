@@ -80,7 +80,14 @@ class Services:
             online=stream.online,
         )
         moderation = _moderation(settings, core)
-        release = Release.build(settings, db, stream=stream, users=users, audit=core.audit)
+        release = Release.build(
+            settings,
+            db,
+            stream=stream,
+            users=users,
+            audit=core.audit,
+            attachments=core.attachments,
+        )
         disputes, scheduler = _disputes(settings, core, moderation, release)
         return cls(
             settings=settings,

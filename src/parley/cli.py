@@ -212,3 +212,6 @@ app.add_typer(branch_app, name="branch")
 from parley.features.audit.cli import audit_app  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
+from parley.features.ops.cli import preflight_command  # noqa: E402
+
+app.command("preflight")(preflight_command)

@@ -27,3 +27,9 @@ def configure_logging(*, json_lines: bool, level: str) -> None:
         logging.getLogger(name).propagate = True
     # Our own access log has the route template and latency; uvicorn's would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def redacted(url: str) -> str:
+    """A database or Redis URL without its credentials, fit for a log line or a terminal."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if "@" in rest else url

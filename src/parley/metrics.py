@@ -11,6 +11,12 @@ HTTP_REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 MESSAGES_STORED = Counter("parley_messages_stored_total", "Messages durably stored.")
+SENDS = Counter(
+    "parley_sends_total",
+    "Sends that reached the writer, by outcome: ok, slow (stored, but later than "
+    "PARLEY_RELEASE_SEND_STALL_MS) or failed (a server error). Slow and failed are send stalls.",
+    ["outcome"],
+)
 MESSAGE_RETRIES = Counter(
     "parley_message_retries_total",
     "Sends answered with an already stored message (same client_msg_id).",

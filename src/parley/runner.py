@@ -18,10 +18,12 @@ from rich.console import Console
 
 from parley.assembly import Services
 from parley.core.errors import ParleyError
+from parley.logs import redacted
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
 
 T = TypeVar("T")
+__all__ = ["cli_actor", "redacted", "run_with_services"]
 console = Console()
 
 
@@ -48,9 +50,3 @@ def run_with_services(action: Callable[[Services], Awaitable[T]]) -> T:
 def cli_actor(given: str = "") -> str:
     """Who is acting from a terminal, for the audit and decision logs: `cli:<login>`."""
     return given or f"cli:{getpass.getuser()}"
-
-
-def redacted(url: str) -> str:
-    """A database or Redis URL without its credentials, fit for a log line or a terminal."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if "@" in rest else url

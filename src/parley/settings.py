@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,25 @@ class Settings(BaseSettings):
     # An SSE stream ends after this long (the client reconnects with its cursor).
     sse_max_seconds: int = Field(default=3600, ge=10)
 
+    # -- what this deployment is (GET /version, `parley preflight`, docs/operations.md) ------------
+    # The git commit this deployment runs. Empty: `git rev-parse HEAD` of the checkout the
+    # package was installed from (an editable install), read once at start; else "unknown".
+    # Set it in images and packages built without their .git directory.
+    git_sha: str = ""
+    # What this deployment is for: the checks `parley preflight` and Go/No-Go apply by default.
+    # Empty: "embedded" on the embedded SQLite, "production" otherwise.
+    profile: Literal["", "production", "staging", "embedded"] = ""
+    # The URL users reach this deployment at (https://chat.example.com): preflight checks its
+    # TLS certificate. Go/No-Go checks the URL it is given instead.
+    public_url: str = ""
+    # The Alertmanager configuration that routes the alerts of deploy/prometheus/ (preflight
+    # checks every route ends at a receiver that notifies someone). Empty: alerts go nowhere.
+    alertmanager_config: str = ""
+    # Preflight fails when the data directory's file system has less free space than this.
+    preflight_min_free_disk_mb: int = Field(default=1024, ge=0)
+    # Preflight fails when the TLS certificate of the public URL expires within this many days.
+    preflight_tls_min_days: int = Field(default=14, ge=0)
+
     # Logs: JSON lines (production) or plain text.
     log_json: bool = True
     log_level: str = "INFO"
@@ -92,12 +112,24 @@ class Settings(BaseSettings):
     def attachments_dir(self) -> Path:
         return self.data_dir / "attachments"
 
+    @property
+    def effective_profile(self) -> str:
+        return self.profile or ("embedded" if self.is_embedded else "production")
+
     # -- release control plane (docs/release.md) -------------------------------------------------
     # Minimum time a release stays in each canary stage before it may be promoted (seed 004:
     # canary_1 30-60 min, canary_10 2-4 h, canary_50 12-24 h).
     release_dwell_canary_1_seconds: int = Field(default=30 * 60, ge=0)
     release_dwell_canary_10_seconds: int = Field(default=2 * 3600, ge=0)
     release_dwell_canary_50_seconds: int = Field(default=12 * 3600, ge=0)
+    # Maximum time in each canary stage (seed 004's upper bounds): from 80 % of it the gates
+    # warn, past it they HOLD — a canary nobody decided on is promoted only by an override.
+    release_max_canary_1_seconds: int = Field(default=3600, ge=1)
+    release_max_canary_10_seconds: int = Field(default=4 * 3600, ge=1)
+    release_max_canary_50_seconds: int = Field(default=24 * 3600, ge=1)
+    # After `full`, the rollout is done only once this long has passed with no P0 breach and no
+    # failed P1 gate in it (seed 004 §6.4: at least 24 h of closer monitoring).
+    release_observe_full_seconds: int = Field(default=24 * 3600, ge=0)
     # Gates read the metrics since the stage began, at most this far back.
     release_window_seconds: int = Field(default=3600, ge=1)
     # Too little data is HOLD, never a pass: each cohort needs this many measured messages
@@ -111,6 +143,10 @@ class Settings(BaseSettings):
     release_max_full_state_rate: float = Field(default=0.05, ge=0)
     release_max_resync_error_rate: float = Field(default=0.05, ge=0)
     release_max_5xx_rate: float = Field(default=0.01, ge=0)
+    # Send stall (seed 004 §4.4), a P1 gate: the share of sends that failed on the server or
+    # took longer than `release_send_stall_ms` to be stored and acknowledged.
+    release_send_stall_ms: float = Field(default=5000.0, gt=0)
+    release_max_send_stall_rate: float = Field(default=0.01, ge=0)
     # Canary vs baseline, per metric (Mann-Whitney U, as Kayenta does): a regression is a canary
     # worse with p < alpha and a mean worse by more than the tolerance (0.2 = 20 %).
     release_compare_alpha: float = Field(default=0.05, gt=0, lt=1)

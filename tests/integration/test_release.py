@@ -98,10 +98,14 @@ async def _history(person: Person, limit: int = 50) -> list[dict[str, Any]]:
     return list(response.json())
 
 
-async def _report(person: Person, **counters: int) -> None:
+async def _report(person: Person, samples: int = 2, **counters: int) -> None:
     response = await person.http.post(
         "/v1/stream/report",
-        json={"transport": "ws", "counters": counters, "write_receipt_ms": [35.0, 41.0]},
+        json={
+            "transport": "ws",
+            "counters": counters,
+            "write_receipt_ms": [35.0 + i for i in range(samples)],
+        },
     )
     assert response.status_code == 204, response.text
 
@@ -141,8 +145,11 @@ async def test_a_release_walks_from_off_to_full_and_every_step_is_logged(
 async def test_promotion_is_refused_on_hold_and_an_override_is_recorded_as_such(
     people: PeopleFactory,
 ) -> None:
-    ops = await people.add(role=Role.ADMIN)
-    await _post(ops, "promote")  # off → canary_1 needs no data: nobody has the release yet
+    ops, member = await people.add(role=Role.ADMIN), await people.add()
+    waiting = await ops.http.post("/v1/admin/release/promote", json={})
+    assert "baseline has 0 of 5 messages" in waiting.json()["error"]["message"]
+    await _report(member, samples=5)  # the current version, measured: off → canary_1 may go
+    await _post(ops, "promote")
 
     refused = await ops.http.post("/v1/admin/release/promote", json={"owner": "ana"})
     forced = await _post(ops, "promote", owner="ana", override=True, reason="vendor demo")

@@ -51,7 +51,9 @@ def test_an_operator_walks_the_release_to_full_and_kills_it(tmp_path: Path) -> N
     log = parley("release", "history", "2")
     parley("release", "export", "--out", str(tmp_path / "release.json"))
 
-    assert "decision PROCEED" in gates and "gate_p0_ok" in gates
+    # At full the rollout is not done until the observation window has passed clean.
+    assert "decision HOLD" in gates and "gate_p0_ok" in gates
+    assert "observation waiting: observing full: 0m" in gates and "of 24h00m" in gates
     assert "timeline_duplicate_detected" in gates
     assert "ON" in killed and "support tickets spiking" in killed and "canary_1" in killed
     assert "ERR_GATES_NOT_PASSED" in refused and "kill_switch" in refused

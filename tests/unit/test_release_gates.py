@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from parley.core.errors import Conflict
 from parley.core.rollout import Action, Decision, RolloutState, Stage, check_transition
 from parley.core.rollout import target_stage as target
-from parley.features.release.gates import GatePolicy, MetricWindow, evaluate_gates
+from parley.features.release.gates import GatePolicy, MetricWindow, Observation, evaluate_gates
 from parley.features.release.stats import mann_whitney_u, percentile
 from parley.storage.release import ClientReportRow, ServerSampleRow
 
@@ -25,6 +25,12 @@ POLICY = GatePolicy(
         Stage.CANARY_50: timedelta(hours=12),
     },
     window=timedelta(hours=1),
+    max_stage={
+        Stage.CANARY_1: timedelta(hours=1),
+        Stage.CANARY_10: timedelta(hours=4),
+        Stage.CANARY_50: timedelta(hours=24),
+    },
+    observe_full=timedelta(hours=24),
     min_messages=20,
     min_sessions=3,
 )
@@ -71,6 +77,8 @@ def window(reports: list[ClientReportRow], **server: int) -> MetricWindow:
         "stream_opens": 100,
         "resync_range_unavailable": 0,
         "resync_throttled": 0,
+        "sends": 0,
+        "send_stalls": 0,
     }
     counts.update(server)
     return MetricWindow(
@@ -125,10 +133,79 @@ def test_too_little_data_is_hold_never_a_pass_or_a_fail() -> None:
     result = gates(state(), window(few))
 
     assert result.rollout_decision is Decision.HOLD
-    assert result.gate_p1_ok is None
+    assert (result.gate_p0_ok, result.gate_p1_ok) == (None, None)
     assert result.reasons == [
-        "not enough messages yet: canary has 10 of 20 messages and 1 of 3 sessions"
+        "waiting for data (gate_p0_ok, gate_p1_ok): not enough messages yet: canary has 10 of "
+        "20 messages and 1 of 3 sessions"
     ]
+
+
+def test_zero_reports_are_waiting_for_data_never_a_clean_p0() -> None:
+    result = gates(state(Stage.OFF), window([]))
+
+    assert result.gate_p0_ok is None
+    assert result.rollout_decision is Decision.HOLD
+    assert not result.p0_breached
+    p0 = [c for c in result.checks if c.gate == "p0"]
+    assert all(c.ok is None and "not enough data to call it clean" in c.detail for c in p0)
+    assert result.reasons[0].startswith("waiting for data (gate_p0_ok, gate_p1_ok)")
+    assert "baseline has 0 of 20 messages and 0 of 3 sessions" in result.reasons[0]
+
+
+def test_before_the_canary_the_current_version_is_measured_and_may_proceed() -> None:
+    result = gates(state(Stage.OFF), window(healthy("baseline", range(100, 104))))
+
+    assert (result.gate_p0_ok, result.gate_p1_ok, result.gate_rollout_ok) == (True, True, True)
+    assert result.rollout_decision is Decision.PROCEED
+
+
+def test_a_stage_near_its_maximum_warns_and_past_it_holds() -> None:
+    near = gates(state(Stage.CANARY_1, dwelt=timedelta(minutes=50)), window(BOTH))
+    past = gates(state(Stage.CANARY_1, dwelt=timedelta(minutes=65)), window(BOTH))
+
+    assert near.rollout_decision is Decision.PROCEED
+    assert near.warnings == [
+        "stage_time: canary_1 has run 50m00s of its 1h00m maximum: promote or hold soon "
+        "(past it the gates HOLD)"
+    ]
+    assert past.rollout_decision is Decision.HOLD
+    assert past.gate_rollout_ok is False
+    assert past.reasons == [
+        "stage_time: 1h05m in canary_1, at most 1h00m: past its maximum; promote with "
+        "--override after a look, hold or kill"
+    ]
+
+
+def test_a_send_stall_is_a_p1_failure_that_holds() -> None:
+    result = gates(state(), window(BOTH, sends=200, send_stalls=30))
+
+    check = next(c for c in result.checks if c.name == "send_stall_rate")
+    assert check.ok is False and check.gate == "p1"
+    assert result.rollout_decision is Decision.HOLD  # deployment-wide, not the canary's doing
+    assert result.reasons == [
+        "send_stall_rate: 30 of 200 sends failed or slower than PARLEY_RELEASE_SEND_STALL_MS "
+        "= 0.15 (threshold 0.01)"
+    ]
+
+
+def test_full_is_done_only_after_a_clean_observation_window() -> None:
+    canary = healthy("canary", range(1, 6))
+    clean = Observation(since=NOW, p0_ok=True, p1_ok=True, reasons=[])
+    dirty = Observation(since=NOW, p0_ok=False, p1_ok=True, reasons=["P0 report #7"])
+
+    observing = gates(state(Stage.FULL, dwelt=timedelta(hours=5)), window(canary))
+    done = evaluate_gates(
+        state(Stage.FULL, dwelt=timedelta(hours=25)), window(canary), POLICY, NOW, clean
+    )
+    spoiled = evaluate_gates(
+        state(Stage.FULL, dwelt=timedelta(hours=25)), window(canary), POLICY, NOW, dirty
+    )
+
+    assert observing.rollout_decision is Decision.HOLD and not observing.rollout_done
+    assert "observation waiting: observing full: 5h00m of 24h00m" in observing.reasons[0]
+    assert done.rollout_done and done.rollout_decision is Decision.PROCEED
+    assert not spoiled.rollout_done
+    assert spoiled.reasons == ["observation: not done: in the observation window P0 report #7"]
 
 
 def test_dwell_time_not_met_holds_with_the_time_so_far() -> None:
@@ -211,6 +288,8 @@ def test_the_snapshot_is_plain_json_with_every_value() -> None:
         "err_resync_throttled_rate",
         "kill_switch",
         "dwell",
+        "stage_time",
+        "send_stall_rate",
     }
 
 

@@ -5,6 +5,7 @@ Features (release, live chat, widget...) are wired on top of these in `parley.as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from parley.bus import Bus
@@ -16,6 +17,7 @@ from parley.metrics import (
     MESSAGE_RETRIES,
     MESSAGES_STORED,
     READ_ROLLBACK_DETECTED,
+    SENDS,
     WRITER_BATCH_SIZE,
 )
 from parley.realtime.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
@@ -70,6 +72,7 @@ class Core:
             attachments=attachment_store,
             writer=writer,
             on_read_rollback=READ_ROLLBACK_DETECTED.labels("rest").inc,
+            on_send=_send_outcome(settings.release_send_stall_ms / 1000),
         )
         bus: Bus
         ephemeral: Ephemeral
@@ -117,3 +120,13 @@ class Core:
             ephemeral=ephemeral,
             audit=AuditLog(AuditStore(db)),
         )
+
+
+def _send_outcome(stall_seconds: float) -> Callable[[float, bool], None]:
+    """Count each send as ok, slow or failed (seed 004 §4.4's send stall, a P1 gate)."""
+
+    def count(seconds: float, failed: bool) -> None:
+        outcome = "failed" if failed else "slow" if seconds > stall_seconds else "ok"
+        SENDS.labels(outcome).inc()
+
+    return count

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ class Timeline:
         writer: MessageWriter,
         publish: Publish = _publish_nowhere,
         on_read_rollback: Callable[[int], None] = lambda _n: None,
+        on_send: Callable[[float, bool], None] = lambda _seconds, _failed: None,
     ) -> None:
         self.users = users
         self.conversations = conversations
@@ -62,6 +64,8 @@ class Timeline:
         self.writer = writer
         self.publish = publish
         self.on_read_rollback = on_read_rollback
+        # Told how long each store took and whether it failed (the send-stall gate).
+        self.on_send = on_send
         # Moderation's filters and sanctions (features/moderation); None: every send goes through.
         self.guard: SendGuard | None = None
         # Every send checks membership: checks arriving together share one query.
@@ -198,7 +202,14 @@ class Timeline:
             stored = await self.guard.screen_send(actor, access.conversation, send)
             if stored is not None:
                 return Appended(stored, created=False)
-        return await self.writer.append(send)
+        started = time.monotonic()
+        try:
+            appended = await self.writer.append(send)
+        except Exception:
+            self.on_send(time.monotonic() - started, True)
+            raise
+        self.on_send(time.monotonic() - started, False)
+        return appended
 
     async def list_messages(
         self,

@@ -47,6 +47,8 @@ class ServerSampleRow:
     stream_opens: int
     resync_range_unavailable: int
     resync_throttled: int
+    sends: int = 0
+    send_stalls: int = 0
 
 
 def _state_from_row(row: Any) -> RolloutState:
@@ -231,6 +233,8 @@ class ReleaseStore:
                         func.coalesce(func.sum(t.stream_opens), 0),
                         func.coalesce(func.sum(t.resync_range_unavailable), 0),
                         func.coalesce(func.sum(t.resync_throttled), 0),
+                        func.coalesce(func.sum(t.sends), 0),
+                        func.coalesce(func.sum(t.send_stalls), 0),
                     ).where(t.at >= since)
                 )
             ).one()

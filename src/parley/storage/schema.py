@@ -244,7 +244,8 @@ release_client_reports = Table(
     Index("ix_release_client_reports_at", "at"),
 )
 
-# Each node's request, 5xx, stream-open and resync-error counts per watcher tick.
+# Each node's request, 5xx, stream-open, resync-error, send and send-stall counts per watcher
+# tick.
 release_server_samples = Table(
     "release_server_samples",
     metadata,
@@ -256,6 +257,10 @@ release_server_samples = Table(
     Column("stream_opens", BigInteger, nullable=False),
     Column("resync_range_unavailable", BigInteger, nullable=False),
     Column("resync_throttled", BigInteger, nullable=False),
+    # Sends that reached the writer, and those that failed there or took longer than
+    # PARLEY_RELEASE_SEND_STALL_MS (migration 0010).
+    Column("sends", BigInteger, nullable=False, server_default="0"),
+    Column("send_stalls", BigInteger, nullable=False, server_default="0"),
     Index("ix_release_server_samples_at", "at"),
 )
 

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from parley.api.deps import ServicesDep
 from parley.core.errors import Unavailable
+from parley.features.ops.version import describe
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +26,9 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     A bus outage only degrades the node (200, status "degraded"): sends still commit and every
     hub still catches up by polling the database head, just later. So does a
     PARLEY_DEFAULT_BRANCH_ID naming no branch (conversations then fall back to no branch).
+    `version` is what `GET /version` says.
     """
+    version = await describe(services.settings, services.db)
     bus_ok = services.stream.bus.healthy
     checks = {
         "database": "ok",
@@ -36,14 +39,27 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         branch_problem = await services.livechat.check_default_branch()
     except Unavailable as exc:
         checks["database"] = str(exc)
-        return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "checks": checks, "version": version}, status_code=503
+        )
     if branch_problem:
         # Misrouted chats are a configuration error to fix, not a reason to stop serving.
         checks["default_branch"] = branch_problem
     elif services.settings.default_branch_id is not None:
         checks["default_branch"] = "ok"
     healthy = bus_ok and not branch_problem
-    return JSONResponse({"status": "ok" if healthy else "degraded", "checks": checks})
+    return JSONResponse(
+        {"status": "ok" if healthy else "degraded", "checks": checks, "version": version}
+    )
+
+
+@router.get("/version")
+async def version(services: ServicesDep) -> dict[str, object]:
+    """Package version, git commit, schema revision (and the code's head), settings profile.
+
+    Public, like `/readyz`: it names no secret, and Go/No-Go compares the commit with its target.
+    """
+    return await describe(services.settings, services.db)
 
 
 @router.get("/metrics", response_class=Response)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -318,32 +319,115 @@ def gonogo_command(
     url: Annotated[str, typer.Option(help="The deployment, e.g. https://chat.example.com")],
     token: SenderToken,
     peer_token: ReceiverToken,
-    release_owner: Annotated[str, typer.Option(help="Who signs off this release.")] = "",
-    rollback_owner: Annotated[str, typer.Option(help="Who rolls back if it goes wrong.")] = "",
-    target_ref: Annotated[str, typer.Option(help="What ships, e.g. origin/main@de48a78.")] = "",
-    rollback_ref: Annotated[str, typer.Option(help="The known-good ref to roll back to.")] = "",
-    main_ref: Annotated[
-        str, typer.Option(help="The target ref must start with this ('' to allow any).")
-    ] = "origin/main",
     admin_token: Annotated[
         str,
-        typer.Option(envvar="PARLEY_ADMIN_TOKEN", help="Admin token to read the release gates."),
+        typer.Option(
+            envvar="PARLEY_ADMIN_TOKEN",
+            help="An admin's token: the release gates and the deployment's configuration.",
+        ),
     ] = "",
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="production | staging | embedded [default: production for a non-loopback "
+            "URL, else what the deployment says it is]."
+        ),
+    ] = "",
+    release_owner: Annotated[str, typer.Option(help="Who signs off this release.")] = "",
+    rollback_owner: Annotated[str, typer.Option(help="Who rolls back if it goes wrong.")] = "",
+    incident_owner: Annotated[
+        str, typer.Option(help="On-duty owner of incident comms (release log, channel).")
+    ] = "",
+    qa: Annotated[str, typer.Option(help="QA sign-off (required in production).")] = "",
+    product: Annotated[str, typer.Option(help="Product sign-off (required in production).")] = "",
+    legal: Annotated[str, typer.Option(help="Legal sign-off (required in production).")] = "",
+    target_ref: Annotated[
+        str, typer.Option(help="What ships: a ref or SHA, or BRANCH@SHA (origin/main@de48a78).")
+    ] = "",
+    rollback_ref: Annotated[str, typer.Option(help="The known-good commit to roll back to.")] = "",
+    main_ref: Annotated[
+        str, typer.Option(help="The target must be on (an ancestor of) this ref ('' for any).")
+    ] = "origin/main",
+    repo: Annotated[
+        Path, typer.Option(help="The git checkout that resolves the refs (fetch it first).")
+    ] = Path(),
+    test_deploy_sha: Annotated[
+        str, typer.Option(help="The commit last deployed to test (for the record).")
+    ] = "",
+    result: Annotated[
+        list[str] | None,
+        typer.Option(help="AREA=PASS|FAIL[:evidence] run elsewhere, e.g. web_e2e=PASS:ci/123."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=REASON: leave a check or area out, with the reason on record."),
+    ] = None,
+    blocker: Annotated[
+        list[str] | None, typer.Option(help="A known blocker (any makes it NO-GO).")
+    ] = None,
+    recheck: Annotated[
+        str, typer.Option(help="When a NO-GO is checked again (UTC, ISO 8601) [default: +1 day].")
+    ] = "",
+    burst: Annotated[int, typer.Option(min=5, max=2000, help="Messages of the canary burst.")] = 30,
+    tls_min_days: Annotated[
+        int, typer.Option(min=0, help="Fail when the URL's certificate expires sooner.")
+    ] = 14,
     out: Annotated[Path, typer.Option(help="Directory for the Markdown + JSON report.")] = Path(),
 ) -> None:
     """Go/No-Go: the seeds' automated checks against a live deployment; writes the record.
 
-    Exits 0 on GO, 1 on NO-GO. Any failed check or missing sign-off is an automatic NO-GO.
+    Exits 0 on GO, 1 on NO-GO. Any failed or unrun check, a missing sign-off, a target off the
+    main ref, another commit deployed or a known blocker is an automatic NO-GO.
     """
     from parley.features.release import gonogo, report
 
-    target = gonogo.Target(url.rstrip("/"), token, peer_token, admin_token or token)
-    sign_off = gonogo.SignOff(release_owner, rollback_owner, target_ref, rollback_ref, main_ref)
-    verdict = asyncio.run(gonogo.gonogo(target, sign_off))
+    if profile not in ("", "production", "staging", "embedded"):
+        raise typer.BadParameter("production, staging or embedded", param_hint="--profile")
+    target = gonogo.Target(
+        url.rstrip("/"), token, peer_token, admin_token, profile, burst, tls_min_days
+    )
+    sign_off = gonogo.SignOff(release_owner, rollback_owner, incident_owner, qa, product, legal)
+    plan = gonogo.Plan(
+        target_ref=target_ref,
+        rollback_ref=rollback_ref,
+        main_ref=main_ref,
+        repo=repo,
+        test_deploy_sha=test_deploy_sha,
+        results=dict(_result(item) for item in result or []),
+        excluded=dict(_pair(item, "--exclude") for item in exclude or []),
+        blockers=tuple(b for b in blocker or [] if b.strip()),
+        recheck=_when(recheck) if recheck else None,
+    )
+    verdict = asyncio.run(gonogo.gonogo(target, sign_off, plan))
     md_path, json_path = report.write(verdict, out)
     _print_verdict(verdict)
     console.print(f"Report: {md_path} and {json_path}")
     raise typer.Exit(0 if verdict.go else 1)
+
+
+def _pair(item: str, option: str) -> tuple[str, str]:
+    name, _, value = item.partition("=")
+    if not name.strip() or not value.strip():
+        raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=option)
+    return name.strip(), value.strip()
+
+
+def _result(item: str) -> tuple[str, tuple[str, str]]:
+    name, value = _pair(item, "--result")
+    outcome, _, evidence = value.partition(":")
+    if outcome.upper() not in ("PASS", "FAIL"):
+        raise typer.BadParameter(f"{name}: PASS or FAIL, got {outcome!r}", param_hint="--result")
+    return name, (outcome.upper(), evidence.strip() or "no evidence given")
+
+
+def _when(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"not an ISO 8601 time: {text!r}", param_hint="--recheck"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def smoke_command(
@@ -363,17 +447,20 @@ def smoke_command(
     raise typer.Exit(0 if verdict.go else 1)
 
 
+RESULT_COLOURS = {"PASS": "green", "FAIL": "red", "SKIP": "red", "WARN": "yellow"}
+
+
 def _print_verdict(verdict: Any, labels: tuple[str, str] = ("GO", "NO-GO")) -> None:
     table = Table("check", "result", "evidence")
     for check in verdict.checks:
-        table.add_row(
-            check.title,
-            "[green]PASS[/green]" if check.ok else "[red]FAIL[/red]",
-            check.evidence,
-        )
+        word = check.status.value
+        colour = RESULT_COLOURS.get(word, "dim")
+        table.add_row(check.title, f"[{colour}]{word}[/{colour}]", check.evidence)
     console.print(table)
     word = labels[0] if verdict.go else labels[1]
     colour = "green" if verdict.go else "red"
     console.print(f"Decision: [bold {colour}]{word}[/bold {colour}]")
     for reason in verdict.reasons:
         console.print(f"• {reason}", markup=False)
+    if verdict.reasons and getattr(verdict, "recheck_at", None):
+        console.print(f"Re-check: {verdict.recheck_at:%Y-%m-%d %H:%M} UTC")

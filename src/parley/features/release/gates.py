@@ -2,7 +2,9 @@
 
 Seed 004 §5: promote only when `gate_p0_ok`, `gate_p1_ok` and `gate_rollout_ok` are all true
 and `rollout_decision = PROCEED`. Every HOLD and ROLLBACK carries its reasons, naming the
-metric, the values and, for P0, the offending reports.
+metric, the values and, for P0, the offending reports. A gate without enough data is neither
+green nor red but waiting (None), and waiting is HOLD: zero reports prove nothing, so "0
+duplicates" counts only once the cohorts it covers have reached their minimums.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class GatePolicy:
 
     dwell: dict[Stage, timedelta]
     window: timedelta
+    # Past 80 % of a stage's maximum the gates warn; past the maximum they HOLD.
+    max_stage: dict[Stage, timedelta] = field(default_factory=dict)
+    observe_full: timedelta = timedelta(0)
     min_messages: int = 200
     min_sessions: int = 10
     max_write_receipt_p95_ms: float = 1000.0
@@ -36,6 +41,7 @@ class GatePolicy:
     max_full_state_rate: float = 0.05
     max_resync_error_rate: float = 0.05
     max_5xx_rate: float = 0.01
+    max_send_stall_rate: float = 0.01
     alpha: float = 0.05
     tolerance: float = 0.2
 
@@ -48,6 +54,12 @@ class GatePolicy:
                 Stage.CANARY_50: timedelta(seconds=settings.release_dwell_canary_50_seconds),
             },
             window=timedelta(seconds=settings.release_window_seconds),
+            max_stage={
+                Stage.CANARY_1: timedelta(seconds=settings.release_max_canary_1_seconds),
+                Stage.CANARY_10: timedelta(seconds=settings.release_max_canary_10_seconds),
+                Stage.CANARY_50: timedelta(seconds=settings.release_max_canary_50_seconds),
+            },
+            observe_full=timedelta(seconds=settings.release_observe_full_seconds),
             min_messages=settings.release_min_messages,
             min_sessions=settings.release_min_sessions,
             max_write_receipt_p95_ms=settings.release_max_write_receipt_p95_ms,
@@ -55,6 +67,7 @@ class GatePolicy:
             max_full_state_rate=settings.release_max_full_state_rate,
             max_resync_error_rate=settings.release_max_resync_error_rate,
             max_5xx_rate=settings.release_max_5xx_rate,
+            max_send_stall_rate=settings.release_max_send_stall_rate,
             alpha=settings.release_compare_alpha,
             tolerance=settings.release_compare_tolerance,
         )
@@ -62,6 +75,19 @@ class GatePolicy:
     def window_start(self, state: RolloutState, now: datetime) -> datetime:
         """Gates look at the current stage only, and at most `window` back."""
         return max(state.stage_since, now - self.window)
+
+
+STAGE_WARN_SHARE = 0.8  # of a stage's maximum time: from here on the gates warn
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the post-`full` observation window holds so far (seed 004 §6.4 and §10)."""
+
+    since: datetime
+    p0_ok: bool | None
+    p1_ok: bool | None
+    reasons: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +168,24 @@ class GateReport:
     killed: bool
     evaluated_at: datetime
     window_start: datetime
-    gate_p0_ok: bool
+    gate_p0_ok: bool | None
     gate_p1_ok: bool | None
-    gate_rollout_ok: bool
+    gate_rollout_ok: bool | None
     enough_data: bool
     rollout_decision: Decision
     reasons: list[str]
     checks: list[Check]
     cohorts: dict[str, dict[str, Any]]
     server: dict[str, Any]
+    # Not reasons to stop, but to act soon (a stage nearing its maximum time).
+    warnings: list[str] = field(default_factory=list)
+    # At `full`: the observation window has passed with no P0 breach and no failed P1 gate.
+    rollout_done: bool = False
 
     @property
     def p0_breached(self) -> bool:
-        return not self.gate_p0_ok
+        """A P0 counter above zero (never merely "not enough data")."""
+        return self.gate_p0_ok is False
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON the decision log and the API keep."""
@@ -167,9 +198,16 @@ class GateReport:
 
 
 def evaluate_gates(
-    state: RolloutState, window: MetricWindow, policy: GatePolicy, now: datetime
+    state: RolloutState,
+    window: MetricWindow,
+    policy: GatePolicy,
+    now: datetime,
+    observation: Observation | None = None,
 ) -> GateReport:
-    """Seed 004's `chat_get_v11_release_gates()`, from the metrics in `window`."""
+    """Seed 004's `chat_get_v11_release_gates()`, from the metrics in `window`.
+
+    `observation`: at `full`, what the whole observation window holds (the done condition).
+    """
     cohorts = {CANARY: Cohort(CANARY), BASELINE: Cohort(BASELINE)}
     for report in window.reports:
         cohorts[CANARY if report.cohort == CANARY else BASELINE].add(report)
@@ -184,15 +222,13 @@ def evaluate_gates(
     enough = not short
     comparable = enough and len(expected) == 2
 
-    checks = [*_p0_checks(canary, baseline)]
+    checks = [*_p0_checks(canary, baseline, "; ".join(short))]
     checks += _p1_client_checks(state, canary, baseline, policy, enough, comparable)
     checks += _p1_server_checks(window.server, policy)
-    checks += _rollout_checks(state, policy, now)
+    rollout_checks, warnings = _rollout_checks(state, policy, now, observation)
+    checks += rollout_checks
 
-    p0_ok = all(c.ok for c in checks if c.gate == "p0")
-    p1_results = [c.ok for c in checks if c.gate == "p1"]
-    p1_ok: bool | None = False if False in p1_results else (None if None in p1_results else True)
-    rollout_ok = all(c.ok for c in checks if c.gate == "rollout")
+    p0_ok, p1_ok, rollout_ok = (_gate(checks, gate) for gate in ("p0", "p1", "rollout"))
 
     rollback: list[str] = []
     hold: list[str] = []
@@ -201,8 +237,16 @@ def evaluate_gates(
             severe = check.gate == "p0" or (check.gate == "p1" and check.attributable)
             target = rollback if severe and state.stage is not Stage.OFF else hold
             target.append(f"{check.name}: {check.detail}")
+    waiting = [c for c in checks if c.ok is None]
     if short:
-        hold.append("not enough messages yet: " + "; ".join(short))
+        gates = sorted({f"gate_{c.gate}_ok" for c in waiting if c.gate != "rollout"})
+        hold.append(
+            f"waiting for data ({', '.join(gates) or 'cohort minimums'}): not enough messages "
+            "yet: " + "; ".join(short)
+        )
+    for check in waiting:
+        if check.gate == "rollout" or not short:
+            hold.append(f"{check.name} waiting: {check.detail}")
     decision = Decision.ROLLBACK if rollback else Decision.HOLD if hold else Decision.PROCEED
     return GateReport(
         stage=state.stage,
@@ -218,19 +262,29 @@ def evaluate_gates(
         checks=checks,
         cohorts={name: cohort.summary() for name, cohort in cohorts.items()},
         server=_server_summary(window.server),
+        warnings=warnings,
+        rollout_done=state.stage is Stage.FULL and decision is Decision.PROCEED,
     )
 
 
+def _gate(checks: list[Check], gate: str) -> bool | None:
+    """False if any check of `gate` failed, None if any waits for data, else True."""
+    results = [c.ok for c in checks if c.gate == gate]
+    return False if False in results else None if None in results else True
+
+
 def _expected_cohorts(state: RolloutState) -> tuple[str, ...]:
-    """Which cohorts must have data: none before the canary starts (or while it is killed)."""
+    """Which cohorts must have data: before the canary starts (or while it is killed) everyone
+    is on the current version, whose measurements are the evidence to start from."""
     if state.stage is Stage.OFF or state.killed:
-        return ()
+        return (BASELINE,)
     if state.stage is Stage.FULL:
         return (CANARY,)
     return (CANARY, BASELINE)
 
 
-def _p0_checks(canary: Cohort, baseline: Cohort) -> list[Check]:
+def _p0_checks(canary: Cohort, baseline: Cohort, short: str) -> list[Check]:
+    """A breach is red at once; zero is green only with enough data behind it."""
     checks = []
     for name in P0_COUNTERS:
         in_canary, in_baseline = canary.counters.get(name, 0), baseline.counters.get(name, 0)
@@ -242,13 +296,15 @@ def _p0_checks(canary: Cohort, baseline: Cohort) -> list[Check]:
                 f"{in_canary + in_baseline} (canary {in_canary}, baseline {in_baseline}); "
                 f"must be exactly 0; reports {', '.join(f'#{i}' for i in ids)}"
             )
+        elif short:
+            detail = f"0 so far, but not enough data to call it clean: {short}"
         else:
             detail = "0 in the window"
         checks.append(
             Check(
                 gate="p0",
                 name=name,
-                ok=not (in_canary or in_baseline),
+                ok=False if (in_canary or in_baseline) else None if short else True,
                 value=in_canary,
                 baseline=in_baseline,
                 threshold=0,
@@ -298,10 +354,14 @@ def _p1_client_checks(
         value, base = metric.value(subject), metric.value(baseline)
         if subject is baseline:
             base = None
-        if not enough or value is None:
+        if not enough:
             checks.append(
                 Check("p1", metric.name, None, value, metric.limit, "not enough data", base)
             )
+            continue
+        if value is None:  # only when the minimums are 0: the operator asked for no data
+            detail = "no samples (the cohort minimums are 0)"
+            checks.append(Check("p1", metric.name, True, None, metric.limit, detail, base))
             continue
         problems = []
         if value > metric.limit:
@@ -363,6 +423,13 @@ def _p1_server_checks(server: ServerSampleRow, policy: GatePolicy) -> list[Check
             policy.max_resync_error_rate,
             "stream opens answered ERR_RESYNC_THROTTLED",
         ),
+        (
+            "send_stall_rate",
+            server.send_stalls,
+            server.sends,
+            policy.max_send_stall_rate,
+            "sends failed or slower than PARLEY_RELEASE_SEND_STALL_MS",
+        ),
     ]
     checks = []
     for name, count, total, limit, per in rows:
@@ -373,7 +440,9 @@ def _p1_server_checks(server: ServerSampleRow, policy: GatePolicy) -> list[Check
     return checks
 
 
-def _rollout_checks(state: RolloutState, policy: GatePolicy, now: datetime) -> list[Check]:
+def _rollout_checks(
+    state: RolloutState, policy: GatePolicy, now: datetime, observation: Observation | None
+) -> tuple[list[Check], list[str]]:
     kill = Check(
         gate="rollout",
         name="kill_switch",
@@ -395,7 +464,39 @@ def _rollout_checks(state: RolloutState, policy: GatePolicy, now: datetime) -> l
             threshold=_span(needed),
             detail=f"{_span(dwelt)} of {_span(needed)} in {state.stage}",
         )
-    return [kill, dwell]
+    checks, warnings = [kill, dwell], []
+    longest = policy.max_stage.get(state.stage)
+    if longest is not None:
+        over = dwelt >= longest
+        detail = f"{_span(dwelt)} in {state.stage}, at most {_span(longest)}"
+        if over:
+            detail += ": past its maximum; promote with --override after a look, hold or kill"
+        elif dwelt >= longest * STAGE_WARN_SHARE:
+            warnings.append(
+                f"stage_time: {state.stage} has run {_span(dwelt)} of its {_span(longest)} "
+                "maximum: promote or hold soon (past it the gates HOLD)"
+            )
+        checks.append(
+            Check("rollout", "stage_time", not over, _span(dwelt), _span(longest), detail)
+        )
+    if state.stage is Stage.FULL:
+        checks.append(_observation_check(state, policy, now, observation))
+    return checks, warnings
+
+
+def _observation_check(
+    state: RolloutState, policy: GatePolicy, now: datetime, observation: Observation | None
+) -> Check:
+    """Seed 004 §10: done when `full` ran the whole window with no P0 breach or failed P1."""
+    observed, needed = now - state.stage_since, policy.observe_full
+    value, threshold = _span(observed), _span(needed)
+    if observation is not None and (observation.p0_ok is False or observation.p1_ok is False):
+        detail = "not done: in the observation window " + "; ".join(observation.reasons)
+        return Check("rollout", "observation", False, value, threshold, detail)
+    if observed < needed:
+        detail = f"observing full: {value} of {threshold}, no P0 breach or failed P1 so far"
+        return Check("rollout", "observation", None, value, threshold, detail)
+    return Check("rollout", "observation", True, value, threshold, f"done: {value} at full, clean")
 
 
 def _server_summary(server: ServerSampleRow) -> dict[str, Any]:
@@ -405,6 +506,8 @@ def _server_summary(server: ServerSampleRow) -> dict[str, Any]:
         "stream_opens": server.stream_opens,
         "ERR_RESYNC_RANGE_UNAVAILABLE": server.resync_range_unavailable,
         "ERR_RESYNC_THROTTLED": server.resync_throttled,
+        "sends": server.sends,
+        "send_stalls": server.send_stalls,
     }
 
 

@@ -14,43 +14,82 @@ def markdown(verdict: Verdict) -> str:
     lines = [
         f"# Go/No-Go: {_cell(verdict.url)}",
         "",
-        f"**Decision: {verdict.decision}** — {data['timestamp_utc']} (UTC)",
+        f"**Decision: {verdict.decision}** — {data['timestamp_utc']} (UTC), "
+        f"{data['profile']} profile",
         "",
     ]
     if data["approval"] is not None:
-        approval = data["approval"]
+        lines += _approval(data)
+    if data["areas"]:
         lines += [
-            "## Approval record",
+            "## Smoke areas (seed 002 §8.3)",
             "",
-            "| field | value |",
-            "| --- | --- |",
-            f"| Release Owner | {_cell(approval['release_owner']) or '—'} |",
-            f"| Rollback Owner | {_cell(approval['rollback_owner']) or '—'} |",
-            f"| Target ref | {_cell(approval['target_ref']) or '—'} |",
-            f"| Rollback ref | {_cell(approval['rollback_ref']) or '—'} |",
-            f"| Decision | {verdict.decision} |",
-            f"| Timestamp UTC | {data['timestamp_utc']} |",
-            "",
+            "| area | result | from |",
+            "| --- | --- | --- |",
         ]
+        lines += [
+            f"| {area} | **{row['result']}** | {_cell(row['why'])} |"
+            for area, row in data["areas"].items()
+        ]
+        lines.append("")
     if verdict.reasons:
         lines += ["## Why NO-GO", ""]
         lines += [f"- {_line(reason)}" for reason in verdict.reasons]
+        recheck = "(default: a day later; set --recheck)" if not data["recheck_given"] else ""
+        lines += ["", f"Re-check: **{data['recheck_utc']}** {recheck}".rstrip(), ""]
+    if data["excluded"]:
+        lines += ["## Excluded, with the reason", ""]
+        lines += [f"- {item['name']}: {_line(item['reason'])}" for item in data["excluded"]]
         lines.append("")
-    lines += ["## Automated checks", "", "| check | result | evidence |", "| --- | --- | --- |"]
+    lines += ["## Known blockers", ""]
+    lines += [f"- {_line(b)}" for b in data["blockers"]] or ["- none declared"]
+    lines += ["", "## Automated checks", "", "| check | result | evidence |", "| --- | --- | --- |"]
     for check in data["checks"]:
         lines.append(
-            f"| {_cell(check['title'])} | **{check['result']}** | {_cell(check['evidence'])} |"
+            f"| {_cell(check['title'])} (`{check['name']}`) | **{check['result']}** | "
+            f"{_cell(check['evidence'])} |"
         )
     gates = next((c["values"] for c in data["checks"] if c["name"] == "gates"), None)
     if gates and "gates" in gates:
         lines += ["", *_gate_table(gates["gates"])]
+    if data["probe"]:
+        lines += ["", *_probe(data["probe"])]
     lines += [
         "",
-        "Any failed check, a missing owner sign-off, an undefined rollback ref or a target off "
-        "the main branch is an automatic NO-GO (seed 002 §8.2).",
+        "Any failed or unrun check, a missing owner sign-off, an undefined rollback ref, a "
+        "target off the main branch or another commit deployed is an automatic NO-GO "
+        "(seed 002 §8.2).",
         "",
     ]
     return "\n".join(lines)
+
+
+def _approval(data: dict[str, Any]) -> list[str]:
+    approval = data["approval"]
+    rows = [
+        ("Release Owner", approval["release_owner"]),
+        ("Rollback Owner", approval["rollback_owner"]),
+        ("Incident Comms Owner", approval["incident_comms_owner"]),
+        ("QA sign-off", approval["qa_signoff"]),
+        ("Product sign-off", approval["product_signoff"]),
+        ("Legal sign-off", approval["legal_signoff"]),
+        ("Target ref", _ref(approval["target_ref"], approval["target_sha"])),
+        ("Main ref", approval["main_ref"]),
+        ("Deployed SHA", approval["deployed_sha"]),
+        ("Last test deploy SHA", approval["last_test_deploy_sha"]),
+        ("Rollback ref", _ref(approval["rollback_ref"], approval["rollback_sha"])),
+        ("Decision", data["decision"]),
+        ("Timestamp UTC", data["timestamp_utc"]),
+    ]
+    lines = ["## Approval record (seed 002 §7)", "", "| field | value |", "| --- | --- |"]
+    lines += [f"| {label} | {_cell(value) or '—'} |" for label, value in rows]
+    return [*lines, ""]
+
+
+def _ref(given: str, sha: str | None) -> str:
+    if not given:
+        return ""
+    return f"{given} ({sha[:12]})" if sha else f"{given} (unresolved)"
 
 
 def _gate_table(gates: dict[str, Any]) -> list[str]:
@@ -65,6 +104,27 @@ def _gate_table(gates: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {check['gate']} | {check['name']} | {ok} | {_cell(check['value'])} | "
             f"{_cell(check['baseline'])} | {_cell(check['threshold'])} | {_cell(check['detail'])} |"
+        )
+    return lines
+
+
+def _probe(probe: dict[str, Any]) -> list[str]:
+    wrote, trimmed = probe.get("wrote", {}), probe.get("trimmed", {})
+    lines = [
+        "## What this run wrote",
+        "",
+        f"Probe conversation {probe.get('conversation_id') or '—'}: "
+        f"{wrote.get('messages', 0)} messages, {len(wrote.get('attachments', []))} attachments "
+        f"({', '.join(wrote.get('attachments', [])) or 'none'}), "
+        f"{wrote.get('client_reports', 0)} client report round(s).",
+    ]
+    if "error" in trimmed:
+        lines.append(f"Trim: {_line(trimmed['error'])}")
+    elif trimmed:
+        lines.append(
+            f"Trimmed to seq {trimmed['kept_from_seq']} onwards: deleted "
+            f"{trimmed['deleted_messages']} older messages and {trimmed['deleted_attachments']} "
+            "attachments."
         )
     return lines
 

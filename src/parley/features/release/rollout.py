@@ -17,18 +17,26 @@ from parley.core.audit import Target
 from parley.core.errors import Conflict, ErrorCode
 from parley.core.models import User
 from parley.core.rollout import (
+    P0_COUNTERS,
     Action,
     Decision,
     HistoryEntry,
     RolloutState,
+    Stage,
     check_transition,
     target_stage,
 )
 from parley.features.release.flags import FlagService
-from parley.features.release.gates import GatePolicy, GateReport, MetricWindow, evaluate_gates
+from parley.features.release.gates import (
+    GatePolicy,
+    GateReport,
+    MetricWindow,
+    Observation,
+    evaluate_gates,
+)
 from parley.services.audit import AuditLog
 from parley.settings import Settings
-from parley.storage.release import ReleaseStore
+from parley.storage.release import ClientReportRow, ReleaseStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ WATCHER = "watcher"  # the actor of automatic kills
 ATTEMPTS = 3
 # Who moves the release: a signed-in admin, or a name (`cli:<login>`, `watcher`).
 Actor = User | str
+MAX_NAMED_P0 = 10
 
 
 def utc_now() -> datetime:
@@ -75,14 +84,35 @@ class Rollout:
             await self.flush()
         state = state or await self.store.get_state()
         now = self.clock()
-        start = self.policy.window_start(state, now)
-        window = MetricWindow(
+        window = await self._window(self.policy.window_start(state, now), now)
+        observation = None
+        if state.stage is Stage.FULL:
+            observation = await self._observe(state, now)
+        return evaluate_gates(state, window, self.policy, now, observation)
+
+    async def _window(self, start: datetime, now: datetime) -> MetricWindow:
+        return MetricWindow(
             start=start,
             end=now,
             reports=await self.store.list_client_reports(start, MAX_REPORTS_PER_WINDOW),
             server=await self.store.sum_server_samples(start),
         )
-        return evaluate_gates(state, window, self.policy, now)
+
+    async def _observe(self, state: RolloutState, now: datetime) -> Observation:
+        """The whole time at `full` so far: any P0 report in it, and its P1 gate."""
+        since = state.stage_since
+        whole = evaluate_gates(state, await self._window(since, now), self.policy, now)
+        breaches = await self.store.list_p0_reports(since, limit=MAX_NAMED_P0)
+        reasons = [f"P0 report #{r.id} ({_p0_names(r)})" for r in breaches]
+        reasons += [
+            f"P1 {c.name}: {c.detail}" for c in whole.checks if c.gate == "p1" and c.ok is False
+        ]
+        return Observation(
+            since=since,
+            p0_ok=not breaches if whole.enough_data or breaches else None,
+            p1_ok=whole.gate_p1_ok,
+            reasons=reasons,
+        )
 
     async def list_history(self, limit: int = 20) -> list[HistoryEntry]:
         return await self.store.list_history(limit)
@@ -324,6 +354,10 @@ def entry_json(entry: HistoryEntry) -> dict[str, Any]:
 
 def _summary(state: RolloutState) -> dict[str, Any]:
     return {"stage": state.stage, "killed": state.killed}
+
+
+def _p0_names(report: ClientReportRow) -> str:
+    return ", ".join(f"{n} {report.counters[n]}" for n in P0_COUNTERS if report.counters.get(n))
 
 
 def _iso(moment: datetime) -> str:

@@ -15,6 +15,7 @@ from parley.core.flags import Flag
 from parley.core.models import User
 from parley.features.release.flags import check_admin
 from parley.features.release.gates import GateReport
+from parley.features.release.probe import KEEP_MESSAGES
 from parley.features.release.rollout import entry_json, state_json
 
 router = APIRouter(tags=["release"])
@@ -222,6 +223,22 @@ async def release_history(
 async def release_export(user: AdminUser, services: ServicesDep) -> dict[str, Any]:
     """State, gates and the whole decision log in one JSON document."""
     return await services.release.rollout.export()
+
+
+class TrimIn(Input):
+    conversation_id: int = Field(ge=1, le=2**53)
+    keep_messages: int = Field(default=KEEP_MESSAGES, ge=0, le=10_000)
+
+
+@router.post("/v1/release/probe/trim")
+async def trim_probe(body: TrimIn, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    """Trim your Go/No-Go probe conversation to its newest messages (its creator only)."""
+    trimmed = await services.release.probe.do_trim(user, body.conversation_id, body.keep_messages)
+    return {
+        "deleted_messages": trimmed.messages,
+        "deleted_attachments": len(trimmed.attachment_ids),
+        "kept_from_seq": trimmed.kept_from_seq,
+    }
 
 
 @router.get("/admin/release", include_in_schema=False)

@@ -127,7 +127,7 @@ def _row(report: PendingReport, cohort: str) -> dict[str, Any]:
 
 
 def server_totals() -> dict[str, int]:
-    """This process's request, 5xx, stream-open and resync-error counts so far."""
+    """This process's request, 5xx, stream-open, resync-error, send and stall counts so far."""
     requests = errors = 0
     for sample in _samples(metrics.HTTP_REQUEST_SECONDS.collect(), "_count"):
         requests += int(sample.value)
@@ -139,12 +139,19 @@ def server_totals() -> dict[str, int]:
         code = sample.labels.get("code", "")
         if code in resync:
             resync[code] += int(sample.value)
+    sends = stalls = 0
+    for sample in _samples(metrics.SENDS.collect(), "_total"):
+        sends += int(sample.value)
+        if sample.labels.get("outcome") != "ok":
+            stalls += int(sample.value)
     return {
         "requests": requests,
         "errors_5xx": errors,
         "stream_opens": opens,
         "resync_range_unavailable": resync[ErrorCode.RESYNC_RANGE_UNAVAILABLE.value],
         "resync_throttled": resync[ErrorCode.RESYNC_THROTTLED.value],
+        "sends": sends,
+        "send_stalls": stalls,
     }
 
 

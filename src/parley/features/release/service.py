@@ -10,14 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley.features.release.flags import FlagService
+from parley.features.release.probe import ProbeConversations
 from parley.features.release.rollout import Clock, Rollout, utc_now
 from parley.features.release.samples import SampleRecorder
 from parley.features.release.watcher import ReleaseWatcher
+from parley.services.attachments import Attachments
 from parley.services.audit import AuditLog
 from parley.services.stream import StreamService
 from parley.settings import Settings
 from parley.storage.database import Database
 from parley.storage.flags import FlagStore
+from parley.storage.probes import ProbeStore
 from parley.storage.release import ReleaseStore
 from parley.storage.users import UserStore
 
@@ -29,6 +32,7 @@ class Release:
     recorder: SampleRecorder
     watcher: ReleaseWatcher
     stream: StreamService
+    probe: ProbeConversations
 
     @classmethod
     def build(
@@ -39,6 +43,7 @@ class Release:
         stream: StreamService,
         users: UserStore,
         audit: AuditLog,
+        attachments: Attachments,
         clock: Clock = utc_now,
     ) -> Release:
         flag_store, release_store = FlagStore(db), ReleaseStore(db)
@@ -59,7 +64,15 @@ class Release:
             flush=recorder.flush,
         )
         watcher = ReleaseWatcher(settings=settings, rollout=rollout, recorder=recorder)
-        return cls(flags=flags, rollout=rollout, recorder=recorder, watcher=watcher, stream=stream)
+        probe = ProbeConversations(attachments.timeline, ProbeStore(db), attachments)
+        return cls(
+            flags=flags,
+            rollout=rollout,
+            recorder=recorder,
+            watcher=watcher,
+            stream=stream,
+            probe=probe,
+        )
 
     async def start(self) -> None:
         self.stream.on_report = self.recorder.take_report

@@ -3,7 +3,8 @@
 Each tick it stores the queued client reports and this node's counts, announces flag changes
 made elsewhere, recomputes the gates (exported as metrics) and — seed 004 §4 — on a P0 breach
 during a rollout trips the kill switch by itself (back to canary_1, kill on, reason recorded)
-and notifies the webhook. A report carrying a P0 counter wakes it at once.
+and notifies the webhook. A report carrying a P0 counter wakes it at once. A stage nearing or
+past its maximum time is logged and sent to the webhook once per stage and level.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ReleaseWatcher:
         self._task: asyncio.Task[None] | None = None
         self._last_prune = rollout.clock() - PRUNE_EVERY
         self._last_full = rollout.clock() - GATES_EVERY
+        self._told: set[tuple[str, str]] = set()  # (stage start, level) already notified
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="release-watcher")
@@ -84,6 +86,7 @@ class ReleaseWatcher:
         self._last_full = now
         if gates.p0_breached and gates.rollout_decision is Decision.ROLLBACK:
             await self._hard_stop(gates)
+        await self._stage_time(gates, state.stage_since.isoformat())
         self.last_gates = gates
         _export(gates, state.stage, state.killed)
         if now - self._last_prune >= PRUNE_EVERY:
@@ -104,6 +107,18 @@ class ReleaseWatcher:
                 {"event": "release.killed", "state": state_json(state), **_why(gates)}
             )
 
+    async def _stage_time(self, gates: GateReport, stage_key: str) -> None:
+        """Warn once when a stage nears its maximum time, and once more when it is past it."""
+        over = [c for c in gates.checks if c.name == "stage_time" and c.ok is False]
+        level, lines = ("hold", [c.detail for c in over]) if over else ("warn", gates.warnings)
+        if not lines or (stage_key, level) in self._told:
+            return
+        self._told.add((stage_key, level))
+        log.warning("release %s: %s", gates.stage, "; ".join(lines))
+        await self.notify(
+            {"event": f"release.stage_time_{level}", "stage": gates.stage.value, **_why(gates)}
+        )
+
     async def notify(self, payload: dict[str, Any]) -> None:
         """POST `payload` to PARLEY_RELEASE_WEBHOOK_URL; a failure is logged, never raised."""
         url = self.settings.release_webhook_url
@@ -122,6 +137,7 @@ def _why(gates: GateReport) -> dict[str, Any]:
     return {
         "decision": gates.rollout_decision.value,
         "reasons": gates.reasons,
+        "warnings": gates.warnings,
         "gates": {
             "gate_p0_ok": gates.gate_p0_ok,
             "gate_p1_ok": gates.gate_p1_ok,
