@@ -20,6 +20,7 @@ from parley.features.livechat.service import Livechat
 from parley.features.moderation.classifier import HttpClassifier
 from parley.features.moderation.filters import ModerationGuard
 from parley.features.moderation.service import Moderation
+from parley.features.release.gates import SafetyCounts
 from parley.features.release.service import Release
 from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
@@ -89,6 +90,14 @@ class Services:
             attachments=core.attachments,
         )
         disputes, scheduler = _disputes(settings, core, moderation, release)
+
+        async def safety() -> SafetyCounts:
+            _, overdue = await disputes.counts()
+            return SafetyCounts(
+                overdue_disputes=overdue, moderation_backlog=await moderation.backlog()
+            )
+
+        release.rollout.safety = safety
         return cls(
             settings=settings,
             db=db,

@@ -347,3 +347,56 @@ async def test_a_webhook_the_receiver_refuses_is_retried_with_the_same_delivery_
     Receiver.status = 200
     ids = {r["headers"]["X-Parley-Delivery"] for r in Receiver.received}
     assert len(ids) == 1
+
+
+async def test_overdue_disputes_and_the_moderation_backlog_are_p1_gate_inputs(
+    settings: Settings,
+) -> None:
+    configured = settings.model_copy(
+        update={
+            "dispute_sla_open_seconds": 1,
+            "dispute_scheduler_seconds": 0.2,
+            "release_max_moderation_backlog": 0,
+        }
+    )
+    application = create_app(configured)
+    async with application.router.lifespan_context(application):
+        services = application.state.services
+        people = PeopleFactory(application, services)
+        try:
+            await services.release.flags.do_update_flag("t", "dispute_tools_v2", {"enabled": True})
+            cast = {
+                "buyer": await people.add(),
+                "seller": await people.add(),
+                "agent": await people.add(role=Role.DISPUTE_OPS),
+            }
+            admin = await people.add(role=Role.ADMIN)
+
+            async def p1(name: str) -> dict[str, Any]:
+                gates = (await admin.http.get("/v1/admin/release/gates")).json()
+                return next(c for c in gates["checks"] if c["name"] == name)
+
+            assert (await p1("overdue_disputes"))["ok"] is True
+            assert (await p1("moderation_backlog"))["ok"] is True
+            cid = await create_conversation(cast["buyer"], cast["seller"])
+            await _open(cast, cid)
+            sent = await cast["buyer"].http.post(
+                f"/v1/conversations/{cid}/messages", json={"client_msg_id": "r", "body": "rude"}
+            )
+            await cast["seller"].http.post(
+                f"/v1/conversations/{cid}/messages/{sent.json()['id']}/report", json={}
+            )
+
+            async def overdue() -> bool:
+                return (await p1("overdue_disputes"))["value"] == 1
+
+            await eventually(overdue, timeout=15, what="the dispute to be overdue")
+            check = await p1("overdue_disputes")
+            assert check["ok"] is False and check["threshold"] == 0
+            backlog = await p1("moderation_backlog")
+            assert backlog["ok"] is False and backlog["value"] == 1
+            gates = (await admin.http.get("/v1/admin/release/gates")).json()
+            assert gates["gate_p1_ok"] is False
+            assert any(r.startswith("overdue_disputes: 1 active") for r in gates["reasons"])
+        finally:
+            await people.close()

@@ -32,6 +32,7 @@ from parley.features.release.gates import (
     GateReport,
     MetricWindow,
     Observation,
+    SafetyCounts,
     evaluate_gates,
 )
 from parley.services.audit import AuditLog
@@ -72,6 +73,8 @@ class Rollout:
         # Stores the reports this node still holds, so the gates see every one received.
         self.flush = flush
         self.policy = GatePolicy.from_settings(settings)
+        # Overdue disputes and the moderation backlog (P1 inputs), wired by parley/assembly.py.
+        self.safety: Callable[[], Awaitable[SafetyCounts]] | None = None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -96,6 +99,7 @@ class Rollout:
             end=now,
             reports=await self.store.list_client_reports(start, MAX_REPORTS_PER_WINDOW),
             server=await self.store.sum_server_samples(start),
+            safety=await self.safety() if self.safety is not None else None,
         )
 
     async def _observe(self, state: RolloutState, now: datetime) -> Observation:
