@@ -21,6 +21,7 @@ from parley.features.disputes import routes as disputes
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
 from parley.features.moderation import routes as moderation
+from parley.features.notify import routes as notify
 from parley.features.ops import routes as ops_feature
 from parley.features.ops.version import git_sha
 from parley.features.release import routes as release
@@ -81,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         moderation.router,
         disputes.router,
         ops_feature.router,
+        notify.router,
+        notify.admin_router,
+        notify.worker_router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

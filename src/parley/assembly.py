@@ -20,6 +20,7 @@ from parley.features.livechat.service import Livechat
 from parley.features.moderation.classifier import HttpClassifier
 from parley.features.moderation.filters import ModerationGuard
 from parley.features.moderation.service import Moderation
+from parley.features.notify.service import Notifications
 from parley.features.release.gates import SafetyCounts
 from parley.features.release.service import Release
 from parley.features.widget.challenge import Challenges
@@ -35,9 +36,11 @@ from parley.settings import Settings
 from parley.storage.attachments import AttachmentStore
 from parley.storage.database import Database
 from parley.storage.disputes import DisputeStore
+from parley.storage.flags import FlagStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
 from parley.storage.moderation import ModerationStore
+from parley.storage.notify import NotifyStore
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Services:
     moderation: Moderation
     disputes: Disputes
     dispute_scheduler: DisputeScheduler
+    notifications: Notifications
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -81,6 +85,13 @@ class Services:
             online=stream.online,
         )
         moderation = _moderation(settings, core)
+        notifications = Notifications(
+            settings=settings,
+            store=NotifyStore(db),
+            flags=FlagStore(db),
+            timeline=timeline,
+            online=stream.online,
+        )
         release = Release.build(
             settings,
             db,
@@ -98,6 +109,8 @@ class Services:
             )
 
         release.rollout.safety = safety
+        release.rollout.on_kill = notifications.alert_kill
+        release.rollout.notification_outcomes = notifications.store.count_outcomes
         return cls(
             settings=settings,
             db=db,
@@ -116,6 +129,7 @@ class Services:
                 identity=core.identity,
                 timeline=timeline,
                 livechat=livechat,
+                notifications=notifications,
             ),
             widget_limits=WidgetLimits(
                 settings,
@@ -127,6 +141,7 @@ class Services:
             moderation=moderation,
             disputes=disputes,
             dispute_scheduler=scheduler,
+            notifications=notifications,
         )
 
     async def start(self) -> None:
@@ -135,6 +150,7 @@ class Services:
         await self.stream.start()
         await self.release.start()
         self.dispute_scheduler.start()
+        await self.notifications.start()
 
     async def stop(self) -> None:
         self.stream.drain()
@@ -142,6 +158,7 @@ class Services:
         await self.dispute_scheduler.stop()
         await self.moderation.guard.stop()
         await self.writer.stop()
+        await self.notifications.stop()
         await self.livechat.stop()
         await self.stream.stop()
         await self.db.dispose()

@@ -215,3 +215,8 @@ app.add_typer(audit_app, name="audit")
 from parley.features.ops.cli import preflight_command  # noqa: E402
 
 app.command("preflight")(preflight_command)
+from parley.features.notify.cli import notify_app, push_app, worker_command  # noqa: E402
+
+app.add_typer(push_app, name="push")
+app.add_typer(notify_app, name="notify")
+app.command("worker")(worker_command)

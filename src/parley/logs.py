@@ -27,6 +27,8 @@ def configure_logging(*, json_lines: bool, level: str) -> None:
         logging.getLogger(name).propagate = True
     # Our own access log has the route template and latency; uvicorn's would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO; a Telegram Bot API URL holds the bot's token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def redacted(url: str) -> str:

@@ -167,3 +167,35 @@ DISPUTE_WEBHOOK_DELIVERIES = Counter(
     "Dispute webhook attempts: delivered, retry (will try again) or failed (gave up).",
     ["result"],
 )
+
+# -- notifications (docs/notifications.md) -------------------------------------------------------
+NOTIFICATIONS_SENT = Counter(
+    "parley_notifications_sent_total", "Notifications a channel accepted.", ["channel"]
+)
+NOTIFICATIONS_FAILED = Counter(
+    "parley_notifications_failed_total",
+    "Notifications dropped: dead-lettered after the last attempt, or refused for good.",
+    ["channel"],
+)
+NOTIFICATION_ATTEMPT_FAILURES = Counter(
+    "parley_notification_attempt_failures_total",
+    "Failed send attempts, retried or not (a retry that then succeeds is no drop).",
+    ["channel"],
+)
+NOTIFICATIONS_DEDUPLICATED = Counter(
+    "parley_notifications_deduplicated_total",
+    "Notifications refused by the deduplication key (duplicate events, work done again after "
+    "a crash), by the stage that refused them: pending or delivery.",
+    ["stage"],
+)
+NOTIFICATION_DROP_RATE = Gauge(
+    "parley_notification_drop_rate",
+    "Dropped / attempted per channel over PARLEY_NOTIFY_DROP_WINDOW_SECONDS, from the database "
+    "(every worker's deliveries). Release gate P1 input; must stay below 1 %.",
+    ["channel"],
+)
+NOTIFICATIONS_QUEUED = Gauge(
+    "parley_notifications_queued",
+    "Notification work waiting: outbox (new messages), pending (unread, not due yet), deliveries.",
+    ["queue"],
+)

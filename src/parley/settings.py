@@ -83,8 +83,9 @@ class Settings(BaseSettings):
     # What this deployment is for: the checks `parley preflight` and Go/No-Go apply by default.
     # Empty: "embedded" on the embedded SQLite, "production" otherwise.
     profile: Literal["", "production", "staging", "embedded"] = ""
-    # The URL users reach this deployment at (https://chat.example.com): preflight checks its
-    # TLS certificate. Go/No-Go checks the URL it is given instead.
+    # The URL people reach this deployment at (https://chat.example.com): links in e-mails
+    # (unsubscribe, back to a chat) use it, and preflight checks its TLS certificate (Go/No-Go
+    # checks the URL it is given instead). Empty: http://HOST:PORT of this process.
     public_url: str = ""
     # The Alertmanager configuration that routes the alerts of deploy/prometheus/ (preflight
     # checks every route ends at a receiver that notifies someone). Empty: alerts go nowhere.
@@ -103,6 +104,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').as_posix()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def is_embedded(self) -> bool:
@@ -231,3 +236,67 @@ class Settings(BaseSettings):
     dispute_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     # Release gate P1 (seed 000: "no overdue disputes"): more overdue disputes than this hold.
     release_max_overdue_disputes: int = Field(default=0, ge=0)
+    # -- notifications: e-mail, Web Push, Telegram (docs/notifications.md) -------------------------
+    # Where the notification worker runs: "in_process" (every `parley serve`, the embedded
+    # default) or "external" (only `parley worker` processes; serve nodes just write the outbox).
+    notify_worker: str = Field(default="in_process", pattern=r"^(in_process|external)$")
+    # A member hears of a message they have not read within this many seconds and are not online
+    # for; then at most one notification per this many seconds (the rest wait and become a
+    # digest); messages older than the last figure are no longer worth a notification.
+    notify_delay_seconds: float = Field(default=60.0, ge=0)
+    notify_digest_seconds: float = Field(default=300.0, ge=0)
+    notify_max_age_seconds: float = Field(default=24 * 3600.0, gt=0)
+    # Sends are retried with exponential backoff from this many seconds (full jitter, capped at an
+    # hour); after this many failed attempts a delivery is dead-lettered (counted as dropped).
+    notify_retry_base_seconds: float = Field(default=5.0, gt=0)
+    notify_max_attempts: int = Field(default=6, ge=1, le=50)
+    # How often an idle worker looks for work, how much it takes per round, how many sends it has
+    # in flight at once, and how long a claimed send is its own before another worker retries it.
+    notify_poll_seconds: float = Field(default=1.0, gt=0)
+    notify_batch: int = Field(default=200, ge=1, le=10_000)
+    notify_concurrency: int = Field(default=20, ge=1, le=500)
+    notify_lease_seconds: float = Field(default=60.0, gt=0)
+    # The drop rate on /metrics and in the release gates covers deliveries finished this recently.
+    notify_drop_window_seconds: int = Field(default=3600, ge=60)
+
+    # E-mail over SMTP. Empty host: no e-mail channel. tls: "starttls" (port 587), "tls"
+    # (implicit TLS, port 465) or "none" (a local relay only).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_tls: str = Field(default="starttls", pattern=r"^(starttls|tls|none)$")
+    smtp_username: str = ""
+    smtp_password: str = ""
+    # A CA bundle to trust for the SMTP server's certificate (empty: the system's).
+    smtp_ca_file: str = ""
+    smtp_from: str = "Parley <parley@localhost>"
+    smtp_timeout_seconds: float = Field(default=20.0, gt=0)
+
+    # Web Push (VAPID): the key pair `parley push keys` prints, and the contact push services may
+    # write to about this sender. Empty private key: no push channel.
+    push_vapid_private_key: str = ""
+    push_vapid_public_key: str = ""
+    push_vapid_subject: str = "mailto:admin@localhost"
+    # Hosts a browser's push subscription may point at ("*.example.com" for subdomains): the push
+    # services of Chrome, Firefox, Safari and Edge. Parley posts only there (no SSRF through a
+    # made-up endpoint); plain http is accepted for a loopback host only (tests).
+    push_endpoint_hosts: list[str] = Field(
+        default_factory=lambda: [
+            "fcm.googleapis.com",
+            "*.push.services.mozilla.com",
+            "*.push.apple.com",
+            "*.notify.windows.com",
+        ]
+    )
+    # How long a push service keeps an undelivered notification (the TTL header), in seconds.
+    push_ttl_seconds: int = Field(default=24 * 3600, ge=0)
+
+    # Telegram Bot API: the bot's token (from @BotFather; empty: no Telegram channel), the API's
+    # base URL (tests point it at a local server), and the chat that gets operational alerts
+    # (release kill switch, P0 breach; empty: none).
+    telegram_bot_token: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_alert_chat_id: str = ""
+    telegram_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Release gate P1: the most notifications (per channel) that may be dropped, as a rate.
+    release_max_notification_drop_rate: float = Field(default=0.01, ge=0)

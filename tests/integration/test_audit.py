@@ -82,8 +82,9 @@ async def test_flag_and_rollout_changes_say_who_and_what_changed(people: PeopleF
         "/v1/admin/flags/dispute_tools_v2", json={"enabled": True, "percentage": 25}
     )
     assert changed.status_code == 200, changed.text
-    promoted = await admin.http.post(
-        "/v1/admin/release/promote", json={"reason": "start canary", "owner": "rel-owner"}
+    promoted = await admin.http.post(  # no client data yet: only an override starts it
+        "/v1/admin/release/promote",
+        json={"reason": "start canary", "owner": "rel-owner", "override": True},
     )
     assert promoted.status_code == 200, promoted.text
     killed = await admin.http.post("/v1/admin/release/kill", json={"reason": "P0 in canary"})
@@ -95,15 +96,15 @@ async def test_flag_and_rollout_changes_say_who_and_what_changed(people: PeopleF
     assert flag["before"]["percentage"] != 25
     assert promote["action"] == "rollout.promote"
     assert promote["before"]["stage"] == "off" and promote["after"]["stage"] == "canary_1"
-    assert promote["after"]["owner"] == "rel-owner" and promote["reason"] == "start canary"
+    assert promote["after"]["owner"] == "rel-owner"
+    assert promote["reason"].startswith("ADMIN OVERRIDE") and "start canary" in promote["reason"]
     assert kill["action"] == "rollout.kill" and kill["after"]["killed"] is True
     assert kill["reason"] == "P0 in canary" and kill["actor_id"] == admin.user.id
 
 
 async def test_a_refused_promotion_is_recorded_too(people: PeopleFactory) -> None:
     admin = await people.add(role=Role.ADMIN)
-    assert (await admin.http.post("/v1/admin/release/promote", json={})).status_code == 200
-    refused = await admin.http.post("/v1/admin/release/promote", json={})
+    refused = await admin.http.post("/v1/admin/release/promote", json={})  # no data: HOLD
     assert refused.status_code == 409
     newest = (await audit(admin, limit=1))[0]
     assert newest["action"] == "rollout.promote_refused"

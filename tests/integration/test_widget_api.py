@@ -90,9 +90,10 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
 
 
 async def test_bootstrap_starts_a_session_with_the_default_privacy_line(
-    people: PeopleFactory,
+    people: PeopleFactory, services: Services
 ) -> None:
-    _, inbox = await make_inbox(people)
+    operator, inbox = await make_inbox(people)
+    await services.stream.ephemeral.presence_touch(operator.user.id, "console", 60)
 
     response = await Site(people).bootstrap(inbox["widget_token"])
 

@@ -351,3 +351,21 @@ def test_overdue_disputes_and_a_moderation_backlog_hold_a_healthy_canary() -> No
         "moderation_backlog: 101 open moderation queue items (reports and held messages) "
         "(threshold 100)",
     ]
+
+
+def test_notification_drop_rate_above_one_percent_fails_p1_and_none_sent_passes() -> None:
+    from parley.features.release.gates import _p1_notification_checks
+
+    policy = GatePolicy(dwell={}, window=timedelta(hours=1))
+    [bad, good] = _p1_notification_checks(
+        {"email": {"sent": 98, "dead": 2}, "push": {"sent": 995, "dead": 4, "expired": 50}},
+        policy,
+    )
+    assert (bad.name, bad.ok, bad.value, bad.attributable) == (
+        "notification_drop_rate_email",
+        False,
+        0.02,
+        False,
+    )
+    assert good.ok is True and good.value == 4 / 999
+    assert _p1_notification_checks({"telegram": {"expired": 3}}, policy) == []

@@ -7,7 +7,8 @@ the order they arrived, and the conversation's `last_seq` moves in the same tran
 Each stored message also gets the next deployment-wide stream position (`pos`), taken under the
 `stream_head` row lock, so positions are gapless and follow commit order on every node.
 On PostgreSQL the batch is one statement after the head lock; on SQLite, a few statements inside
-one `BEGIN IMMEDIATE` transaction (one fsync).
+one `BEGIN IMMEDIATE` transaction (one fsync). Every new message also gets its row in the
+notification outbox in that same transaction (`features/notify` reads it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from parley.core.models import Appended, Message, NewMessage
 from parley.storage.database import Database
 from parley.storage.rows import message_from_row, now
-from parley.storage.schema import conversations, messages, stream_head
+from parley.storage.schema import conversations, messages, notification_outbox, stream_head
 
 Key = tuple[int, int, str]
 
@@ -74,6 +75,10 @@ inserted AS (
     SELECT conversation_id, seq, pos, sender_id, client_msg_id, body, attachments, metadata,
            created_at FROM numbered
     RETURNING *
+),
+outboxed AS (
+    INSERT INTO notification_outbox (message_id, conversation_id, sender_id, seq, created_at)
+    SELECT id, conversation_id, sender_id, seq, created_at FROM inserted
 )
 SELECT inserted.*, true AS created FROM inserted
 UNION ALL
@@ -193,8 +198,22 @@ class MessageStore:
                     }
                 )
             inserted = await conn.execute(insert(messages).returning(*messages.c), rows)
-            for row in inserted:
-                message = message_from_row(row)
+            created = [message_from_row(row) for row in inserted]
+            # The notification outbox, in the same transaction: one statement for the batch.
+            await conn.execute(
+                insert(notification_outbox),
+                [
+                    {
+                        "message_id": m.id,
+                        "conversation_id": m.conversation_id,
+                        "sender_id": m.sender_id,
+                        "seq": m.seq,
+                        "created_at": m.created_at,
+                    }
+                    for m in created
+                ],
+            )
+            for message in created:
                 stored[(message.conversation_id, message.sender_id, message.client_msg_id)] = (
                     Appended(message, created=True)
                 )

@@ -604,3 +604,103 @@ dispute_webhooks = Table(
     Column("last_error", Text, nullable=False),
     Index("ix_dispute_webhooks_due", "delivered_at", "failed_at", "next_attempt_at"),
 )
+
+# -- notifications (migration 0007; docs/notifications.md) ---------------------------------------
+
+# One row per new message, written in the transaction that stores it (the group commit), so a
+# crash can neither lose a notification nor announce a message that was never stored.
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, unique=True
+    ),
+    Column("conversation_id", Id, nullable=False),
+    Column("sender_id", Id, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# A message one member has not heard of yet, due at `due_at` if still unread by then.
+notification_pending = Table(
+    "notification_pending",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("conversation_id", Id, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("due_at", Timestamp, nullable=False),
+    Column("urgent", Boolean, nullable=False),
+    Index("ix_notification_pending_due_at", "due_at"),
+)
+
+# One notification on one channel to one address: the unique key is the deduplication key
+# (user, message or digest, channel, push subscription), so no event or restart sends it twice.
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("subject", String(64), nullable=False),  # "message:<id>" | "digest:<first id>"
+    Column("target", String(64), nullable=False),  # push subscription id; "" otherwise
+    Column("payload", Json, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("lease_until", Timestamp, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    UniqueConstraint(
+        "user_id", "subject", "channel", "target", name="uq_notification_deliveries_dedup"
+    ),
+    Index("ix_notification_deliveries_status_next", "status", "next_attempt_at"),
+    Index("ix_notification_deliveries_finished_at", "finished_at"),
+)
+
+notification_preferences = Table(
+    "notification_preferences",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("email", String(254), nullable=True),
+    Column("email_enabled", Boolean, nullable=False),
+    Column("push_enabled", Boolean, nullable=False),
+    Column("telegram_enabled", Boolean, nullable=False),
+    Column("telegram_chat_id", String(64), nullable=True),
+    # {"chat_id", "code_hash", "tries", "expires_at"} while a Telegram link waits for its code.
+    Column("telegram_pending", Json, nullable=True),
+    Column("quiet_hours", Json, nullable=True),  # {"timezone", "start", "end"}
+    Column("last_notified_at", Timestamp, nullable=True),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+notification_mutes = Table(
+    "notification_mutes",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("muted_until", Timestamp, nullable=True),  # null: until unmuted
+    Column("created_at", Timestamp, nullable=False),
+)
+
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # The push service's capability URL: as secret as a token, never logged.
+    Column("endpoint", String(2000), nullable=False, unique=True),
+    Column("p256dh", String(200), nullable=False),
+    Column("auth", String(100), nullable=False),
+    Column("user_agent", String(300), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_push_subscriptions_user_id", "user_id"),
+)

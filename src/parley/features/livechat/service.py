@@ -447,6 +447,11 @@ class Livechat:
         online = await self.online([u.id for u in staff]) if staff else set()
         return [StaffMember(user=u, online=u.id in online) for u in staff]
 
+    async def any_staff_online(self, inbox: Inbox) -> bool:
+        """Someone who may answer this inbox's visitors is connected right now."""
+        staff = await self._inbox_staff(inbox)
+        return bool(staff) and bool(await self.online([u.id for u in staff]))
+
     async def list_notes(self, view: StaffView) -> list[dict[str, Any]]:
         notes = await self.store.list_notes(view.listed.state.conversation_id)
         authors = {u.id: u for u in await self.users.find_users_by_id([n.author_id for n in notes])}

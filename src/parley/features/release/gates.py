@@ -44,6 +44,7 @@ class GatePolicy:
     max_send_stall_rate: float = 0.01
     max_overdue_disputes: int = 0
     max_moderation_backlog: int = 100
+    max_notification_drop_rate: float = 0.01
     alpha: float = 0.05
     tolerance: float = 0.2
 
@@ -72,6 +73,7 @@ class GatePolicy:
             max_send_stall_rate=settings.release_max_send_stall_rate,
             max_overdue_disputes=settings.release_max_overdue_disputes,
             max_moderation_backlog=settings.release_max_moderation_backlog,
+            max_notification_drop_rate=settings.release_max_notification_drop_rate,
             alpha=settings.release_compare_alpha,
             tolerance=settings.release_compare_tolerance,
         )
@@ -111,6 +113,8 @@ class MetricWindow:
     reports: Sequence[ClientReportRow]
     server: ServerSampleRow
     safety: SafetyCounts | None = None
+    # Notification deliveries finished in the window, per channel and status (sent, dead, ...).
+    notifications: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -239,6 +243,7 @@ def evaluate_gates(
     checks += _p1_client_checks(state, canary, baseline, policy, enough, comparable)
     checks += _p1_server_checks(window.server, policy)
     checks += _p1_safety_checks(window.safety, policy)
+    checks += _p1_notification_checks(window.notifications, policy)
     rollout_checks, warnings = _rollout_checks(state, policy, now, observation)
     checks += rollout_checks
 
@@ -484,6 +489,36 @@ def _p1_server_checks(server: ServerSampleRow, policy: GatePolicy) -> list[Check
         detail = f"{count} of {total} {per} = {_fmt(rate)} (threshold {_fmt(limit)})"
         # Deployment-wide: both cohorts share these, so a breach holds rather than rolls back.
         checks.append(Check("p1", name, rate <= limit, rate, limit, detail, attributable=False))
+    return checks
+
+
+def _p1_notification_checks(outcomes: dict[str, dict[str, int]], policy: GatePolicy) -> list[Check]:
+    """Seed 000: the notification drop rate (dropped / attempted) below 1 % on every channel.
+
+    A channel that sent nothing in the window passes: there is nothing to judge.
+    """
+    checks = []
+    for channel in sorted(outcomes):
+        sent = outcomes[channel].get("sent", 0)
+        dropped = outcomes[channel].get("dead", 0)
+        attempted = sent + dropped
+        if not attempted:
+            continue
+        rate = dropped / attempted
+        limit = policy.max_notification_drop_rate
+        detail = f"{dropped} of {attempted} dropped = {_fmt(rate)} (threshold {_fmt(limit)})"
+        # Deployment-wide like the server counts: a breach holds rather than rolls back.
+        checks.append(
+            Check(
+                "p1",
+                f"notification_drop_rate_{channel}",
+                rate < limit,
+                rate,
+                limit,
+                detail,
+                attributable=False,
+            )
+        )
     return checks
 
 

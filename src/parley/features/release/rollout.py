@@ -75,6 +75,12 @@ class Rollout:
         self.policy = GatePolicy.from_settings(settings)
         # Overdue disputes and the moderation backlog (P1 inputs), wired by parley/assembly.py.
         self.safety: Callable[[], Awaitable[SafetyCounts]] | None = None
+        # Told (actor, reason) whenever the kill switch goes on: Telegram alerts (notify).
+        self.on_kill: Callable[[str, str], Awaitable[None]] | None = None
+        # Notification outcomes per channel since a time (the drop-rate gate); set by assembly.
+        self.notification_outcomes: (
+            Callable[[datetime], Awaitable[dict[str, dict[str, int]]]] | None
+        ) = None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -100,6 +106,9 @@ class Rollout:
             reports=await self.store.list_client_reports(start, MAX_REPORTS_PER_WINDOW),
             server=await self.store.sum_server_samples(start),
             safety=await self.safety() if self.safety is not None else None,
+            notifications=(
+                await self.notification_outcomes(start) if self.notification_outcomes else {}
+            ),
         )
 
     async def _observe(self, state: RolloutState, now: datetime) -> Observation:
@@ -152,6 +161,7 @@ class Rollout:
         """Back to canary_1 with the kill switch on: the release flag is off for everyone."""
         state, report, _ = await self._move(Action.KILL, actor, reason=reason)
         metrics.RELEASE_KILLS.labels("manual").inc()
+        await self._tell_kill(actor, reason)
         if self.settings.release_kill_sse_only:
             await self.flags.set_transport(
                 actor if isinstance(actor, str) else actor.name, "sse_only"
@@ -171,9 +181,18 @@ class Rollout:
         if not moved:
             return state, False
         metrics.RELEASE_KILLS.labels("watcher").inc()
+        await self._tell_kill(WATCHER, reason)
         if self.settings.release_kill_sse_only:
             await self.flags.set_transport(WATCHER, "sse_only")
         return state, True
+
+    async def _tell_kill(self, actor: str, reason: str) -> None:
+        if self.on_kill is None:
+            return
+        try:
+            await self.on_kill(actor, reason)
+        except Exception:  # an alert channel's trouble must not undo or block the kill
+            log.exception("kill alert failed")
 
     async def do_resume(
         self, actor: Actor, *, reason: str, owner: str = ""

@@ -37,6 +37,7 @@ Language = Annotated[str, Field(max_length=35, pattern=r"^[A-Za-z]{1,8}([-_][A-Z
 
 
 ATTRIBUTES_MAX = 20
+ResumeToken = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[A-Za-z0-9_.-]+$")]
 AttributeKey = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
 AttributeValue = Text(500)  # type: ignore[valid-type]
 
@@ -60,6 +61,10 @@ class BootstrapIn(Input):
     # Unverified: the page can put anything here.
     attributes: (
         Annotated[dict[AttributeKey, AttributeValue], Field(max_length=ATTRIBUTES_MAX)] | None
+    ) = None
+    # The signed token of a reply e-mail's link back into a conversation (`#parley-resume=`).
+    resume: (
+        Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[A-Za-z0-9_.-]+$")] | None
     ) = None
 
 
@@ -134,18 +139,21 @@ async def bootstrap(
     _allow_cors(request, response)
     await services.widget_limits.hit("bootstrap_token", body.widget_token)
     await _check_challenge(body, request, services)
-    verified = await widget.check_identity(inbox, body.identity)
-    done = await widget.do_bootstrap(
-        inbox,
-        body.session,
-        verified=verified,
-        page_url=body.page_url,
-        language=body.language,
-        attributes=body.attributes or {},
-        client_ip=_ip(request, services),
-    )
+    if body.resume:
+        done = await widget.do_resume(inbox, body.resume)
+    else:
+        verified = await widget.check_identity(inbox, body.identity)
+        done = await widget.do_bootstrap(
+            inbox,
+            body.session,
+            verified=verified,
+            page_url=body.page_url,
+            language=body.language,
+            attributes=body.attributes or {},
+            client_ip=_ip(request, services),
+        )
     url, text = widget.privacy(inbox)
-    online = widget.is_online(inbox)
+    online = await widget.is_online(inbox)
     return BootstrapOut(
         session=done.session_token,
         restored=done.restored,
@@ -187,6 +195,37 @@ async def send(
         client_msg_id=body.client_msg_id,
         body=body.body,
         attachment_ids=body.attachment_ids,
+    )
+    if not appended.created:
+        response.status_code = 200
+    return MessageOut.of(appended.message)
+
+
+# A plain address check: the reply goes there, so a typo is caught before the visitor leaves.
+Email = Annotated[
+    str, Field(min_length=3, max_length=254, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+]
+
+
+class OfflineIn(Input):
+    session: SessionToken
+    email: Email
+    client_msg_id: Text(limits.CLIENT_MSG_ID_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
+    body: Text(limits.MESSAGE_BODY_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
+
+
+@router.post("/offline", response_model=MessageOut, status_code=201)
+async def leave_offline(
+    body: OfflineIn, request: Request, response: Response, services: ServicesDep
+) -> MessageOut:
+    """The offline form: an address for the reply and a message (operators get e-mail/push)."""
+    services.widget.check_enabled()
+    await services.widget_limits.hit("send_ip", _ip(request, services))
+    visit = await _visit(request, services, body.session)
+    _allow_cors(request, response)
+    await services.widget_limits.hit("send_session", str(visit.session.id))
+    appended = await services.widget.do_leave_offline(
+        visit, email=body.email, client_msg_id=body.client_msg_id, body=body.body
     )
     if not appended.created:
         response.status_code = 200

@@ -10,6 +10,7 @@ from parley.core.errors import ErrorCode, Forbidden, NotFound, Unauthenticated, 
 from parley.core.inboxes import Inbox, WidgetSession
 from parley.core.models import Appended, Role, User
 from parley.features.livechat.service import Livechat
+from parley.features.notify.service import Notifications
 from parley.features.widget.identity import VerifiedIdentity, invalid, verify_identity
 from parley.metrics import WIDGET_REFUSED
 from parley.services.identity import Identity, hash_token
@@ -47,12 +48,14 @@ class Widget:
         timeline: Timeline,
         identities: WidgetIdentityStore | None = None,
         livechat: Livechat,
+        notifications: Notifications | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.identity = identity
         self.timeline = timeline
         self.livechat = livechat
+        self.notifications = notifications
         self.identities = identities or WidgetIdentityStore(store.db)
 
     def check_enabled(self, inbox: Inbox | None = None) -> None:
@@ -193,5 +196,49 @@ class Widget:
             inbox.privacy_text or self.settings.privacy_text,
         )
 
-    def is_online(self, inbox: Inbox) -> bool:
-        return inbox.is_online(datetime.now(UTC))
+    async def is_online(self, inbox: Inbox) -> bool:
+        """Within working hours and someone of the inbox's staff connected: else the widget
+        shows the offline form (the visitor leaves an address and gets the reply by e-mail)."""
+        if not inbox.is_online(datetime.now(UTC)):
+            return False
+        return await self.livechat.any_staff_online(inbox)
+
+    async def do_leave_offline(
+        self, visit: Visit, *, email: str, client_msg_id: str, body: str
+    ) -> Appended:
+        """The offline form: the visitor's address for the reply, and their message.
+
+        The message goes the way of every other (its outbox row tells the inbox's operators by
+        e-mail/push); the operator's reply reaches the visitor by e-mail with a link back.
+        """
+        if self.notifications is None:
+            raise Unavailable("notifications are not set up on this node")
+        await self.notifications.store.update_preferences(
+            visit.visitor.id, {"email": email, "email_enabled": True}
+        )
+        return await self.do_send(visit, client_msg_id=client_msg_id, body=body)
+
+    async def do_resume(self, inbox: Inbox, token: str) -> Bootstrapped:
+        """A new session in the conversation a reply e-mail's link points back to."""
+        if self.notifications is None:
+            raise Unavailable("notifications are not set up on this node")
+        resume = await self.notifications.read_resume(token)
+        state = await self.livechat.store.find_conversation(inbox.id, resume.visitor_id)
+        visitor = await self.identity.users.get_user(resume.visitor_id)
+        if (
+            resume.inbox_id != inbox.id
+            or state is None
+            or state.conversation_id != resume.conversation_id
+            or visitor is None
+        ):
+            raise Forbidden("this link belongs to another chat")
+        token_value = SESSION_PREFIX + secrets.token_urlsafe(32)
+        session = await self.store.add_widget_session(
+            token_hash=hash_token(token_value),
+            inbox_id=inbox.id,
+            visitor_id=visitor.id,
+            conversation_id=state.conversation_id,
+            external_id=None,
+        )
+        visit = Visit(inbox=inbox, session=session, visitor=visitor)
+        return Bootstrapped(visit=visit, session_token=token_value, restored=True)

@@ -9,7 +9,7 @@
 
 import { ParleyClient } from "../client.js";
 import { MessengerView } from "./view.js";
-import { SessionStore, bootstrap } from "./visit.js";
+import { SessionStore, bootstrap, leaveOffline, takeResumeToken } from "./visit.js";
 
 const UNAVAILABLE = "Chat is not available on this page right now.";
 
@@ -24,6 +24,8 @@ class Messenger {
   #othersRead = 0; // the highest read_seq / delivered_seq of anyone but the visitor
   #othersDelivered = 0;
   #unread = 0;
+  #resume = null; // a reply e-mail's link token, used by the first bootstrap
+  #emailGiven = false;
 
   constructor(config) {
     this.#config = config;
@@ -35,11 +37,14 @@ class Messenger {
       onToggle: () => this.toggle(),
       onClose: () => this.close(),
       onSend: (text) => this.#send(text),
+      onOffline: (email, text) => this.#sendOffline(email, text),
       onFile: (file) => this.#sendFile(file),
       onTyping: () => this.#client?.typing(this.#visit.conversation_id),
       onRetry: () => this.#start(),
     });
-    if (this.#store.get()) this.#start(); // a returning visitor: bring the conversation back
+    this.#resume = takeResumeToken();
+    if (this.#resume) this.open(); // back from a reply e-mail: straight into the conversation
+    else if (this.#store.get()) this.#start(); // a returning visitor: bring the conversation back
   }
 
   // -- public API (window.ParleyMessenger) -----------------------------------------------------
@@ -89,7 +94,8 @@ class Messenger {
     const { baseUrl, widgetToken, identity } = this.#config;
     let visit;
     try {
-      visit = await bootstrap({ baseUrl, widgetToken, identity, store: this.#store });
+      visit = await bootstrap({ baseUrl, widgetToken, identity, store: this.#store, resume: this.#resume });
+      this.#resume = null;
     } catch (error) {
       // A page whose origin is not allowed gets no CORS header, so it looks like a network
       // error from here: one message for every refusal, the details are in the server's log.
@@ -169,6 +175,19 @@ class Messenger {
     if (!this.#client) return;
     try {
       await this.#client.send(this.#visit.conversation_id, text);
+    } catch (error) {
+      this.#view.showPending(`Not sent: ${error.message}`);
+    }
+  }
+
+  /** Nobody is there to answer: leave an address for the reply with the message. */
+  async #sendOffline(email, text) {
+    if (!this.#visit) return;
+    if (this.#emailGiven) return this.#send(text);
+    try {
+      await leaveOffline({ baseUrl: this.#config.baseUrl, session: this.#visit.session, email, body: text });
+      this.#emailGiven = true;
+      this.#view.offlineSent(email);
     } catch (error) {
       this.#view.showPending(`Not sent: ${error.message}`);
     }

@@ -93,12 +93,35 @@ export class MessengerView {
         this.form.requestSubmit();
       }
     });
+    // The offline form: nobody can answer now, so the visitor leaves an address for the reply.
+    this.email = el("input", {
+      type: "email",
+      class: "email",
+      required: false,
+      maxLength: 254,
+      autocomplete: "email",
+      placeholder: "Your e-mail, for our reply",
+      "aria-label": "Your e-mail address",
+    });
+    this.emailRow = el("div", { class: "offline-form", hidden: true }, this.email);
+    this.offline = false;
     this.form = el("form", { class: "composer", hidden: true });
     this.form.append(this.attach, this.input, el("button", { type: "submit", class: "send", text: "Send" }));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       const text = this.input.value.trim();
       if (!text) return;
+      if (this.offline && !this.emailRow.hidden) {
+        if (!this.email.value || !this.email.checkValidity()) {
+          this.email.setCustomValidity("Leave your e-mail so we can answer you.");
+          this.email.reportValidity();
+          this.email.setCustomValidity("");
+          return;
+        }
+        this.input.value = "";
+        handlers.onOffline(this.email.value.trim(), text);
+        return;
+      }
       this.input.value = "";
       handlers.onSend(text);
     });
@@ -113,6 +136,7 @@ export class MessengerView {
       this.loading,
       this.list,
       this.typing,
+      this.emailRow,
       this.form,
       this.privacy,
     );
@@ -164,7 +188,9 @@ export class MessengerView {
     this.title.textContent = visit.inbox_name;
     this.panel.setAttribute("aria-label", visit.inbox_name);
     this.notice.hidden = visit.online;
-    this.notice.textContent = visit.online ? "" : visit.offline_message || "We are offline right now.";
+    this.notice.textContent = visit.online ? "" : visit.offline_message || "We are offline right now. Leave a message and your e-mail: we will answer there.";
+    this.offline = !visit.online;
+    this.emailRow.hidden = visit.online;
     this.attach.hidden = !visit.allow_attachments;
     const privacy = visit.privacy ?? {};
     this.privacy.replaceChildren();
@@ -176,6 +202,12 @@ export class MessengerView {
     this.privacy.hidden = this.privacy.childNodes.length === 0;
     this.form.hidden = false;
     if (!this.panel.hidden) this.input.focus();
+  }
+
+  /** The offline message went in: say where the answer will come. */
+  offlineSent(email) {
+    this.emailRow.hidden = true;
+    this.notice.textContent = `Thanks! We will answer at ${email}.`;
   }
 
   // -- messages ----------------------------------------------------------------------------------

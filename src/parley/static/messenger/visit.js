@@ -39,11 +39,30 @@ export class SessionStore {
   }
 }
 
+/** The visitor's offline-form message: their address for the reply, and what they wrote. */
+export async function leaveOffline({ baseUrl, session, email, body }) {
+  const rest = new Rest({ baseUrl, token: null, timeoutMs: 15_000 });
+  const clientMsgId = `offline-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  return rest.request("POST", "/api/widget/offline", { json: { session, email, client_msg_id: clientMsgId, body } });
+}
+
+/** The token of a reply e-mail's link (`#parley-resume=...`), taken off the address bar. */
+export function takeResumeToken() {
+  const match = /(?:^#|&)parley-resume=([A-Za-z0-9_.-]+)/.exec(globalThis.location?.hash ?? "");
+  if (!match) return null;
+  try {
+    globalThis.history?.replaceState(null, "", globalThis.location.pathname + globalThis.location.search);
+  } catch {
+    // a sandboxed page: the token stays in the address bar, which is harmless
+  }
+  return match[1];
+}
+
 /**
  * Bootstrap and answer the server's bootstrap JSON (session, conversation_id, visitor_id,
  * inbox_name, privacy, online, offline_message, allow_attachments, ...). Throws a ParleyError.
  */
-export async function bootstrap({ baseUrl, widgetToken, identity, store }) {
+export async function bootstrap({ baseUrl, widgetToken, identity, store, resume = null }) {
   const rest = new Rest({ baseUrl, token: null, timeoutMs: 15_000 });
   const request = {
     widget_token: widgetToken,
@@ -51,7 +70,9 @@ export async function bootstrap({ baseUrl, widgetToken, identity, store }) {
     language: globalThis.navigator?.language ?? null,
   };
   if (identity) request.identity = identity;
-  let session = store.get();
+  // A reply e-mail's link back into the conversation (#parley-resume=...) wins over storage.
+  if (resume) request.resume = resume;
+  let session = resume ? null : store.get();
   for (let attempt = 0; ; attempt += 1) {
     const json = session ? { ...request, session } : request;
     try {

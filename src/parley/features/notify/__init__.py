@@ -1,0 +1,1 @@
+"""Notifications: e-mail, Web Push and Telegram, fed by the outbox the message writer fills."""
