@@ -89,11 +89,10 @@ class Queue {
   }
 
   async open(id) {
-    const item = await this.api.json(`/v1/moderation/queue/${id}`);
+    if (id !== this.selected) $("decide-reason").value = ""; // a reason is for one item
     this.selected = id;
     this.render();
-    this.show(item);
-    $("decide-reason").value = "";
+    this.show(await this.api.json(`/v1/moderation/queue/${id}`));
     say("");
   }
 
