@@ -191,6 +191,7 @@ def _moderation(settings: Settings, core: Core) -> Moderation:
         audit=core.audit,
         classifier_configured=classifier is not None,
         publish=core.stream.publish,
+        live=lambda: core.stream.hub is not None,
     )
 
 
@@ -213,6 +214,7 @@ def _disputes(
         audit=core.audit,
         flag_on=flag_on,
         publish=core.stream.publish,
+        live=lambda: core.stream.hub is not None,
     )
     webhooks = WebhookSender(
         store,

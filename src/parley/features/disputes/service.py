@@ -149,6 +149,7 @@ class Disputes:
         audit: AuditLog,
         flag_on: FlagCheck,
         publish: Publish = _publish_nowhere,
+        live: Callable[[], bool] = lambda: True,
         clock: Clock = utc_now,
     ) -> None:
         self.settings = settings
@@ -160,6 +161,7 @@ class Disputes:
         self.audit = audit
         self.flag_on = flag_on
         self.publish = publish
+        self.live = live  # False off-server (the CLI)
         self.clock = clock
         self.sla = sla_policy(settings)
         # Set by the scheduler: a change here may move the next deadline or queue a webhook.
@@ -548,6 +550,8 @@ class Disputes:
 
     async def publish_change(self, dispute: Dispute, change: str) -> None:
         self.on_change()
+        if not self.live():
+            return
         try:
             staff = await self.users.list_user_ids_with_roles([Role.DISPUTE_OPS])
             users = await self._users([dispute])

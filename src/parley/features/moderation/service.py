@@ -154,6 +154,7 @@ class Moderation:
         audit: AuditLog,
         classifier_configured: bool,
         publish: Publish = _publish_nowhere,
+        live: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.guard = guard
@@ -161,7 +162,9 @@ class Moderation:
         self.users = users
         self.audit = audit
         self.classifier_configured = classifier_configured
-        self.publish = publish
+        self._publish = publish
+        # False off-server (the CLI): nobody is connected here to tell.
+        self.live = live
         guard.on_held = self._announce_item_id
 
     # -- members report --------------------------------------------------------------------------
@@ -333,7 +336,7 @@ class Moderation:
 
     async def do_sanction(
         self,
-        actor: User,
+        actor: User | str,
         user_id: int,
         kind: str,
         *,
@@ -341,8 +344,10 @@ class Moderation:
         duration_seconds: int | None,
         reason: str,
     ) -> Sanction:
-        """Warn, mute or ban a user outside the queue (here, or everywhere)."""
-        check_moderator(actor)
+        """Warn, mute or ban a user outside the queue (here, or everywhere); `actor` may be
+        `cli:<login>` from a terminal."""
+        if isinstance(actor, User):
+            check_moderator(actor)
         chosen = parse_enum(SanctionKind, kind, "kind")
         sanction = await self._sanction(
             actor,
@@ -365,7 +370,7 @@ class Moderation:
 
     async def _sanction(
         self,
-        actor: User,
+        actor: User | str,
         user_id: int,
         kind: SanctionKind,
         *,
@@ -384,7 +389,7 @@ class Moderation:
             raise NotFound(f"no user {user_id}")
         if target.role in (Role.ADMIN, Role.MODERATOR) and kind is not SanctionKind.WARN:
             raise Forbidden("staff cannot be muted or banned; change their role first")
-        if target.id == actor.id:
+        if isinstance(actor, User) and target.id == actor.id:
             raise InvalidValue("you cannot sanction yourself")
         if conversation_id is not None and not await self.store.conversation_exists(
             conversation_id
@@ -398,7 +403,7 @@ class Moderation:
             kind=kind,
             conversation_id=conversation_id,
             reason=reason,
-            by=actor.name,
+            by=_name(actor),
             expires_at=expires_at,
             item_id=item_id,
         )
@@ -431,12 +436,13 @@ class Moderation:
                 )
             )
 
-    async def do_lift(self, actor: User, sanction_id: int, reason: str) -> Sanction:
-        check_moderator(actor)
+    async def do_lift(self, actor: User | str, sanction_id: int, reason: str) -> Sanction:
+        if isinstance(actor, User):
+            check_moderator(actor)
         before = await self.store.get_sanction(sanction_id)
         if before is None:
             raise NotFound("no such sanction")
-        lifted = await self.store.lift_sanction(sanction_id, by=actor.name)
+        lifted = await self.store.lift_sanction(sanction_id, by=_name(actor))
         if lifted is None:
             raise Conflict("this sanction was already lifted")
         await self.guard.refresh(force=True)
@@ -612,6 +618,11 @@ class Moderation:
     async def _notify(self, user_id: int, event: ModerationNoticeEvent) -> None:
         event.user_ids = [user_id]
         await self.publish(event)
+
+    async def publish(self, event: Event) -> None:
+        """Events go out after their change is stored; from the CLI there is no one to tell."""
+        if self.live():
+            await self._publish(event)
 
 
 def _name(actor: User | str) -> str:
