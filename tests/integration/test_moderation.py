@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from parley.app import create_app
 from parley.assembly import Services
-from parley.core.models import Role
+from parley.core.models import ConversationKind, Role
 from parley.settings import Settings
 from tests.conftest import PeopleFactory, Person, create_conversation
 from tests.support.waiting import eventually
@@ -602,3 +602,43 @@ async def test_a_global_ban_refuses_sends_everywhere_and_staff_cannot_be_banned(
         "/v1/moderation/sanctions", json={"user_id": 999_999, "kind": "mute"}
     )
     assert unknown.status_code == 404
+
+
+async def test_a_send_that_no_rule_looks_at_costs_no_extra_query(
+    cast: dict[str, Person], services: Services
+) -> None:
+    from sqlalchemy import event
+
+    from parley.core.models import NewMessage
+
+    ann, bob, mod = cast["ann"], cast["bob"], cast["mod"]
+    room = await create_conversation(ann, bob, kind="room")
+    await _rule(
+        mod,
+        name="groups only",
+        kind="words",
+        scope="conversation_kind",
+        scope_value="group",
+        config={"words": ["x"]},
+    )
+    conversation, _ = await services.timeline.conversations.create_conversation(
+        kind=ConversationKind.ROOM, title="probe", created_by=ann.user.id, member_ids=[]
+    )
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engines = {services.db._reader.sync_engine, services.db._writer.sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for i in range(50):
+            send = NewMessage(conversation.id, ann.user.id, f"q{i}", "x marks the spot")
+            assert await services.moderation.guard.screen_send(ann.user, conversation, send) is None
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
+
+    assert statements == []
+    assert (await _send(ann, room, "x")).status_code == 201
