@@ -142,6 +142,8 @@ async def test_an_agent_takes_a_dispute_from_open_to_a_partial_release(
         assert moved.json()["status"] == to
     file = await agent.http.get(f"/v1/disputes/{did}/files/{photo.json()['id']}")
     assert file.status_code == 200 and file.content == b"a scratch"
+    outsider = await cast["stranger"].http.get(f"/v1/disputes/{did}/files/{photo.json()['id']}")
+    assert outsider.status_code == 404
 
     wrong = await agent.http.post(
         f"/v1/disputes/{did}/resolve",

@@ -642,3 +642,18 @@ async def test_a_send_that_no_rule_looks_at_costs_no_extra_query(
 
     assert statements == []
     assert (await _send(ann, room, "x")).status_code == 201
+
+
+async def test_a_refused_sanction_leaves_the_item_undecided(cast: dict[str, Person]) -> None:
+    admin, bob, mod = cast["admin"], cast["bob"], cast["mod"]
+    cid = await create_conversation(admin, bob)
+    await _rule(mod, name="all", kind="regex", config={"patterns": ["."]})
+    assert (await _send(admin, cid, "hello team")).status_code == 409
+    (item,) = await _queue(mod)
+
+    refused = await _act(mod, item["id"], action="ban", scope="global")
+    bad_scope = await _act(mod, item["id"], action="mute", scope="planet")
+
+    assert refused.status_code == 403 and "staff cannot be muted" in refused.text
+    assert bad_scope.status_code == 400
+    assert [i["id"] for i in await _queue(mod)] == [item["id"]]

@@ -67,9 +67,11 @@ class HttpClassifier:
             response = await self._http.post(self.url, json=payload)
             response.raise_for_status()
             answer = response.json()
+        except httpx.HTTPStatusError as exc:
+            raise ClassifierFailed(f"HTTP {exc.response.status_code}") from None
         except (httpx.HTTPError, ValueError) as exc:
-            # The exception names the URL, never the token (it is a header).
-            raise ClassifierFailed(f"{type(exc).__name__}: {exc}") from None
+            # The type only: httpx's messages may carry the URL, and a URL may carry a secret.
+            raise ClassifierFailed(type(exc).__name__) from None
         score = answer.get("score") if isinstance(answer, dict) else None
         if (
             isinstance(score, bool)

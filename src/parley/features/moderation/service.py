@@ -249,26 +249,35 @@ class Moderation:
                 raise Conflict("the item is already at the highest tier, or was decided")
             after = {"status": updated.status.value, "tier": int(updated.tier)}
         else:
-            sanction = None
-            if chosen in (Action.WARN, Action.MUTE, Action.BAN):
-                sanction = await self._sanction(
+            sanctioning = chosen in (Action.WARN, Action.MUTE, Action.BAN)
+            where = item.conversation_id if scope == "conversation" else None
+            if sanctioning:  # refused before the item is decided, not after
+                await self._check_sanction(
                     actor,
                     item.sender_id,
                     SanctionKind(chosen.value),
-                    conversation_id=item.conversation_id if scope == "conversation" else None,
-                    scope=scope,
-                    duration_seconds=duration_seconds,
-                    reason=reason,
-                    item_id=item.id,
+                    where,
+                    scope,
+                    duration_seconds,
                 )
-            approve = chosen is Action.APPROVE or (sanction is not None and not remove_content)
+            approve = chosen is Action.APPROVE or (sanctioning and not remove_content)
             updated = await self._decide(actor, item, approve=approve, reason=reason)
             after = {
                 "status": updated.status.value,
                 "resolution": updated.resolution.value if updated.resolution else None,
                 "message_id": updated.message_id,
             }
-            if sanction is not None:
+            if sanctioning:
+                sanction = await self._sanction(
+                    actor,
+                    item.sender_id,
+                    SanctionKind(chosen.value),
+                    conversation_id=where,
+                    scope=scope,
+                    duration_seconds=duration_seconds,
+                    reason=reason,
+                    item_id=item.id,
+                )
                 after["sanction"] = sanction_json(sanction)
         metrics.MODERATION_ACTIONS.labels(chosen.value).inc()
         await self.audit.record(
@@ -292,10 +301,10 @@ class Moderation:
         )
         if claimed is None:
             raise Conflict(f"item {item.id} was decided by someone else meanwhile")
-        if item.kind is ItemKind.HELD and approve:
-            # Held sends are not in the timeline: approving appends them now (their seq is
-            # the next one), under their own client_msg_id, delivered live like any message.
-            try:
+        try:
+            if item.kind is ItemKind.HELD and approve:
+                # Held sends are not in the timeline: approving appends them now (their seq is
+                # the next one), under their own client_msg_id, delivered live like any message.
                 appended = await self.timeline.writer.append(
                     NewMessage(
                         conversation_id=item.conversation_id,
@@ -306,12 +315,13 @@ class Moderation:
                         metadata=dict(item.metadata),
                     )
                 )
-            except BaseException:
-                await self.store.reopen_item(item.id)  # not delivered: decide it again
-                raise
-            return await self.store.note_message(item.id, appended.message.id) or claimed
-        if item.kind is ItemKind.REPORT and not approve and item.message_id is not None:
-            await self._remove_delivered(actor, item, reason)
+                return await self.store.note_message(item.id, appended.message.id) or claimed
+            if item.kind is ItemKind.REPORT and not approve and item.message_id is not None:
+                await self._remove_delivered(actor, item, reason)
+        except BaseException:
+            await self.store.reopen_item(item.id)  # not carried out: it must be decided again
+            raise
+        if item.kind is ItemKind.REPORT and not approve:
             await self._notify(
                 item.sender_id,
                 ModerationNoticeEvent(
@@ -368,18 +378,15 @@ class Moderation:
         )
         return sanction
 
-    async def _sanction(
+    async def _check_sanction(
         self,
         actor: User | str,
         user_id: int,
         kind: SanctionKind,
-        *,
         conversation_id: int | None,
         scope: str,
         duration_seconds: int | None,
-        reason: str,
-        item_id: int | None = None,
-    ) -> Sanction:
+    ) -> None:
         if scope not in ("conversation", "global"):
             raise InvalidValue("scope is conversation or global")
         if duration_seconds is not None and not 0 < duration_seconds <= MAX_SANCTION_SECONDS:
@@ -395,6 +402,20 @@ class Moderation:
             conversation_id
         ):
             raise NotFound(f"no conversation {conversation_id}")
+
+    async def _sanction(
+        self,
+        actor: User | str,
+        user_id: int,
+        kind: SanctionKind,
+        *,
+        conversation_id: int | None,
+        scope: str,
+        duration_seconds: int | None,
+        reason: str,
+        item_id: int | None = None,
+    ) -> Sanction:
+        await self._check_sanction(actor, user_id, kind, conversation_id, scope, duration_seconds)
         expires_at = (
             self.guard.clock() + timedelta(seconds=duration_seconds) if duration_seconds else None
         )
