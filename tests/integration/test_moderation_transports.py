@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from parley.services.timeline import Timeline
 from tests.support.servers import ServerProcess, free_port
 from tests.support.streams import WsReader
 
@@ -252,3 +253,51 @@ async def test_a_muted_visitor_cannot_send_through_the_widget(
     # The widget's page may read the refusal (CORS), so the widget can show why.
     assert refused.headers["access-control-allow-origin"] == SITE
     assert after.status_code == 201
+
+
+# Tombstones come with issue 17 (rich timeline: `Timeline.do_delete_message`); until that is
+# merged this test cannot run, and a moderator's "remove" of a delivered message fails cleanly
+# (the item is reopened). See features/moderation/service.py `_remove_delivered`.
+@pytest.mark.skipif(
+    not hasattr(Timeline, "do_delete_message"), reason="needs issue 17's message tombstones"
+)
+async def test_a_reported_message_removed_by_a_moderator_becomes_a_tombstone_live(
+    node: Node, http: httpx.AsyncClient
+) -> None:
+    cid = await _conversation(http, node, "ann", "bob")
+    said = []
+    for body in ("hello", "buy my followers", "bye"):
+        sent = await http.post(
+            f"/v1/conversations/{cid}/messages",
+            headers=node.auth("ann"),
+            json={"client_msg_id": uuid.uuid4().hex, "body": body},
+        )
+        said.append(sent.json())
+    reported = await http.post(
+        f"/v1/conversations/{cid}/messages/{said[1]['id']}/report",
+        headers=node.auth("bob"),
+        json={"reason": "spam"},
+    )
+    bob = await WsReader(node.url, node.tokens["bob"]).opened()
+    try:
+        removed = await http.post(
+            f"/v1/moderation/queue/{reported.json()['item_id']}/actions",
+            headers=node.auth("mod"),
+            json={"action": "remove", "reason": "spam"},
+        )
+        update = await bob.wait_for_event(lambda e: e["type"] == "message.updated")
+    finally:
+        await bob.close()
+    page = await http.get(f"/v1/conversations/{cid}/messages", headers=node.auth("bob"))
+
+    assert removed.status_code == 200, removed.text
+    assert update["change"] == "deleted" and update["seq"] == said[1]["seq"]
+    assert update["message"]["body"] == "" and update["message"]["deleted_by"] == "staff"
+    messages = page.json()["messages"]
+    assert [m["seq"] for m in messages] == [1, 2, 3]  # gapless: the tombstone keeps its seq
+    assert [m["body"] for m in messages] == ["hello", "", "bye"]
+    assert messages[1]["deleted_at"] is not None
+    item = await http.get(
+        f"/v1/moderation/queue/{reported.json()['item_id']}", headers=node.auth("mod")
+    )
+    assert item.json()["body"] == "buy my followers"  # kept as evidence
