@@ -85,6 +85,7 @@ class Services:
             online=stream.online,
         )
         moderation = _moderation(settings, core)
+        moderation.on_released = livechat.on_message_released
         notifications = Notifications(
             settings=settings,
             store=NotifyStore(db),

@@ -214,7 +214,7 @@ async def test_a_global_ban_closes_open_streams_and_refuses_every_transport(
     assert again.events[0]["type"] == "hello"
 
 
-async def test_a_muted_visitor_cannot_send_through_the_widget(
+async def test_widget_sends_pass_the_inbox_rules_and_sanctions_too(
     node: Node, http: httpx.AsyncClient
 ) -> None:
     inbox = await http.post(
@@ -227,6 +227,18 @@ async def test_a_muted_visitor_cannot_send_through_the_widget(
         },
     )
     assert inbox.status_code == 201, inbox.text
+    rule = await http.post(
+        "/v1/moderation/rules",
+        headers=node.auth("mod"),
+        json={
+            "name": f"inbox-{inbox.json()['id']}",
+            "kind": "words",
+            "scope": "inbox",
+            "scope_value": str(inbox.json()["id"]),
+            "config": {"words": ["chargeback"]},
+        },
+    )
+    assert rule.status_code == 201, rule.text
     visitor = httpx.AsyncClient(base_url=node.url, headers={"Origin": SITE}, timeout=30)
     try:
         boot = await visitor.post(
@@ -234,6 +246,7 @@ async def test_a_muted_visitor_cannot_send_through_the_widget(
         )
         assert boot.status_code == 200, boot.text
         session, visitor_id = boot.json()["session"], boot.json()["visitor_id"]
+        cid = boot.json()["conversation_id"]
 
         async def send(body: str) -> httpx.Response:
             return await visitor.post(
@@ -242,15 +255,37 @@ async def test_a_muted_visitor_cannot_send_through_the_widget(
             )
 
         assert (await send("hello")).status_code == 201
+        resolved = await http.patch(
+            f"/v1/livechat/conversations/{cid}",
+            headers=node.auth("bob"),
+            json={"status": "resolved"},
+        )
+        assert resolved.status_code == 200, resolved.text
+        held = await send("or I file a chargeback")
+        queue = await http.get("/v1/moderation/queue", headers=node.auth("mod"))
+        (item,) = [i for i in queue.json()["items"] if i["conversation_id"] == cid]
+        approved = await http.post(
+            f"/v1/moderation/queue/{item['id']}/actions",
+            headers=node.auth("mod"),
+            json={"action": "approve"},
+        )
+        state = await http.get(f"/v1/livechat/conversations/{cid}", headers=node.auth("bob"))
+
         mute = await _sanction(http, node, user_id=visitor_id, kind="mute", duration_seconds=600)
         refused = await send("spam spam")
         await _lift(http, node, mute)
         after = await send("sorry")
     finally:
         await visitor.aclose()
+        await http.delete(f"/v1/moderation/rules/{rule.json()['id']}", headers=node.auth("mod"))
 
+    assert held.status_code == 409 and held.json()["error"]["code"] == "ERR_HELD_FOR_REVIEW"
+    assert held.headers["access-control-allow-origin"] == SITE  # the widget can show why
+    assert approved.status_code == 200, approved.text
+    # The approved message counts as the visitor writing: the resolved conversation reopens.
+    assert state.json()["status"] == "open"
+    assert state.json()["last_message"]["body"] == "or I file a chargeback"
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "ERR_MUTED"
-    # The widget's page may read the refusal (CORS), so the widget can show why.
     assert refused.headers["access-control-allow-origin"] == SITE
     assert after.status_code == 201
 

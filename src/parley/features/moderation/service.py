@@ -155,6 +155,7 @@ class Moderation:
         classifier_configured: bool,
         publish: Publish = _publish_nowhere,
         live: Callable[[], bool] = lambda: True,
+        on_released: Callable[[int, int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.guard = guard
@@ -165,6 +166,9 @@ class Moderation:
         self._publish = publish
         # False off-server (the CLI): nobody is connected here to tell.
         self.live = live
+        # Told (conversation_id, sender_id) when an approved held send reaches the timeline
+        # (live chat reopens a visitor's conversation as for any visitor message).
+        self.on_released = on_released
         guard.on_held = self._announce_item_id
 
     # -- members report --------------------------------------------------------------------------
@@ -315,7 +319,10 @@ class Moderation:
                         metadata=dict(item.metadata),
                     )
                 )
-                return await self.store.note_message(item.id, appended.message.id) or claimed
+                noted = await self.store.note_message(item.id, appended.message.id)
+                if appended.created:
+                    await self._released(item)
+                return noted or claimed
             if item.kind is ItemKind.REPORT and not approve and item.message_id is not None:
                 await self._remove_delivered(actor, item, reason)
         except BaseException:
@@ -329,6 +336,14 @@ class Moderation:
                 ),
             )
         return claimed
+
+    async def _released(self, item: QueueItem) -> None:
+        if self.on_released is None:
+            return
+        try:
+            await self.on_released(item.conversation_id, item.sender_id)
+        except Exception:  # the message is delivered; what follows it is best effort
+            log.exception("after approving item %d", item.id)
 
     async def _remove_delivered(self, actor: User, item: QueueItem, reason: str) -> None:
         """A reported message, already delivered, becomes a tombstone for every member, live.
