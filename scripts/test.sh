@@ -21,9 +21,16 @@ if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >
   as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
 fi
 
-say "Chromium for browser tests"
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
-  as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
+say "Debian packages the tests drive (installed when missing)"
+# package:command — Chromium for the browser tests, openssl for the TLS-expiry checks, coturn's
+# turnserver for the call tests.
+missing=()
+for wanted in chromium:/usr/bin/chromium openssl:/usr/bin/openssl coturn:/usr/bin/turnserver; do
+  [ -x "${wanted#*:}" ] || missing+=("${wanted%%:*}")
+done
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 say "Lint"

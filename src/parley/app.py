@@ -16,6 +16,7 @@ from parley.api.routes import attachments, auth, conversations, demo, messages, 
 from parley.api.static import ParleyStaticFiles
 from parley.assembly import Services
 from parley.features.audit import routes as audit
+from parley.features.calls import routes as calls
 from parley.features.console import routes as console
 from parley.features.disputes import routes as disputes
 from parley.features.inbox import routes as inbox
@@ -25,6 +26,7 @@ from parley.features.notify import routes as notify
 from parley.features.ops import routes as ops_feature
 from parley.features.ops.version import git_sha
 from parley.features.release import routes as release
+from parley.features.sso import routes as sso
 from parley.features.widget import routes as widget
 from parley.features.widget import visitor as widget_visitor
 from parley.settings import Settings
@@ -85,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         notify.router,
         notify.admin_router,
         notify.worker_router,
+        calls.router,
+        calls.page_router,
+        sso.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

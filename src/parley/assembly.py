@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from parley.core.models import User
 from parley.core.writer import MessageWriter
+from parley.features.calls.service import Calls
 from parley.features.disputes.scheduler import DisputeScheduler
 from parley.features.disputes.service import FLAG as DISPUTE_FLAG
 from parley.features.disputes.service import Disputes
@@ -23,6 +24,7 @@ from parley.features.moderation.service import Moderation
 from parley.features.notify.service import Notifications
 from parley.features.release.gates import SafetyCounts
 from parley.features.release.service import Release
+from parley.features.sso.service import SingleSignOn
 from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
 from parley.features.widget.service import Widget
@@ -34,9 +36,11 @@ from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.attachments import AttachmentStore
+from parley.storage.calls import CallStore
 from parley.storage.database import Database
 from parley.storage.disputes import DisputeStore
 from parley.storage.flags import FlagStore
+from parley.storage.identities import IdentityStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
 from parley.storage.moderation import ModerationStore
@@ -65,6 +69,8 @@ class Services:
     disputes: Disputes
     dispute_scheduler: DisputeScheduler
     notifications: Notifications
+    calls: Calls
+    sso: SingleSignOn
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -112,6 +118,13 @@ class Services:
         release.rollout.safety = safety
         release.rollout.on_kill = notifications.alert_kill
         release.rollout.notification_outcomes = notifications.store.count_outcomes
+        calls = Calls(
+            settings=settings, store=CallStore(db), timeline=timeline, publish=stream.publish
+        )
+        # Call signals travel on the stream: `call.*` WebSocket frames, and a stream that opens
+        # while a call rings hears of it.
+        stream.frame_handlers.update(calls.frame_handlers())
+        stream.greeters.append(calls.greet)
         return cls(
             settings=settings,
             db=db,
@@ -143,6 +156,13 @@ class Services:
             disputes=disputes,
             dispute_scheduler=scheduler,
             notifications=notifications,
+            calls=calls,
+            sso=SingleSignOn(
+                settings=settings,
+                identity=core.identity,
+                identities=IdentityStore(db),
+                ephemeral=core.ephemeral,
+            ),
         )
 
     async def start(self) -> None:
@@ -152,12 +172,14 @@ class Services:
         await self.release.start()
         self.dispute_scheduler.start()
         await self.notifications.start()
+        self.calls.start()
 
     async def stop(self) -> None:
         self.stream.drain()
         await self.release.stop()
         await self.dispute_scheduler.stop()
         await self.moderation.guard.stop()
+        await self.calls.stop()
         await self.writer.stop()
         await self.notifications.stop()
         await self.livechat.stop()

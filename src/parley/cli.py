@@ -102,12 +102,15 @@ def user_add(
         bool, typer.Option(help="An internal (staff) user: dark launches.")
     ] = False,
     password: Annotated[str | None, typer.Option(help="Allow password login too.")] = None,
+    email: Annotated[
+        str | None, typer.Option(help="Their e-mail: single sign-on with it verified links here.")
+    ] = None,
 ) -> None:
     """Create a user and print an API token for them (shown once)."""
 
     async def run(services: Services) -> str:
         user = await services.identity.do_create_user(
-            name, role=role, internal=internal, password=password
+            name, role=role, internal=internal, password=password, email=email
         )
         await services.audit.record(
             cli_actor(),
@@ -150,7 +153,7 @@ def user_role(
         if not users:
             raise typer.BadParameter(f"no user named {name!r}; create one with `parley user add`")
         before = users[0]
-        after = await services.identity.users.set_role(before.id, role)
+        await services.identity.users.set_role(before.id, role)
         await services.audit.record(
             cli_actor(),
             "user.role_change",
@@ -159,7 +162,7 @@ def user_role(
             after={"role": role},
             reason=reason,
         )
-        return f"{before.role.value} → {after.role.value if after else role.value}"
+        return f"{before.role.value} → {role.value}"
 
     console.print(f"[bold]{name}[/bold]: {run_with_services(run)}")
 
@@ -255,3 +258,10 @@ app.add_typer(moderation_app, name="moderation")
 from parley.features.disputes.cli import disputes_app  # noqa: E402
 
 app.add_typer(disputes_app, name="disputes")
+from parley.features.calls.cli import calls_app  # noqa: E402
+
+app.add_typer(calls_app, name="calls")
+
+from parley.features.sso.cli import sso_app  # noqa: E402
+
+app.add_typer(sso_app, name="sso")

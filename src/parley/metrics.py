@@ -199,3 +199,20 @@ NOTIFICATIONS_QUEUED = Gauge(
     "Notification work waiting: outbox (new messages), pending (unread, not due yet), deliveries.",
     ["queue"],
 )
+CALLS_STARTED = Counter("parley_calls_started_total", "Calls placed (offers stored).")
+CALLS_ANSWERED = Counter("parley_calls_answered_total", "Calls answered.")
+CALLS_ENDED = Counter(
+    "parley_calls_ended_total",
+    "Calls that ended, by final state (ended | missed) and reason.",
+    ["state", "reason"],
+)
+CALL_SIGNALS = Counter(
+    "parley_call_signals_total",
+    "Call signals relayed to the parties' streams, by type (call.offer, call.ice, ...).",
+    ["type"],
+)
+SSO_LOGINS = Counter(
+    "parley_sso_logins_total",
+    "Single sign-on attempts that came back from a provider, by provider and outcome.",
+    ["provider", "outcome"],
+)

@@ -5,10 +5,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("var")
+
+
+class SsoProvider(BaseModel):
+    """One OpenID Connect provider users may sign in with (an item of PARLEY_SSO_PROVIDERS)."""
+
+    # Short name in URLs (/v1/auth/sso/<name>/login) and in the identities table.
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    # What the sign-in button says.
+    title: str = ""
+    # The issuer; its /.well-known/openid-configuration is read (discovery).
+    issuer: str = Field(pattern=r"^https?://")
+    client_id: str = Field(min_length=1)
+    client_secret: str = ""  # empty: a public client (PKCE only)
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    # A verified e-mail the provider asserts signs in as the Parley user with that e-mail.
+    link_by_email: bool = True
+    # Make a Parley user for an identity that matches none (off: such a sign-in gets 403).
+    create_users: bool = True
+    # Role mapping: the claim holding the user's groups or roles (a string or a list), and which
+    # value gives which Parley role; the highest matching role wins, else `default_role`. With a
+    # `role_claim` set the role is applied at every sign-in (the provider owns it).
+    role_claim: str = ""
+    roles: dict[str, Literal["member", "operator", "moderator", "dispute_ops", "admin"]] = Field(
+        default_factory=dict
+    )
+    default_role: Literal["member", "operator", "moderator", "dispute_ops", "admin"] = "member"
 
 
 class Settings(BaseSettings):
@@ -300,3 +326,38 @@ class Settings(BaseSettings):
 
     # Release gate P1: the most notifications (per channel) that may be dropped, as a rate.
     release_max_notification_drop_rate: float = Field(default=0.01, ge=0)
+    # -- calls: WebRTC signalling and ICE servers (docs/calls.md) ---------------------------------
+    # An offer nobody answers within this many seconds becomes a missed call.
+    calls_ring_seconds: int = Field(default=45, ge=1, le=600)
+    # An active call still going after this long is ended (a tab that vanished mid-call must not
+    # keep its device busy forever).
+    calls_max_seconds: int = Field(default=4 * 3600, ge=60)
+    # How often each node ends unanswered and over-long calls. Their deadlines are stored, so any
+    # node ends them, also after a restart.
+    calls_sweep_seconds: float = Field(default=1.0, gt=0)
+    # STUN servers handed to clients by GET /v1/calls/config, e.g. ["stun:turn.example.com:3478"].
+    calls_stun_urls: list[str] = Field(default_factory=list)
+    # TURN servers, e.g. ["turn:turn.example.com:3478?transport=udp", "turns:...:5349"], and the
+    # secret they share with Parley (coturn: use-auth-secret, static-auth-secret=...). Clients get
+    # time-limited credentials (TURN REST API): username "<expiry unix time>:<user id>", password
+    # base64(HMAC-SHA1(secret, username)); the secret itself never leaves the server.
+    calls_turn_urls: list[str] = Field(default_factory=list)
+    calls_turn_secret: str = ""
+    # How long the TURN credentials handed out stay valid.
+    calls_turn_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    # -- single sign-on: OpenID Connect (docs/sso.md) -------------------------------------------
+    # The providers, as a JSON list of objects (see SsoProvider above for the fields), e.g.
+    # [{"name": "corp", "title": "Corp SSO", "issuer": "https://id.corp.example",
+    #   "client_id": "parley", "client_secret": "...", "role_claim": "groups",
+    #   "roles": {"chat-admins": "admin"}}]
+    sso_providers: list[SsoProvider] = Field(default_factory=list)
+    # PARLEY_PUBLIC_URL (declared above) also makes the redirect URI registered at each provider:
+    # <public_url>/v1/auth/sso/<name>/callback. Empty: taken from each request's own URL.
+    # How long a sign-in may spend at the provider before its state expires.
+    sso_login_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    # Leeway for the ID token's times (exp, iat) against this server's clock.
+    sso_clock_leeway_seconds: int = Field(default=60, ge=0, le=600)
+    # Name and password sign-in (POST /v1/auth/login). Turn it off where everyone signs in with
+    # SSO; API tokens from `parley user token` keep working either way.
+    password_login: bool = True

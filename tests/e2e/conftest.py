@@ -34,6 +34,12 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--no-first-run",
+    # Calls (tests/e2e/test_calls.py): a fake camera and microphone, permission granted, and
+    # WebRTC allowed on loopback, the only network these tests may use.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -86,6 +86,35 @@ async def test_concurrent_takes_of_one_ticket_succeed_once(ephemeral: Ephemeral)
     assert sorted(taken, key=lambda v: v is None) == [5] + [None] * 9
 
 
+# -- one-time values (sign-in states, login codes) -------------------------------------------------
+
+
+async def test_a_one_time_value_is_taken_once(ephemeral: Ephemeral) -> None:
+    await ephemeral.put_once("sso:abc", '{"provider": "corp"}', 60)
+
+    assert await ephemeral.take_once("sso:abc") == '{"provider": "corp"}'
+    assert await ephemeral.take_once("sso:abc") is None
+    assert await ephemeral.take_once("sso:never-put") is None
+
+
+async def test_an_expired_one_time_value_is_gone(ephemeral: Ephemeral) -> None:
+    await ephemeral.put_once("short", "x", SHORT_TTL)
+    await ephemeral.put_once("long", "y", 60)
+
+    await _expire()
+
+    assert await ephemeral.take_once("short") is None
+    assert await ephemeral.take_once("long") == "y"
+
+
+async def test_concurrent_takes_of_one_value_succeed_once(ephemeral: Ephemeral) -> None:
+    await ephemeral.put_once("race", "v", 60)
+
+    taken = await asyncio.gather(*(ephemeral.take_once("race") for _ in range(10)))
+
+    assert taken.count("v") == 1 and taken.count(None) == 9
+
+
 # -- claims (SET NX) -------------------------------------------------------------------------------
 
 

@@ -17,6 +17,8 @@ CLI_MODULES = (
     "parley.features.notify.cli",
     "parley.features.moderation.cli",
     "parley.features.disputes.cli",
+    "parley.features.calls.cli",
+    "parley.features.sso.cli",
 )
 
 

@@ -65,6 +65,16 @@ class ErrorCode(StrEnum):
     FEATURE_DISABLED = "ERR_FEATURE_DISABLED"
     # Disputes: the outcome's amounts do not add up to the amount in escrow.
     AMOUNTS_MISMATCH = "ERR_AMOUNTS_MISMATCH"
+    # Calls: the action does not fit the call's state; the call is over; a device (or the
+    # conversation) already has a ringing or active call.
+    CALL_STATE = "ERR_CALL_STATE"
+    CALL_ENDED = "ERR_CALL_ENDED"
+    CALL_BUSY = "ERR_CALL_BUSY"
+    # Single sign-on: an unknown, used or foreign `state`; the provider refused or its answer
+    # did not validate (code, ID token); no Parley account may be made for that identity.
+    SSO_STATE = "ERR_SSO_STATE"
+    SSO_FAILED = "ERR_SSO_FAILED"
+    SSO_NO_ACCOUNT = "ERR_SSO_NO_ACCOUNT"
 
 
 class ParleyError(Exception):

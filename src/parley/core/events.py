@@ -168,6 +168,49 @@ class DisputeUpdatedEvent(BaseModel):
 
 StaffEvent = LivechatConversationEvent | LivechatNoteEvent
 
+CallEventType = Literal[
+    "call.offer",
+    "call.answer",
+    "call.ice",
+    "call.reject",
+    "call.busy",
+    "call.hangup",
+    "call.missed",
+    "call.sync",
+]
+
+
+class CallEvent(BaseModel):
+    """A call's signal or change of state, for its two parties only (every stream of theirs).
+
+    `type` says what happened: `call.offer` carries the offer's `sdp` and the caller's ICE
+    `candidates` so far; `call.answer` the answer's `sdp`; `call.ice` one `candidate`;
+    `call.reject`, `call.busy` and `call.hangup` end the call, and so does the server's
+    `call.missed` when nobody answered. A stream that opens while one of its user's calls is
+    live gets `call.offer` (ringing, for the callee) or `call.sync` (the peer's SDP and
+    candidates so far). `call` is the call after the change; `from_device` the device that
+    sent it (devices ignore what is not for them). `audience`, the two parties, is never sent.
+    """
+
+    type: CallEventType
+    call: dict[str, Any]
+    from_user_id: int | None = None
+    from_device: str | None = None
+    sdp: str | None = None
+    candidate: dict[str, Any] | None = None
+    candidates: list[dict[str, Any]] | None = None
+    audience: list[int] = Field(default_factory=list, exclude=True)
+
+
+class CallAckEvent(BaseModel):
+    """The answer to a call frame sent over the WebSocket with a `ref`: the call after it."""
+
+    type: Literal["call.ack"] = "call.ack"
+    ref: str
+    call: dict[str, Any]
+    duplicate: bool = False
+
+
 Event = (
     MessageEvent
     | ReceiptEvent
@@ -181,4 +224,5 @@ Event = (
     | ModerationNoticeEvent
     | ModerationItemEvent
     | DisputeUpdatedEvent
+    | CallEvent
 )

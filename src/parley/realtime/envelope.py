@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parley.core.events import (
+    CallEvent,
     ControlEvent,
     ConversationUpdatedEvent,
     DisputeUpdatedEvent,
@@ -94,6 +95,9 @@ def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
         return Envelope(event.type, data, user_ids=tuple(event.staff_ids))
     if isinstance(event, ModerationNoticeEvent | DisputeUpdatedEvent):
         return Envelope(event.type, data, user_ids=tuple(event.user_ids))
+    if isinstance(event, CallEvent):
+        # The two parties only: SDP and candidates carry their network addresses.
+        return Envelope(event.type, data, user_ids=tuple(event.audience))
     return Envelope(event.type, data, conversation_ids=(event.conversation_id,))
 
 

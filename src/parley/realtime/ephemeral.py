@@ -1,4 +1,4 @@
-"""Short-lived shared state: stream tickets, presence and typing, each with a TTL.
+"""Short-lived shared state: stream tickets, one-time values, presence and typing, each with a TTL.
 
 Twins behind one protocol: `MemoryEphemeral` (one process) and `RedisEphemeral` (many nodes).
 """
@@ -23,6 +23,14 @@ class Ephemeral(Protocol):
         """The ticket's user, once: a second take of the same ticket returns None."""
         ...
 
+    async def put_once(self, key: str, value: str, ttl: float) -> None:
+        """Keep `value` under `key` for `ttl` s, for one `take_once` (sign-in states, codes)."""
+        ...
+
+    async def take_once(self, key: str) -> str | None:
+        """The value, once: a second take (or one after the TTL) returns None."""
+        ...
+
     async def claim(self, key: str, ttl: float) -> bool:
         """True if `key` was free (and is now held for `ttl` s)."""
         ...
@@ -43,6 +51,7 @@ class Ephemeral(Protocol):
 class MemoryEphemeral:
     def __init__(self) -> None:
         self._tickets: dict[str, tuple[int, float]] = {}
+        self._once: dict[str, tuple[str, float]] = {}
         self._claims: dict[str, float] = {}
         self._sessions: dict[int, dict[str, float]] = {}
 
@@ -53,6 +62,17 @@ class MemoryEphemeral:
 
     async def take_ticket(self, ticket: str) -> int | None:
         found = self._tickets.pop(ticket, None)
+        if found is None or found[1] <= time.monotonic():
+            return None
+        return found[0]
+
+    async def put_once(self, key: str, value: str, ttl: float) -> None:
+        now = time.monotonic()
+        self._once = {k: v for k, v in self._once.items() if v[1] > now}
+        self._once[key] = (value, now + ttl)
+
+    async def take_once(self, key: str) -> str | None:
+        found = self._once.pop(key, None)
         if found is None or found[1] <= time.monotonic():
             return None
         return found[0]
@@ -91,7 +111,8 @@ class MemoryEphemeral:
 
 
 class RedisEphemeral:
-    """Keys: `{prefix}ticket:<t>` (GETDEL), `{prefix}claim:<k>` (SET NX EX), and one sorted set
+    """Keys: `{prefix}ticket:<t>` and `{prefix}once:<k>` (GETDEL), `{prefix}claim:<k>` (SET NX EX),
+    and one sorted set
     per user, `{prefix}presence:<uid>`, of sessions scored by their expiry time.
 
     Redis being unreachable raises `Unavailable` (a retryable 503), never a driver error."""
@@ -108,6 +129,15 @@ class RedisEphemeral:
         with _redis_errors():
             value = await self._redis.getdel(f"{self._prefix}ticket:{ticket}")
             return int(value) if value is not None else None
+
+    async def put_once(self, key: str, value: str, ttl: float) -> None:
+        with _redis_errors():
+            await self._redis.set(f"{self._prefix}once:{key}", value, px=int(ttl * 1000))
+
+    async def take_once(self, key: str) -> str | None:
+        with _redis_errors():
+            value = await self._redis.getdel(f"{self._prefix}once:{key}")
+            return value.decode() if isinstance(value, bytes) else value
 
     async def claim(self, key: str, ttl: float) -> bool:
         with _redis_errors():

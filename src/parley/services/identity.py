@@ -38,14 +38,18 @@ class Identity:
         internal: bool = False,
         password: str | None = None,
         display_name: str | None = None,
+        email: str | None = None,
     ) -> User:
         check_user_name(name)
+        if email is not None and not _EMAIL.fullmatch(email):
+            raise BadInput("that is not an e-mail address", ErrorCode.VALIDATION)
         return await self.users.create_user(
             name=name,
             display_name=display_name or name,
             role=role,
             internal=internal,
             password_hash=_hasher.hash(password) if password else None,
+            email=email,
         )
 
     async def do_issue_token(
@@ -102,6 +106,9 @@ class Identity:
 
 # The same shape the REST schemas accept, so every user the CLI makes can be named over the API.
 _USER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Enough to refuse typos; whether the address is real is the provider's to verify (SSO linking
+# only trusts an e-mail the provider says it verified).
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 
 
 def check_user_name(name: str) -> None:

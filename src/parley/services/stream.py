@@ -12,14 +12,15 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from limits import parse as parse_rate
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from pydantic import BaseModel
 
 from parley import metrics
 from parley.bus import Bus
@@ -68,6 +69,10 @@ REPORTED_COUNTERS = (
     "forced_resyncs",
     "full_state_loads",
 )
+# A feature's WebSocket frame: the user and the parsed JSON in, an event to answer with (or None).
+FrameHandler = Callable[[User, dict[str, Any]], Awaitable[BaseModel | None]]
+# Events a stream gets right after it opens (e.g. the calls ringing for its user).
+Greeter = Callable[[User], Awaitable[list[Event]]]
 
 
 @dataclass
@@ -124,6 +129,10 @@ class StreamService:
         self.on_report: Callable[[int, Transport, dict[str, int], list[float]], None] | None = None
         self._draining = False
         self._positioned = False
+        # Extension points for features (calls): their own WebSocket frame types, and events
+        # for a stream that just opened.
+        self.frame_handlers: dict[str, FrameHandler] = {}
+        self.greeters: list[Greeter] = []
 
     @classmethod
     def limiter_storage_for(cls, redis_url: str, prefix: str) -> Storage:
@@ -328,6 +337,10 @@ class StreamService:
             raise
         if after is not None and after > start:
             sub.min_pos = after  # the client heard of positions this node's hub has not reached
+        # A long-poll with a cursor is the same client polling again: greeting it every time
+        # would end each poll at once.
+        if transport != "poll" or after is None:
+            backlog += await self._greetings(user)
         session = StreamSession(
             user=user,
             transport=transport,
@@ -349,6 +362,15 @@ class StreamService:
             metrics.STREAM_CONNECTIONS.labels(transport).inc()
             await self._presence_online(user, session, conversation_ids)
         return session
+
+    async def _greetings(self, user: User) -> list[Envelope]:
+        greeting: list[Envelope] = []
+        for greeter in self.greeters:
+            try:
+                greeting += [envelope_for(event) for event in await greeter(user)]
+            except Exception as exc:  # a feature's greeting must not keep the stream closed
+                log.warning("greeting a new stream failed: %s", exc)
+        return greeting
 
     async def close(self, session: StreamSession) -> None:
         self.live_hub.unsubscribe(session.sub)

@@ -30,6 +30,9 @@ from parley.storage.messages import MessageStore
 from parley.storage.users import UserStore
 
 Publish = Callable[[Event], Awaitable[None]]
+# Messages whose metadata has this key are written by the server (call records), never by a
+# client: a member cannot forge "missed call" lines.
+RECORD_METADATA_KEY = "call"
 
 
 async def _publish_nowhere(_event: Event) -> None:
@@ -171,6 +174,10 @@ class Timeline:
     ) -> Appended:
         """Store a message once; a retry with the same `client_msg_id` returns the original."""
         access = await self.access_conversation(actor, conversation_id)
+        if RECORD_METADATA_KEY in metadata:
+            raise BadInput(
+                f"metadata key {RECORD_METADATA_KEY!r} is reserved for the server's call records"
+            )
         refs = []
         if attachment_ids:
             wanted = list(dict.fromkeys(attachment_ids))
@@ -210,6 +217,30 @@ class Timeline:
             raise
         self.on_send(time.monotonic() - started, False)
         return appended
+
+    async def do_append_record(
+        self,
+        conversation_id: int,
+        *,
+        sender_id: int,
+        client_msg_id: str,
+        body: str,
+        metadata: dict[str, object],
+    ) -> Appended:
+        """A message the server writes on a member's behalf (a call's record), with its seq.
+
+        Idempotent like any send: writing the same `client_msg_id` again returns the original,
+        so two nodes recording one call store it once.
+        """
+        return await self.writer.append(
+            NewMessage(
+                conversation_id=conversation_id,
+                sender_id=sender_id,
+                client_msg_id=client_msg_id,
+                body=body,
+                metadata=dict(metadata),
+            )
+        )
 
     async def list_messages(
         self,

@@ -44,6 +44,7 @@
  *                       always off in widget mode
  *   streamEvents        []: more named SSE events to listen for (the ones below are built in)
  *   receiptDeadlineMs   10000: the P0 "ack without receipt" window; change it only in tests
+ *   deviceId            a random id: the device this client is in calls (keep it per tab)
  *
  * Events (`client.on(type, fn)` returns a function that unsubscribes):
  *   "message" (message, {source})  a message new to its timeline; source is "stream", "ack",
@@ -59,6 +60,9 @@
  *   "resync" ()                    the server could not resume: full state is being reloaded
  *   "conversations" (list)         the conversation list was (re)loaded
  *   "error" (ParleyError)          a failure the client cannot fix by itself (bad token)
+ *   "call.offer", "call.answer", "call.ice", "call.reject", "call.busy", "call.hangup",
+ *   "call.missed", "call.sync" (event)   call signals for this user's calls (docs/calls.md);
+ *                                  `signal()` sends them, static/calls/call.js is a WebRTC call
  *   any other type (event)         an event the client does not know is emitted by its `type`,
  *                                  e.g. "livechat.conversation" and "livechat.note" (staff)
  *
@@ -124,6 +128,7 @@ export class ParleyClient {
   #readSent = new Map(); // conversation id -> highest read_seq this client sent
   #typingSent = new Map();
   #ackWaiters = new Map(); // client_msg_id -> {resolve, reject} for WebSocket sends
+  #replyWaiters = new Map(); // ref -> {resolve, reject} for call signals sent as frames
   #awaitingEcho = new Map(); // "conversation:seq" -> {ackedAt, transport, timer, late}
   #counters = new Counters();
   #rest;
@@ -160,6 +165,8 @@ export class ParleyClient {
     this.#rest = new Rest({ baseUrl, token: options.widget ? null : token, timeoutMs: requestTimeoutMs });
     this.#endpoints = options.widget ? new WidgetEndpoints(options.widget.session) : new BearerEndpoints();
     this.cursor = options.cursor ?? null;
+    // The device this client is (a tab, an app install) for calls: keep it across reloads.
+    this.deviceId = options.deviceId ?? newClientMsgId().replaceAll("-", "");
     const visitorId = options.widget?.visitorId;
     this.user = visitorId === undefined ? null : { id: visitorId };
     // The last seconds of counters would be lost with the page; keepalive lets them leave.
@@ -260,6 +267,47 @@ export class ParleyClient {
     if (this.#canWriteOnStream() && this.#link.send({ type: "typing", conversation_id: conversationId })) return;
     const { path, json } = this.#endpoints.typing(conversationId);
     await this.request("POST", path, { json }).catch(() => null);
+  }
+
+  /**
+   * Send a call signal (docs/calls.md) from this client's device: "call.offer" (with
+   * conversation_id, call_id, sdp, media, to_user_id), "call.answer" (call_id, sdp), "call.ice"
+   * (call_id, candidate), "call.reject" | "call.busy" | "call.hangup" (call_id). Resolves with the
+   * call after it. Goes over the WebSocket when one is open, else over REST; an offer retried
+   * with its call_id is the same call.
+   */
+  async signal(type, fields) {
+    const frame = { type, device_id: this.deviceId, ...fields };
+    if (this.#canWriteOnStream()) {
+      const ref = newClientMsgId();
+      const reply = this.#awaitReply(ref);
+      if (this.#link.send({ ...frame, ref })) {
+        try {
+          return (await reply).call;
+        } catch (error) {
+          if (error.code !== "ERR_NETWORK" && error.code !== "ERR_TIMEOUT") throw error;
+          // The socket went away before the answer: say it again over REST.
+        }
+      }
+      this.#replyWaiters.delete(ref);
+    }
+    const { path, json } = this.#endpoints.signal(frame);
+    return (await this.request("POST", path, { json })).call;
+  }
+
+  #awaitReply(ref) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#replyWaiters.delete(ref);
+        reject(new ParleyError("ERR_TIMEOUT", `no answer in ${this.options.sendTimeoutMs} ms`));
+      }, this.options.sendTimeoutMs);
+      const settle = (fn) => (value) => {
+        clearTimeout(timer);
+        this.#replyWaiters.delete(ref);
+        fn(value);
+      };
+      this.#replyWaiters.set(ref, { resolve: settle(resolve), reject: settle(reject) });
+    });
   }
 
   /** The messages seen for a conversation, ordered by seq, each once. */
@@ -586,9 +634,14 @@ export class ParleyClient {
       case "ack":
         this.#ackWaiters.get(event.ref)?.resolve(event);
         break;
+      case "call.ack":
+        this.#replyWaiters.get(event.ref)?.resolve(event);
+        break;
       case "error":
-        if (event.ref) this.#ackWaiters.get(event.ref)?.reject(this.#errorOf(event));
-        else this.#emit("error", this.#errorOf(event));
+        if (event.ref) {
+          this.#ackWaiters.get(event.ref)?.reject(this.#errorOf(event));
+          this.#replyWaiters.get(event.ref)?.reject(this.#errorOf(event));
+        } else this.#emit("error", this.#errorOf(event));
         break;
       case "control":
         if (event.op === "reconnect") link.fail(failure("restart", { reason: event.reason }));
@@ -843,7 +896,7 @@ export class ParleyClient {
   }
 
   #failAckWaiters(error) {
-    for (const waiter of [...this.#ackWaiters.values()]) waiter.reject(error);
+    for (const waiter of [...this.#ackWaiters.values(), ...this.#replyWaiters.values()]) waiter.reject(error);
   }
 
   // -- counters and reports --------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from parley.core.calls import Call, CallState, EndReason, Media
 from parley.core.models import (
     Attachment,
     AttachmentRef,
@@ -96,4 +97,26 @@ def attachment_from_row(row: Row[Any]) -> Attachment:
         size=row.size,
         sha256=row.sha256,
         created_at=utc(row.created_at),
+    )
+
+
+def call_from_row(row: Row[Any]) -> Call:
+    return Call(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        caller_id=row.caller_id,
+        caller_device=row.caller_device,
+        callee_id=row.callee_id,
+        callee_device=row.callee_device,
+        media=Media(row.media),
+        state=CallState(row.state),
+        end_reason=EndReason(row.end_reason) if row.end_reason else None,
+        created_at=utc(row.created_at),
+        ring_deadline=utc(row.ring_deadline),
+        answered_at=utc(row.answered_at) if row.answered_at else None,
+        ended_at=utc(row.ended_at) if row.ended_at else None,
+        offer_sdp=row.offer_sdp,
+        answer_sdp=row.answer_sdp,
+        caller_candidates=list(_json(row.caller_candidates)),
+        callee_candidates=list(_json(row.callee_candidates)),
     )

@@ -46,6 +46,9 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("internal", Boolean, nullable=False, default=False),
     Column("created_at", Timestamp, nullable=False),
+    # Lower-cased; single sign-on links a verified provider e-mail to the user who has it.
+    Column("email", String(320), nullable=True),
+    Index("uq_users_email", "email", unique=True),
 )
 
 api_tokens = Table(
@@ -703,4 +706,65 @@ push_subscriptions = Table(
     Column("user_agent", String(300), nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Index("ix_push_subscriptions_user_id", "user_id"),
+)
+
+# -- calls and single sign-on (migration 0008; docs/calls.md, docs/sso.md) ----------------------
+
+# One row per call; the state machine is core/calls.py. Transitions are conditional UPDATEs, so
+# two nodes acting on the same call (an answer racing the ring timeout) cannot both win.
+calls = Table(
+    "calls",
+    metadata,
+    # Made by the caller's client (an offer retried with the same id is the same call).
+    Column("id", String(64), primary_key=True),
+    Column(
+        "conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("caller_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("caller_device", String(64), nullable=False),
+    Column("callee_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("callee_device", String(64), nullable=True),
+    Column("media", String(8), nullable=False),
+    Column("state", String(16), nullable=False),  # ringing | active | ended | missed
+    Column("end_reason", String(16), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    # A ringing call past this is missed; every node sweeps for them, so it survives restarts.
+    Column("ring_deadline", Timestamp, nullable=False),
+    Column("answered_at", Timestamp, nullable=True),
+    Column("ended_at", Timestamp, nullable=True),
+    Column("offer_sdp", Text, nullable=False),
+    Column("answer_sdp", Text, nullable=True),
+    # ICE candidates each side sent (bounded), replayed to a device that reconnects mid-call.
+    Column("caller_candidates", Json, nullable=False),
+    Column("callee_candidates", Json, nullable=False),
+    # When the call's record went into the conversation's timeline (null: still to write).
+    Column("recorded_at", Timestamp, nullable=True),
+    Index("ix_calls_state_ring_deadline", "state", "ring_deadline"),
+    Index("ix_calls_conversation_id", "conversation_id"),
+    Index("ix_calls_caller_id", "caller_id"),
+    Index("ix_calls_callee_id", "callee_id"),
+)
+
+# What a live call holds: `device:<user>:<device>` (one live call per device) and
+# `pair:<conversation>:<low user>:<high user>` (two people calling each other at once get one
+# call, not two). Inserted with the call or its answer, deleted in the transaction that ends it.
+call_claims = Table(
+    "call_claims",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("call_id", String(64), ForeignKey("calls.id", ondelete="CASCADE"), nullable=False),
+    Index("ix_call_claims_call_id", "call_id"),
+)
+
+# A user's accounts at OpenID providers: (provider, subject) signs in as `user_id`.
+user_identities = Table(
+    "user_identities",
+    metadata,
+    Column("provider", String(64), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_login_at", Timestamp, nullable=False),
+    Index("ix_user_identities_user_id", "user_id"),
 )

@@ -26,6 +26,7 @@ class UserStore:
         role: Role,
         internal: bool,
         password_hash: str | None,
+        email: str | None = None,
     ) -> User:
         try:
             async with self.db.write() as conn:
@@ -38,11 +39,16 @@ class UserStore:
                         internal=internal,
                         password_hash=password_hash,
                         created_at=now(),
+                        email=email.lower() if email else None,
                     )
                     .returning(*users.c)
                 )
                 return user_from_row(result.one())
-        except IntegrityError:
+        except IntegrityError as exc:
+            if "email" in str(exc.orig):
+                raise Conflict(
+                    f"another user has the e-mail {email!r}", ErrorCode.NAME_TAKEN
+                ) from None
             raise Conflict(f"the user name {name!r} is taken", ErrorCode.NAME_TAKEN) from None
 
     async def create_users(self, names: list[str], *, role: Role) -> list[User]:
@@ -83,6 +89,15 @@ class UserStore:
             rows = await conn.execute(select(users).where(users.c.id.in_(ids)))
             return [user_from_row(row) for row in rows]
 
+    async def find_user_by_email(self, email: str) -> User | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.email == email.lower()))).first()
+        return user_from_row(row) if row else None
+
+    async def set_role(self, user_id: int, role: Role) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(users).where(users.c.id == user_id).values(role=role.value))
+
     async def get_credentials(self, name: str) -> tuple[User, str | None] | None:
         """The user named `name` with their password hash, for login."""
         async with self.db.read() as conn:
@@ -105,19 +120,6 @@ class UserStore:
         async with self.db.read() as conn:
             query = select(users.c.id).where(users.c.role.in_([r.value for r in roles]))
             return [int(uid) for uid in (await conn.execute(query)).scalars()]
-
-    async def set_role(self, user_id: int, role: Role) -> User | None:
-        """Change a user's role; returns the user as they are now (None: no such user)."""
-        async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    update(users)
-                    .where(users.c.id == user_id)
-                    .values(role=role.value)
-                    .returning(users)
-                )
-            ).first()
-        return user_from_row(row) if row else None
 
 
 class TokenStore:
@@ -168,6 +170,15 @@ class TokenStore:
         if row is None:
             return None
         return user_from_row(row), row.token_expires_at
+
+    async def find_token_label(self, token_hash: str) -> str | None:
+        """What a live token was issued for (`login`, `cli`, `sso:<provider>`...)."""
+        query = select(api_tokens.c.label).where(
+            api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None)
+        )
+        async with self.db.read() as conn:
+            label: str | None = (await conn.execute(query)).scalar_one_or_none()
+        return label
 
     async def revoke_token(self, token_hash: str) -> None:
         async with self.db.write() as conn:

@@ -1,4 +1,5 @@
-"""WebSocket transport: the stream out, `send`/`receipt`/`typing`/`ping` frames in."""
+"""WebSocket transport: the stream out, `send`/`receipt`/`typing`/`ping` frames in, and the
+frames features register with the stream service (`call.*`)."""
 
 from __future__ import annotations
 
@@ -202,10 +203,17 @@ async def _handle(stream: StreamService, session: StreamSession, frame: dict[str
         elif kind == "typing":
             typing = parse_frame(TypingFrame, frame)
             await stream.do_typing(session.user, typing.conversation_id)
+        elif (handler := stream.frame_handlers.get(kind)) is not None:
+            reply = await handler(session.user, frame)
+            if reply is not None:
+                session.sub.push(
+                    Envelope(str(getattr(reply, "type", kind)), reply.model_dump_json())
+                )
         else:
             _reply_error(session, ErrorCode.VALIDATION, f"unknown frame type {kind!r}")
     except ParleyError as exc:
-        _reply_error(session, exc.code, exc.message)
+        ref = frame.get("ref") if isinstance(frame.get("ref"), str) else None
+        _reply_error(session, exc.code, exc.message, ref=ref)
 
 
 async def _send(

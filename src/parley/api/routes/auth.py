@@ -6,12 +6,18 @@ from fastapi import APIRouter, Request
 
 from parley.api.deps import CurrentUser, ServicesDep
 from parley.api.schemas import LoginIn, TokenOut, UserOut
+from parley.core.errors import Forbidden
 
 router = APIRouter(prefix="/v1", tags=["auth"])
 
 
 @router.post("/auth/login", response_model=TokenOut)
 async def login(body: LoginIn, services: ServicesDep) -> TokenOut:
+    if not services.settings.password_login:
+        raise Forbidden(
+            "password sign-in is off on this deployment; sign in with single sign-on "
+            "(GET /v1/auth/sso/providers)"
+        )
     user, token = await services.identity.do_login(body.name, body.password)
     return TokenOut(token=token, user=UserOut.of(user))
 

@@ -17,10 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from parley.assembly import Services
+from parley.core.audit import Target
 from parley.core.notify import DeliveryStatus
 from parley.features.notify.service import DropRate
 from parley.logs import configure_logging
-from parley.runner import run_with_services
+from parley.runner import cli_actor, run_with_services
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
 from parley.storage.notify import Delivery
@@ -185,8 +186,17 @@ def notify_retry(
     async def run(services: Services) -> int:
         from datetime import UTC, datetime
 
-        return await services.notifications.store.retry_dead(
+        queued = await services.notifications.store.retry_dead(
             None if all_dead else list(ids or []), datetime.now(UTC)
         )
+        await services.audit.record(
+            cli_actor(),
+            "notify.retry_dead",
+            Target.of(
+                "notification_deliveries", "*" if all_dead else ",".join(map(str, ids or []))
+            ),
+            after={"queued": queued},
+        )
+        return queued
 
     console.print(f"{run_with_services(run)} dead letter(s) queued again")

@@ -436,7 +436,7 @@ def smoke_command(
     peer_token: ReceiverToken,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Fast smoke test: health, delivery over WebSocket/SSE/long-poll, receipts. Exit 1 on FAIL."""
+    """Fast smoke: health, delivery (WS/SSE/poll), receipts, reconnect, SSO, calls. 1 on FAIL."""
     from parley.features.release import gonogo
 
     verdict = asyncio.run(gonogo.smoke(gonogo.Target(url.rstrip("/"), token, peer_token)))

@@ -4,7 +4,8 @@ Seed 002 §8.2: any failed check, a missing owner sign-off, an undefined rollbac
 target that is not the main branch is an automatic NO-GO. Every check here can fail, and each
 has a test that makes it fail (tests/integration/test_gonogo*.py). A check that could not run
 (SKIP) blocks GO as a failure does; one left out on purpose (EXCLUDED) names its reason.
-`smoke` is the fast subset (health, delivery over the three transports, receipts).
+`smoke` is the fast subset (health, delivery over the three transports, receipts, reconnect,
+SSO login redirect, call relay).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from parley import __version__
 from parley.features.ops.preflight import Status as Finding
 from parley.features.ops.preflight import tls_finding
 from parley.features.release import probes
@@ -41,12 +41,7 @@ AREAS = {
     "reconnect": ("reconnect", "fallback"),
     "web_e2e": ("web_e2e",),
     "sso": ("sso",),
-    "call_relay": ("call_relay",),
-}
-# Areas Parley cannot probe in this version: excluded, with the reason, until they exist.
-NOT_BUILT = {
-    "sso": f"Parley {__version__} has no SSO sign-in to smoke-test",
-    "call_relay": f"Parley {__version__} has no call signalling (call.offer/reject/hangup) yet",
+    "call_relay": ("calls",),
 }
 # What no exclusion can leave out: without these a record says nothing.
 REQUIRED = {"sign_off", "target_ref", "rollback_ref", "blockers", "health", "version", "gates"}
@@ -300,7 +295,7 @@ def check_blockers(plan: Plan) -> CheckResult:
 
 
 def external_results(plan: Plan) -> list[CheckResult]:
-    """Areas that run elsewhere: their results as given, or excluded while not built."""
+    """Areas that run elsewhere (the browser e2e suite): their results as given."""
     found = []
     title = "Browser e2e smoke against the test deployment (smoke:web:e2e)"
     given = plan.results.get("web_e2e")
@@ -318,8 +313,6 @@ def external_results(plan: Plan) -> list[CheckResult]:
     else:
         outcome, evidence = given
         found.append(probes.result("web_e2e", title, outcome == "PASS", f"{outcome}: {evidence}"))
-    for name, reason in NOT_BUILT.items():
-        found.append(CheckResult(name, f"{name} smoke", Status.EXCLUDED, reason))
     return found
 
 
@@ -336,6 +329,9 @@ def smoke_probes() -> list[tuple[str, str, Probe]]:
         ("delivery_sse", "Delivery over SSE", lambda d: probes.check_delivery(d, "sse")),
         ("delivery_poll", "Delivery over long-poll", lambda d: probes.check_delivery(d, "poll")),
         ("receipts", "Read receipts", probes.check_receipts),
+        ("reconnect", "Reconnect", probes.check_reconnect),
+        ("sso", "Single sign-on", probes.check_sso),
+        ("calls", "Call signalling relay", probes.check_calls),
     ]
 
 
@@ -436,6 +432,8 @@ async def _probe_all(run: Run, target: Target, wanted: Resolved | None, profile:
     await run.step("attachments", "Attachments", probes.check_attachments, *up)
     await run.step("reconnect", "Reconnect", probes.check_reconnect, *up)
     await run.step("fallback", "Fallback", probes.check_fallback, *up)
+    await run.step("sso", "Single sign-on login redirect", probes.check_sso, "health")
+    await run.step("calls", "Call signalling relay", probes.check_calls, *up)
     burst_error = ""
     burst = None
     if not any(run.failed(n) for n in up):

@@ -631,3 +631,84 @@ async def check_metrics(d: Deployment, before: dict[str, float]) -> CheckResult:
         evidence += f" — did not move with this run's traffic: {', '.join(still)} (a stale or "
         evidence += "cached /metrics, or another process's?)"
     return result("metrics", "Prometheus metrics move with this run's traffic", ok, evidence)
+
+
+# -- seed 002: SSO login redirect, call signalling relay ------------------------------------------
+
+
+async def check_sso(d: Deployment) -> CheckResult:
+    """Each SSO provider's login redirects to it with PKCE, state and nonce, and it answers."""
+    title = "Single sign-on login redirect"
+    listed = (await d.http.get("/v1/auth/sso/providers")).json()["providers"]
+    if not listed:
+        return result("sso", title, True, "no SSO providers configured (password sign-in)")
+    problems, seen = [], []
+    for provider in listed:
+        response = await d.http.get(provider["login_url"], params={"next": "/"})
+        location = response.headers.get("location", "")
+        wanted = ("code_challenge_method=S256", "state=", "nonce=")
+        if response.status_code != 302 or not all(part in location for part in wanted):
+            problems.append(f"{provider['name']}: login answered HTTP {response.status_code}")
+            continue
+        async with httpx.AsyncClient(timeout=15, follow_redirects=True) as browser:
+            at_provider = await browser.get(location)
+        if at_provider.status_code != 200:
+            problems.append(
+                f"{provider['name']}: the provider answered HTTP {at_provider.status_code}"
+            )
+        else:
+            seen.append(f"{provider['name']} → {location.split('?', 1)[0]} (HTTP 200)")
+    evidence = "; ".join(problems or seen)
+    return result("sso", title, not problems, evidence, providers=len(listed))
+
+
+async def check_calls(d: Deployment) -> CheckResult:
+    """Seed 002 §8.1.4: call.offer / call.reject / call.answer / call.hangup relayed."""
+    config = await d.call("GET", "/v1/calls/config", d.sender)
+    peer = await d.call("GET", "/v1/me", d.receiver)
+    caller, callee = await d.open_ws(d.sender), await d.open_ws(d.receiver)
+    caller_device, callee_device = "smoke-" + secrets.token_hex(4), "smoke-" + secrets.token_hex(4)
+
+    async def signal(listener: WsListener, frame: dict[str, Any]) -> None:
+        await listener.socket.send(json.dumps(frame))
+
+    def relayed(kind: str, call_id: str) -> Callable[[Event], bool]:
+        return lambda e: e["type"] == kind and e.get("call", {}).get("id") == call_id
+
+    async def offer() -> str:
+        call_id = "smoke" + secrets.token_hex(12)
+        await signal(
+            caller,
+            {"type": "call.offer", "conversation_id": d.conversation_id, "call_id": call_id,
+             "device_id": caller_device, "to_user_id": peer["id"], "sdp": _SMOKE_SDP},
+        )  # fmt: skip
+        await callee.wait_for(relayed("call.offer", call_id))
+        return call_id
+
+    rejected = await offer()
+    await signal(callee, {"type": "call.reject", "call_id": rejected, "device_id": callee_device})
+    await caller.wait_for(relayed("call.reject", rejected))
+    answered = await offer()
+    await signal(
+        callee,
+        {"type": "call.answer", "call_id": answered, "device_id": callee_device,
+         "sdp": _SMOKE_SDP},
+    )  # fmt: skip
+    await caller.wait_for(relayed("call.answer", answered))
+    await signal(caller, {"type": "call.hangup", "call_id": answered, "device_id": caller_device})
+    hangup = await callee.wait_for(relayed("call.hangup", answered))
+    turn = [s for s in config["ice_servers"] if s.get("username")]
+    return result(
+        "calls",
+        "Call signalling relay (call.offer / call.reject / call.hangup)",
+        hangup["call"]["state"] == "ended",
+        "callSignalRelayed=true, callRejectRelayed=true, callHangupRelayed=true; "
+        f"{len(config['ice_servers'])} ICE servers"
+        + (f", TURN credentials valid {config['ttl_seconds']} s" if turn else ", no TURN"),
+        ice_servers=len(config["ice_servers"]),
+        turn=bool(turn),
+    )
+
+
+# A minimal session description: the relay carries it, it is never negotiated.
+_SMOKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=parley smoke\r\nt=0 0\r\n"

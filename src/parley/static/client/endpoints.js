@@ -45,6 +45,15 @@ export class BearerEndpoints {
   attachment(attachmentId) {
     return { path: `/v1/attachments/${encodeURIComponent(attachmentId)}`, params: {} };
   }
+
+  /** A call signal over REST: what the `call.*` WebSocket frame says, as a request. */
+  signal({ type, call_id, conversation_id, ...body }) {
+    if (type === "call.offer") {
+      return { path: `/v1/conversations/${conversation_id}/calls`, json: { call_id, ...body } };
+    }
+    const action = type.replace(/^call\./, "");
+    return { path: `/v1/calls/${encodeURIComponent(call_id)}/${action}`, json: body };
+  }
 }
 
 /**
@@ -99,5 +108,9 @@ export class WidgetEndpoints {
   attachment(attachmentId) {
     const path = `/api/widget/attachments/${encodeURIComponent(attachmentId)}`;
     return { path, params: { session: this.session } };
+  }
+
+  signal() {
+    throw new TypeError("website visitors cannot place calls");
   }
 }

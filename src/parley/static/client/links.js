@@ -16,6 +16,14 @@ const STREAM_EVENTS = [
   "flags.updated",
   "livechat.conversation",
   "livechat.note",
+  "call.offer",
+  "call.answer",
+  "call.ice",
+  "call.reject",
+  "call.busy",
+  "call.hangup",
+  "call.missed",
+  "call.sync",
 ];
 
 /**

@@ -1,0 +1,1 @@
+"""Calls: WebRTC signalling relayed over the event stream, call state, TURN credentials."""
