@@ -33,6 +33,26 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+say "Operations tools (promtool, amtool, systemd-analyze) for the deploy/ config tests"
+if command -v apt-get >/dev/null; then
+  missing=()
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
+  command -v pg_dump >/dev/null || missing+=(postgresql-client)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    # Only the tools are used: a policy-rc.d keeps the packaged daemons from starting.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      guard=/usr/sbin/policy-rc.d
+      printf '#!/bin/sh\nexit 101\n' | as_root tee "$guard" >/dev/null && as_root chmod +x "$guard"
+    fi
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -z "$guard" ] || as_root rm -f "$guard"
+  fi
+fi
+
 say "Lint"
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests

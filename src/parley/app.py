@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from parley import __version__
 from parley.api.errors import install_error_handlers
-from parley.api.middleware import RequestBodyLimit, RequestObserver
+from parley.api.middleware import MaintenanceGate, RequestBodyLimit, RequestObserver
 from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
 from parley.api.static import ParleyStaticFiles
 from parley.assembly import Services
@@ -23,7 +23,8 @@ from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
 from parley.features.moderation import routes as moderation
 from parley.features.notify import routes as notify
-from parley.features.ops import routes as ops_feature
+from parley.features.ops import preflight_routes
+from parley.features.ops import routes as ops_routes
 from parley.features.ops.version import git_sha
 from parley.features.release import routes as release
 from parley.features.sso import routes as sso
@@ -81,15 +82,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         widget_visitor.router,
         console.router,
         audit.router,
+        preflight_routes.router,
         moderation.router,
         disputes.router,
-        ops_feature.router,
         notify.router,
         notify.admin_router,
         notify.worker_router,
         calls.router,
         calls.page_router,
         sso.router,
+        ops_routes.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")
@@ -103,5 +105,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for pattern in (attachments.UPLOAD_PATH_PATTERN, widget.UPLOAD_PATH_PATTERN)
         ],
     )
+    app.add_middleware(MaintenanceGate)
     app.add_middleware(RequestObserver)
     return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parley import metrics
 from parley.core.models import User
 from parley.core.writer import MessageWriter
 from parley.features.calls.service import Calls
@@ -22,6 +23,8 @@ from parley.features.moderation.classifier import HttpClassifier
 from parley.features.moderation.filters import ModerationGuard
 from parley.features.moderation.service import Moderation
 from parley.features.notify.service import Notifications
+from parley.features.ops.backup import BackupAgeGauge
+from parley.features.ops.maintenance import Maintenance
 from parley.features.release.gates import SafetyCounts
 from parley.features.release.service import Release
 from parley.features.sso.service import SingleSignOn
@@ -43,6 +46,7 @@ from parley.storage.flags import FlagStore
 from parley.storage.identities import IdentityStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
+from parley.storage.migrate import revision_of, running_schema_problem
 from parley.storage.moderation import ModerationStore
 from parley.storage.notify import NotifyStore
 
@@ -71,6 +75,7 @@ class Services:
     notifications: Notifications
     calls: Calls
     sso: SingleSignOn
+    maintenance: Maintenance
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -125,6 +130,8 @@ class Services:
         # while a call rings hears of it.
         stream.frame_handlers.update(calls.frame_handlers())
         stream.greeters.append(calls.greet)
+        maintenance = Maintenance(settings, stream.store, users, core.audit)
+        stream.admit = maintenance.check_admits
         return cls(
             settings=settings,
             db=db,
@@ -163,7 +170,12 @@ class Services:
                 identities=IdentityStore(db),
                 ephemeral=core.ephemeral,
             ),
+            maintenance=maintenance,
         )
+
+    async def check_schema(self) -> tuple[str, bool]:
+        """What /readyz says about the schema, and whether this node can serve on it."""
+        return running_schema_problem(await revision_of(self.db))
 
     async def start(self) -> None:
         self.writer.start()
@@ -173,9 +185,13 @@ class Services:
         self.dispute_scheduler.start()
         await self.notifications.start()
         self.calls.start()
+        self.maintenance.stream = self.stream
+        await self.maintenance.start()
+        metrics.BACKUP_AGE.set_function(BackupAgeGauge(self.settings.effective_backup_dir))
 
     async def stop(self) -> None:
         self.stream.drain()
+        await self.maintenance.stop()
         await self.release.stop()
         await self.dispute_scheduler.stop()
         await self.moderation.guard.stop()

@@ -1,4 +1,4 @@
-"""The `parley` command: serve, migrate, and manage users."""
+"""The `parley` command: serve and manage users; every feature adds its commands below."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from parley.assembly import Services
 from parley.core.audit import Target
 from parley.core.models import Role
 from parley.logs import configure_logging
-from parley.runner import cli_actor, redacted, run_with_services
+from parley.runner import cli_actor, run_with_services
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
 from parley.transports.http import header_deadline_protocol
@@ -82,16 +82,6 @@ class DrainingServer(uvicorn.Server):
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().call_soon_threadsafe(services.stream.drain)
         super().handle_exit(sig, frame)
-
-
-@app.command()
-def migrate() -> None:
-    """Apply database migrations up to the newest schema."""
-    settings = Settings()
-    upgrade_to_head(settings.effective_database_url)
-    console.print(
-        f"[green]Schema is up to date[/green] ({redacted(settings.effective_database_url)})"
-    )
 
 
 @user_app.command("add")
@@ -242,7 +232,7 @@ app.add_typer(branch_app, name="branch")
 from parley.features.audit.cli import audit_app  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
-from parley.features.ops.cli import preflight_command  # noqa: E402
+from parley.features.ops.preflight_cli import preflight_command  # noqa: E402
 
 app.command("preflight")(preflight_command)
 from parley.features.notify.cli import notify_app, push_app, worker_command  # noqa: E402
@@ -265,3 +255,21 @@ app.add_typer(calls_app, name="calls")
 from parley.features.sso.cli import sso_app  # noqa: E402
 
 app.add_typer(sso_app, name="sso")
+
+from parley.features.ops.cli import (  # noqa: E402
+    alerts_app,
+    backup_app,
+    deploy_app,
+    maintenance_app,
+    migrate_app,
+    restore_command,
+    rollback_command,
+)
+
+app.add_typer(migrate_app, name="migrate")
+app.add_typer(maintenance_app, name="maintenance")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(restore_command)
+app.add_typer(deploy_app, name="deploy")
+app.command("rollback")(rollback_command)
+app.add_typer(alerts_app, name="alerts")

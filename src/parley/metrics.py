@@ -216,3 +216,15 @@ SSO_LOGINS = Counter(
     "Single sign-on attempts that came back from a provider, by provider and outcome.",
     ["provider", "outcome"],
 )
+
+# -- operations (docs/operations.md) ---------------------------------------------------------------
+MAINTENANCE_ACTIVE = Gauge(
+    "parley_maintenance_active", "1 while maintenance mode is on (as this node last read it)."
+)
+MAINTENANCE_REFUSED = Counter(
+    "parley_maintenance_refused_total", "Requests and streams refused by maintenance mode."
+)
+BACKUP_AGE = Gauge(
+    "parley_backup_newest_verified_age_seconds",
+    "Age of the newest verified backup in PARLEY_BACKUP_DIR as this node sees it (+Inf: none).",
+)

@@ -361,3 +361,44 @@ class Settings(BaseSettings):
     # Name and password sign-in (POST /v1/auth/login). Turn it off where everyone signs in with
     # SSO; API tokens from `parley user token` keep working either way.
     password_login: bool = True
+    # -- operations: maintenance, backups, deploys, alerts (docs/operations.md) --------------------
+    # How often each node re-reads the maintenance switch (a runtime setting shared by every node
+    # through the database, so `parley maintenance on` from any host reaches all of them).
+    maintenance_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Retry-After (seconds) a 503 carries during maintenance, unless `--retry-after` says otherwise.
+    maintenance_retry_after_seconds: int = Field(default=300, ge=1, le=86_400)
+    # Where `parley backup` writes (one folder per backup). Empty: `<data_dir>/backups`.
+    # Keep it on another disk, and copy it off the host (docs/operations.md).
+    backup_dir: Path | None = None
+    # Rotation after each `parley backup` (and `parley backup rotate`): keep the newest backup of
+    # each of the last N days, of each of the last N ISO weeks and of each of the last N months.
+    # The newest backup and the newest pre-deploy backup are always kept.
+    backup_keep_daily: int = Field(default=7, ge=1)
+    backup_keep_weekly: int = Field(default=4, ge=0)
+    backup_keep_monthly: int = Field(default=6, ge=0)
+    # Preflight: the newest verified backup must be younger than this, and (staging profile) the
+    # newest anonymized dump younger than the second figure (seed 000: staging ≤ 7 days old).
+    backup_max_age_hours: float = Field(default=24.0, gt=0)
+    staging_dump_max_age_days: float = Field(default=7.0, gt=0)
+    # `parley deploy` on a single host (deploy/systemd): the git checkout it moves between refs,
+    # the URL its smoke test reaches, and the shell-free commands of each step ({repo}, {python},
+    # {url} are filled in). The release log goes to `<repo>/.deploy/release-log.tsv`.
+    deploy_repo: Path = Path("/opt/parley")
+    deploy_url: str = "http://127.0.0.1:8000"
+    deploy_install_command: str = "{python} -m pip install --quiet --editable {repo}"
+    deploy_migrate_command: str = "{python} -m parley migrate up"
+    deploy_restart_command: str = "systemctl restart parley.service"
+    deploy_stop_command: str = "systemctl stop parley.service"
+    deploy_smoke_command: str = "{python} -m parley smoke {url}"
+    # How long a restarted service has to answer /readyz 200 before the deploy counts as failed.
+    deploy_ready_timeout_seconds: float = Field(default=60.0, gt=0)
+    # POSTed a JSON summary after every deploy and rollback (the team's chat or incident hook);
+    # empty: nobody is told but the release log.
+    deploy_webhook_url: str = ""
+    # `parley alerts test` posts a test alert here (Alertmanager's /api/v2/alerts, or any
+    # receiver's webhook). Empty: give --url.
+    alerts_webhook_url: str = ""
+
+    @property
+    def effective_backup_dir(self) -> Path:
+        return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"

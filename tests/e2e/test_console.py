@@ -486,3 +486,29 @@ def test_the_demo_links_the_console_where_alice_works_the_demo_shop_inbox(
     )
     context.close()
     assert console.problems == [], console.problems
+
+
+def test_staff_keep_working_in_maintenance_and_see_what_everyone_else_is_told(
+    console: Console, deployment: Deployment
+) -> None:
+    console.sign_in("ana", "ana-password")
+    login = httpx.post(
+        f"{deployment.url}/v1/auth/login", json={"name": "root", "password": "root-password"}
+    )
+    admin = {"Authorization": f"Bearer {login.json()['token']}"}
+    banner = console.page.locator("#maintenance")
+    try:
+        httpx.put(
+            f"{deployment.url}/v1/admin/maintenance",
+            json={"active": True, "message": "Upgrade until 02:30 UTC"},
+            headers=admin,
+        ).raise_for_status()
+        expect(banner).to_have_text(
+            "Maintenance mode is on. Visitors and users see: “Upgrade until 02:30 UTC”"
+        )
+        expect(console.page.get_by_test_id("connection")).to_contain_text("Live")
+    finally:
+        httpx.put(
+            f"{deployment.url}/v1/admin/maintenance", json={"active": False}, headers=admin
+        ).raise_for_status()
+    expect(banner).to_be_hidden()

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from parley.app import create_app
+from parley.assembly import Services
 from parley.settings import Settings
+from parley.storage.migrate import head_revision
 from tests.conftest import PeopleFactory, create_conversation
 from tests.support.servers import ServerProcess, free_port
 
@@ -27,6 +30,28 @@ async def test_healthz_and_readyz_answer_ok(people: PeopleFactory) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["schema"] == "ok"
+
+
+async def test_readyz_says_when_the_schema_is_not_the_one_the_code_expects(
+    settings: Settings, services: Services, people: PeopleFactory
+) -> None:
+    client = people.client()
+    head = head_revision()
+    async with services.db.write() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
+    behind = await client.get("/readyz")
+    async with services.db.write() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    ahead = await client.get("/readyz")
+    async with services.db.write() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+
+    assert behind.status_code == 503 and behind.json()["status"] == "unavailable"
+    assert behind.json()["checks"]["schema"].startswith("migrations pending (")
+    assert ahead.status_code == 200 and ahead.json()["status"] == "degraded"
+    assert "newer than this code" in ahead.json()["checks"]["schema"]
+    assert (await client.get("/readyz")).json()["status"] == "ok"
 
 
 async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ CLI_MODULES = (
     "parley.features.disputes.cli",
     "parley.features.calls.cli",
     "parley.features.sso.cli",
+    "parley.features.ops.cli",
+    "parley.features.ops.preflight_cli",
 )
 
 

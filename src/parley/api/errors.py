@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from parley.core.errors import ErrorCode, ParleyError, RateLimited
+from parley.core.errors import ErrorCode, ParleyError, RateLimited, UnderMaintenance
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers: dict[str, str] = dict(getattr(request.state, "cors_headers", None) or {})
         if exc.status == 503:
             headers["Retry-After"] = "1"
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | UnderMaintenance):
             retry_after = max(1, math.ceil(exc.retry_after))
             headers["Retry-After"] = str(retry_after)
             return error_response(

@@ -1,4 +1,5 @@
-"""ASGI middleware: request body limits, per-route latency metrics, cache headers, access log."""
+"""ASGI middleware: request body limits, maintenance mode, per-route latency metrics, cache
+headers, access log."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import logging
 import re
 import time
 
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.api.errors import BodyTooLarge
-from parley.core.errors import ErrorCode
+from parley.core.errors import ErrorCode, ParleyError
 from parley.metrics import HTTP_REQUEST_SECONDS
+from parley.transports import bearer_token
 
 access_log = logging.getLogger("parley.access")
 
@@ -69,6 +72,67 @@ class RequestBodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+# Answered whatever maintenance says: how to tell it is on, and how staff sign in.
+MAINTENANCE_EXEMPT = frozenset({"/v1/maintenance", "/v1/auth/login"})
+# Set in the scope of a request the gate answered, so the access log and metrics name it.
+ANSWERED_BY = "parley.answered_by"
+
+
+class MaintenanceGate:
+    """During maintenance mode, answer API requests 503 `ERR_MAINTENANCE` with Retry-After and
+    the operators' message — except staff (a bearer token of any role but `member`), the
+    maintenance status and sign-in. Pages, static files, health and metrics are not API paths.
+
+    The answer carries `Access-Control-Allow-Origin: *` (and nothing else worth guarding), so the
+    widget on any site can show the message instead of a generic network error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] == "OPTIONS"
+            or not scope["path"].startswith(("/v1/", "/api/"))
+            or scope["path"] in MAINTENANCE_EXEMPT
+        ):
+            await self.app(scope, receive, send)
+            return
+        services = getattr(scope["app"].state, "services", None)
+        maintenance = getattr(services, "maintenance", None)
+        if maintenance is None or not maintenance.state.active:
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(HTTPConnection(scope))
+        if token:
+            try:
+                user = await services.identity.access_token(token)  # type: ignore[union-attr]
+            except ParleyError:
+                user = None
+            if maintenance.admits(user):
+                await self.app(scope, receive, send)
+                return
+        refusal = maintenance.refusal()
+        scope[ANSWERED_BY] = "maintenance"
+        await _send_json(
+            send,
+            503,
+            {
+                "error": {
+                    "code": refusal.code,
+                    "message": refusal.message,
+                    "retry_after": refusal.retry_after,
+                    "details": {"maintenance": maintenance.state.public_json()},
+                }
+            },
+            headers=[
+                (b"retry-after", str(refusal.retry_after).encode()),
+                (b"access-control-allow-origin", b"*"),
+            ],
+        )
+
+
 class RequestObserver:
     """Time each request by route template, mark API responses private, write an access log."""
 
@@ -102,7 +166,7 @@ class RequestObserver:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) or scope.get(ANSWERED_BY) or "unmatched"
             HTTP_REQUEST_SECONDS.labels(scope["method"], template, str(status)).observe(elapsed)
             access_log.info(
                 "request",
@@ -125,7 +189,9 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_json(send: Send, status: int, payload: object) -> None:
+async def _send_json(
+    send: Send, status: int, payload: object, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps(payload).encode()
     await send(
         {
@@ -134,7 +200,7 @@ async def _send_json(send: Send, status: int, payload: object) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                *(headers or [(b"connection", b"close")]),
             ],
         }
     )

@@ -10,6 +10,7 @@
      │    └── Held                   409 — a send waits for a moderator (not in the timeline)
      ├── RateLimited                 429 — too often; `retry_after` seconds
      └── Unavailable                 503 — retry later (database or bus down)
+          └── UnderMaintenance       503 — maintenance mode; `retry_after` seconds
 
 Third-party errors (SQLAlchemy, Redis) are converted in one place at the storage boundary.
 """
@@ -75,6 +76,15 @@ class ErrorCode(StrEnum):
     SSO_STATE = "ERR_SSO_STATE"
     SSO_FAILED = "ERR_SSO_FAILED"
     SSO_NO_ACCOUNT = "ERR_SSO_NO_ACCOUNT"
+    # Operations (docs/operations.md): maintenance mode, backups, restores, deploys.
+    MAINTENANCE = "ERR_MAINTENANCE"
+    BACKUP_NOT_FOUND = "ERR_BACKUP_NOT_FOUND"
+    BACKUP_CORRUPT = "ERR_BACKUP_CORRUPT"
+    BACKUP_FAILED = "ERR_BACKUP_FAILED"
+    RESTORE_TARGET_NOT_EMPTY = "ERR_RESTORE_TARGET_NOT_EMPTY"
+    RESTORE_MISMATCH = "ERR_RESTORE_MISMATCH"
+    ANONYMIZE_UNCOVERED = "ERR_ANONYMIZE_UNCOVERED"
+    DEPLOY_FAILED = "ERR_DEPLOY_FAILED"
 
 
 class ParleyError(Exception):
@@ -131,6 +141,16 @@ class Conflict(ParleyError):
 class Unavailable(ParleyError):
     status = 503
     default_code = ErrorCode.UNAVAILABLE
+
+
+class UnderMaintenance(Unavailable):
+    """The deployment is in maintenance mode: 503 with the operators' message and Retry-After."""
+
+    default_code = ErrorCode.MAINTENANCE
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ResyncRangeUnavailable(Conflict):

@@ -75,7 +75,8 @@ class ControlEvent(BaseModel):
     """To every connection, or only to `user_ids`' when set (e.g. a banned user's streams)."""
 
     type: Literal["control"] = "control"
-    op: Literal["transport", "reconnect"]
+    # maintenance: mode "on" | "off", reason = the operators' message (docs/operations.md)
+    op: Literal["transport", "reconnect", "maintenance"]
     mode: str | None = None
     reason: str | None = None
     user_ids: list[int] = Field(default_factory=list, exclude=True)

@@ -133,6 +133,8 @@ class StreamService:
         # for a stream that just opened.
         self.frame_handlers: dict[str, FrameHandler] = {}
         self.greeters: list[Greeter] = []
+        # Raises for a user who may not open a stream now (maintenance mode; set by the assembly).
+        self.admit: Callable[[User], None] | None = None
 
     @classmethod
     def limiter_storage_for(cls, redis_url: str, prefix: str) -> Storage:
@@ -321,6 +323,8 @@ class StreamService:
         Subscribing first and reading the backlog up to the subscription's start position
         afterwards leaves no window in which an event could fall between the two.
         """
+        if self.admit is not None:
+            self.admit(user)
         after = parse_cursor(cursor)
         if self.timeline.guard is not None:
             self.timeline.guard.check_may_connect(user)  # a deployment-wide ban
@@ -485,6 +489,18 @@ class StreamService:
             log.warning("presence update failed: %s", exc)
 
     # -- control, typing, presence, reports --------------------------------------------------------
+
+    def local_user_ids(self) -> set[int]:
+        """Users with a stream open on this node."""
+        return {sub.user_id for sub in self.live_hub.subscriptions()}
+
+    def tell_local(self, event: Event, user_ids: set[int] | None = None) -> None:
+        """Push `event` to this node's streams (of `user_ids`, or all) without the bus: for
+        state each node reads for itself (maintenance mode), so every client hears it once."""
+        envelope = envelope_for(event)
+        for sub in self.live_hub.subscriptions():
+            if user_ids is None or sub.user_id in user_ids:
+                sub.push(envelope)
 
     def _on_control(self, envelope: Envelope) -> None:
         if envelope.type == "control" and '"op":"transport"' in envelope.data:

@@ -59,6 +59,8 @@
  *   "state" (state)                "idle" | "connecting" | "open" | "reconnecting" | "closed"
  *   "resync" ()                    the server could not resume: full state is being reloaded
  *   "conversations" (list)         the conversation list was (re)loaded
+ *   "maintenance" ({active, message, retryAfter})   maintenance mode went on (streams of
+ *                                  non-staff users are closed and retried until it ends) or off
  *   "error" (ParleyError)          a failure the client cannot fix by itself (bad token)
  *   "call.offer", "call.answer", "call.ice", "call.reject", "call.busy", "call.hangup",
  *   "call.missed", "call.sync" (event)   call signals for this user's calls (docs/calls.md);
@@ -86,6 +88,7 @@ const SEQ_MAX = 2 ** 53 - 1;
 const TYPING_THROTTLE_MS = 3_000;
 const FALLBACK_RESERVE_MS = 500; // kept back for each transport still to try in a round
 const HISTORY_KEPT = 100; // connection attempts and switches kept for stats()
+const MAINTENANCE_RETRY_MAX_MS = 30_000; // a maintenance refusal's Retry-After, capped: come back soon
 
 export const ConnectionState = Object.freeze({
   IDLE: "idle",
@@ -119,6 +122,7 @@ export class ParleyClient {
   #reconnectAttempt = 0;
   #reportTimer = null;
   #blockedWs = false;
+  #maintenanceSaid = "off"; // what the app was last told: "off" or "on:<message>"
   #needFullState = false;
   #connected = null; // {promise, resolve, reject} for connect()
   #timelines = new Map();
@@ -428,6 +432,11 @@ export class ParleyClient {
           return this.#giveUp(refused);
         }
         if (ending.kind === "resync") return this.#resync(name);
+        if (ending.kind === "maintenance") {
+          this.#maintenance(true, ending.message, ending.retryAfter);
+          const delayMs = Math.min(this.#retryAfterMs(ending), MAINTENANCE_RETRY_MAX_MS);
+          return this.#scheduleReconnect(reason, this.#order(name), delayMs);
+        }
         if (ending.kind === "throttled") {
           return this.#scheduleReconnect(reason, this.#order(name), this.#retryAfterMs(ending));
         }
@@ -451,6 +460,7 @@ export class ParleyClient {
     this.#reconnectAttempt = 0;
     this.#lastTransport = link.name;
     this.#setState(ConnectionState.OPEN);
+    this.#maintenance(false);
     if (change.from !== link.name) {
       const entry = { from: change.from, to: link.name, reason: change.reason, ms: change.ms };
       this.#emit("transport", link.name, this.#remember(this.#switches, entry));
@@ -543,6 +553,14 @@ export class ParleyClient {
     return cap / 2 + Math.random() * (cap / 2);
   }
 
+  /** Tell the app maintenance mode went on or off (once per change). */
+  #maintenance(active, message = "", retryAfter = null) {
+    const said = active ? `on:${message}` : "off";
+    if (said === this.#maintenanceSaid) return;
+    this.#maintenanceSaid = said;
+    this.#emit("maintenance", { active, message, retryAfter });
+  }
+
   #retryAfterMs(ending) {
     const seconds = Number(ending.retryAfter);
     const base = Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 5000;
@@ -603,6 +621,11 @@ export class ParleyClient {
       this.blockWebSocket();
       return this.#scheduleReconnect("sse_only", this.#order(), 0);
     }
+    if (ending.kind === "maintenance") {
+      this.#maintenance(true, ending.message, ending.retryAfter);
+      const delayMs = Math.min(this.#retryAfterMs(ending), MAINTENANCE_RETRY_MAX_MS);
+      return this.#scheduleReconnect("maintenance", this.#order(link.name), delayMs);
+    }
     if (ending.kind === "throttled") {
       return this.#scheduleReconnect("throttled", this.#order(link.name), this.#retryAfterMs(ending));
     }
@@ -646,6 +669,7 @@ export class ParleyClient {
       case "control":
         if (event.op === "reconnect") link.fail(failure("restart", { reason: event.reason }));
         else if (event.op === "transport" && event.mode === "auto") this.#blockedWs = false;
+        else if (event.op === "maintenance") this.#maintenance(event.mode === "on", event.reason ?? "");
         break;
       case "pong":
         break;

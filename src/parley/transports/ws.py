@@ -78,7 +78,7 @@ async def serve_websocket_as(
 
 async def refuse(websocket: WebSocket, exc: ParleyError) -> None:
     """Tell an accepted socket why it is being closed, then close it with a matching code."""
-    retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+    retry_after = getattr(exc, "retry_after", None)  # rate limits, maintenance mode
     await websocket.send_text(
         ErrorEvent(code=exc.code, message=exc.message, retry_after=retry_after).model_dump_json()
     )

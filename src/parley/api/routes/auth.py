@@ -19,6 +19,10 @@ async def login(body: LoginIn, services: ServicesDep) -> TokenOut:
             "(GET /v1/auth/sso/providers)"
         )
     user, token = await services.identity.do_login(body.name, body.password)
+    if not services.maintenance.admits(user):
+        # Staff sign in during maintenance; everyone else is told to come back later.
+        await services.identity.do_logout(token)
+        raise services.maintenance.refusal()
     return TokenOut(token=token, user=UserOut.of(user))
 
 

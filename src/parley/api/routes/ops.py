@@ -21,7 +21,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready to serve: the database answers (else 503).
+    """Ready to serve: the database answers and holds the schema this code expects (else 503).
 
     A bus outage only degrades the node (200, status "degraded"): sends still commit and every
     hub still catches up by polling the database head, just later. So does a
@@ -36,9 +36,15 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     }
     try:
         await services.db.ping()
+        schema, can_serve = await services.check_schema()
         branch_problem = await services.livechat.check_default_branch()
     except Unavailable as exc:
         checks["database"] = str(exc)
+        return JSONResponse(
+            {"status": "unavailable", "checks": checks, "version": version}, status_code=503
+        )
+    checks["schema"] = schema
+    if not can_serve:
         return JSONResponse(
             {"status": "unavailable", "checks": checks, "version": version}, status_code=503
         )
@@ -47,7 +53,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         checks["default_branch"] = branch_problem
     elif services.settings.default_branch_id is not None:
         checks["default_branch"] = "ok"
-    healthy = bus_ok and not branch_problem
+    healthy = bus_ok and not branch_problem and schema == "ok"
     return JSONResponse(
         {"status": "ok" if healthy else "degraded", "checks": checks, "version": version}
     )

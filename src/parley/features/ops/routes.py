@@ -1,34 +1,58 @@
-"""`GET /v1/admin/preflight`: the deployment checks its own configuration (admins only).
-
-Go/No-Go's production profile reads it; `GET /version` (in `api/routes/ops.py`) says what runs.
-"""
+"""`/v1/maintenance` (anyone: is the deployment in maintenance, and what to tell users) and
+`/v1/admin/maintenance` (admins: switch it)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
 
 from parley.api.deps import CurrentUser, ServicesDep
-from parley.core.errors import Forbidden
-from parley.core.models import Role
-from parley.features.ops.preflight import Context, run_preflight
+from parley.features.ops.maintenance import MESSAGE_MAX
 
-router = APIRouter(tags=["admin", "operations"])
+router = APIRouter(tags=["operations"])
 
 
-@router.get("/v1/admin/preflight")
-async def preflight(
-    user: CurrentUser,
-    services: ServicesDep,
-    profile: Annotated[Literal["production", "staging", "embedded"] | None, Query()] = None,
-) -> dict[str, Any]:
-    """Every preflight check this node can run on itself, for `profile` (default: its own).
+class MaintenanceOut(BaseModel):
+    active: bool
+    message: str = Field(description="What to show users while it is on.")
+    retry_after: int = Field(description="Seconds clients should wait before trying again.")
+    since: str | None = Field(description="UTC time it was switched on (null when off).")
 
-    The TLS certificate is the caller's to check: only it knows the URL users reach.
-    """
-    if user.role is not Role.ADMIN:
-        raise Forbidden("only admins run preflight checks")
-    chosen = profile or services.settings.effective_profile
-    findings = await run_preflight(Context(services, chosen), remote_only=True)
-    return {"profile": chosen, "checks": [finding.to_json() for finding in findings]}
+
+class MaintenanceAdminOut(MaintenanceOut):
+    actor: str = Field(description="Who switched it last.")
+
+
+class MaintenanceIn(BaseModel):
+    active: bool
+    message: str = Field(default="", max_length=MESSAGE_MAX)
+    retry_after: int | None = Field(default=None, ge=1, le=86_400)
+    reason: str = Field(default="", max_length=2000, description="Why, for the audit log.")
+
+
+@router.get("/v1/maintenance", response_model=MaintenanceOut)
+async def maintenance_status(services: ServicesDep) -> MaintenanceOut:
+    """Anyone, signed in or not (answered during maintenance too): the banner's source."""
+    return MaintenanceOut(**services.maintenance.state.public_json())
+
+
+@router.get("/v1/admin/maintenance", response_model=MaintenanceAdminOut, tags=["admin"])
+async def maintenance_admin_status(user: CurrentUser, services: ServicesDep) -> MaintenanceAdminOut:
+    """Admins: the switch as stored (what every node converges to), with who set it."""
+    state = await services.maintenance.access_state(user)
+    return MaintenanceAdminOut(**state.to_json())
+
+
+@router.put("/v1/admin/maintenance", response_model=MaintenanceAdminOut, tags=["admin"])
+async def maintenance_switch(
+    body: MaintenanceIn, user: CurrentUser, services: ServicesDep
+) -> MaintenanceAdminOut:
+    """Admins: switch maintenance mode on or off for every node (audited)."""
+    state = await services.maintenance.do_switch(
+        user,
+        active=body.active,
+        message=body.message,
+        retry_after=body.retry_after,
+        reason=body.reason,
+    )
+    return MaintenanceAdminOut(**state.to_json())

@@ -131,7 +131,11 @@ def server_totals() -> dict[str, int]:
     requests = errors = 0
     for sample in _samples(metrics.HTTP_REQUEST_SECONDS.collect(), "_count"):
         requests += int(sample.value)
-        if sample.labels.get("status", "").startswith("5"):
+        # Maintenance mode answers 503 on purpose: not an error of the release.
+        if (
+            sample.labels.get("status", "").startswith("5")
+            and sample.labels.get("route") != "maintenance"
+        ):
             errors += int(sample.value)
     opens = sum(int(s.value) for s in _samples(metrics.STREAM_OPENS.collect(), "_total"))
     resync = {ErrorCode.RESYNC_RANGE_UNAVAILABLE.value: 0, ErrorCode.RESYNC_THROTTLED.value: 0}

@@ -28,7 +28,8 @@ const STREAM_EVENTS = [
 
 /**
  * What ended a connection attempt or a connection, and so what the client does next. `kind` is
- * dropped | restart | resync | throttled | sse_only | unauthenticated | timeout | cancelled.
+ * dropped | restart | resync | throttled | maintenance | sse_only | unauthenticated | timeout |
+ * cancelled.
  */
 export function failure(kind, detail = {}) {
   return { kind, ...detail };
@@ -39,6 +40,10 @@ const THROTTLE_CODES = new Set(["ERR_RESYNC_THROTTLED", "ERR_TOO_MANY_CONNECTION
 /** The failure an error event (or a ParleyError) stands for, or null if it ends nothing. */
 export function failureFromError(event) {
   if (event.code === "ERR_RESYNC_RANGE_UNAVAILABLE") return failure("resync");
+  if (event.code === "ERR_MAINTENANCE") {
+    const retryAfter = event.retry_after ?? event.retryAfter ?? null;
+    return failure("maintenance", { retryAfter, message: event.message ?? "" });
+  }
   if (event.code === "ERR_TRANSPORT_DISABLED") return failure("sse_only");
   if (event.code === "ERR_TOO_SLOW") return failure("dropped", { code: 4008 }); // resume from the cursor
   if (THROTTLE_CODES.has(event.code) || event.status === 429) {

@@ -108,7 +108,8 @@ export class Rest {
       });
       if (response.ok) return { status: response.status };
       const problem = (await response.json().catch(() => null))?.error ?? {};
-      return { status: response.status, code: problem.code, retry_after: retryAfterOf(problem, response) };
+      const retryAfter = retryAfterOf(problem, response);
+      return { status: response.status, code: problem.code, message: problem.message, retry_after: retryAfter };
     } catch {
       return null;
     } finally {

@@ -58,6 +58,10 @@ async function start(token) {
   list.setInboxes(inboxes);
   loadStaff(api, inboxes).then((staff) => list.setStaff(staff), showError);
   listen(client, list, view);
+  fetch("/v1/maintenance")
+    .then((response) => response.json())
+    .then((status) => showMaintenance(status.active ? status.message : null))
+    .catch(() => null);
   await list.load();
   const wanted = Number(location.hash.slice(HASH_PREFIX.length));
   if (location.hash.startsWith(HASH_PREFIX) && Number.isInteger(wanted) && wanted > 0) {
@@ -103,7 +107,15 @@ function listen(client, list, view) {
   });
   client.on("receipt", (receipt) => view.onReceipt(receipt));
   client.on("typing", (event) => view.onTyping(event));
+  client.on("maintenance", ({ active, message }) => showMaintenance(active ? message : null));
   client.on("error", showError);
+}
+
+/** Maintenance mode is on: staff keep working, and see what everyone else is being told. */
+function showMaintenance(message) {
+  const banner = $("maintenance");
+  banner.hidden = !message;
+  banner.textContent = message ? `Maintenance mode is on. Visitors and users see: “${message}”` : "";
 }
 
 async function openConversation(id) {

@@ -20,9 +20,27 @@ const state = {
 };
 
 class HttpError extends Error {
-  constructor(status, message) {
+  constructor(status, message, code = null) {
     super(message);
     this.status = status;
+    this.code = code;
+  }
+}
+
+// --- maintenance mode: a banner with the operators' message while the API refuses us ----------
+
+function showMaintenance(message) {
+  const banner = $("maintenance");
+  banner.hidden = !message;
+  banner.textContent = message ?? "";
+}
+
+async function checkMaintenance() {
+  try {
+    const status = await (await fetch("/v1/maintenance")).json();
+    showMaintenance(status.active ? status.message : null);
+  } catch {
+    // the server is unreachable: the status line says so
   }
 }
 
@@ -38,7 +56,8 @@ async function api(path, { method = "GET", json, form } = {}) {
   if (response.status === 401 && state.session) forgetSession();
   if (!response.ok) {
     const problem = await response.json().catch(() => null);
-    throw new HttpError(response.status, problem?.error?.message ?? response.statusText);
+    if (problem?.error?.code === "ERR_MAINTENANCE") showMaintenance(problem.error.message);
+    throw new HttpError(response.status, problem?.error?.message ?? response.statusText, problem?.error?.code);
   }
   return response;
 }
@@ -89,9 +108,11 @@ async function poll() {
   try {
     if (state.open) await fetchMessages(state.open);
     await refreshConversations();
+    showMaintenance(null);
     setStatus(`Connected, checking every ${POLL_MS / 1000} s`);
   } catch (error) {
-    setStatus(`Connection problem (${error.message}), retrying…`);
+    const what = error.code === "ERR_MAINTENANCE" ? "Down for maintenance" : `Connection problem (${error.message})`;
+    setStatus(`${what}, retrying…`);
   }
   setTimeout(poll, POLL_MS);
 }
@@ -339,3 +360,4 @@ document.addEventListener("visibilitychange", () => {
   if (state.open) markRead(state.open).catch(() => null);
 });
 if (state.session) start();
+checkMaintenance();

@@ -12,6 +12,7 @@ import { MessengerView } from "./view.js";
 import { SessionStore, bootstrap, leaveOffline, takeResumeToken } from "./visit.js";
 
 const UNAVAILABLE = "Chat is not available on this page right now.";
+const MAINTENANCE_RETRY_MAX_MS = 30_000;
 
 class Messenger {
   #config;
@@ -26,6 +27,7 @@ class Messenger {
   #unread = 0;
   #resume = null; // a reply e-mail's link token, used by the first bootstrap
   #emailGiven = false;
+  #maintenanceTimer = null;
 
   constructor(config) {
     this.#config = config;
@@ -97,6 +99,7 @@ class Messenger {
       visit = await bootstrap({ baseUrl, widgetToken, identity, store: this.#store, resume: this.#resume });
       this.#resume = null;
     } catch (error) {
+      if (error.code === "ERR_MAINTENANCE") return this.#waitOutMaintenance(error);
       // A page whose origin is not allowed gets no CORS header, so it looks like a network
       // error from here: one message for every refusal, the details are in the server's log.
       console.warn("Parley Messenger: the chat could not start", error.code ?? error);
@@ -105,6 +108,14 @@ class Messenger {
     this.#visit = visit;
     this.#view.showVisit(visit);
     this.#connect(visit);
+  }
+
+  /** Maintenance mode: show the operators' message and try again by ourselves, soon. */
+  #waitOutMaintenance(error) {
+    this.#view.showError(error.message || "We are down for maintenance.");
+    const seconds = Number(error.retryAfter) || 30;
+    clearTimeout(this.#maintenanceTimer);
+    this.#maintenanceTimer = setTimeout(() => this.#start(), Math.min(seconds * 1000, MAINTENANCE_RETRY_MAX_MS));
   }
 
   #connect(visit) {
@@ -119,6 +130,7 @@ class Messenger {
     client.on("typing", (event) => {
       if (event.user_id !== visit.visitor_id) this.#view.showTyping(event.expires_in_ms ?? 5000);
     });
+    client.on("maintenance", ({ active, message }) => this.#view.setMaintenance(active ? message : null));
     client.on("error", () => this.#expired());
     client.connect().catch(() => null);
     client.loadHistory(visit.conversation_id).catch(() => null);

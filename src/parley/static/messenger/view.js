@@ -67,6 +67,7 @@ export class MessengerView {
     close.addEventListener("click", () => handlers.onClose());
 
     this.notice = el("p", { class: "notice offline", role: "status", hidden: true });
+    this.maintenance = el("p", { class: "notice maintenance", role: "alert", hidden: true });
     this.error = el("div", { class: "notice error", role: "alert", hidden: true });
     this.errorText = el("p");
     this.retry = el("button", { type: "button", class: "retry", text: "Try again" });
@@ -131,6 +132,7 @@ export class MessengerView {
     this.panel = el("section", { class: "panel", role: "dialog", "aria-label": "Chat", hidden: true });
     this.panel.append(
       el("header", { class: "header" }, this.title, close),
+      this.maintenance,
       this.notice,
       this.error,
       this.loading,
@@ -169,6 +171,12 @@ export class MessengerView {
   }
 
   // -- the visit ---------------------------------------------------------------------------------
+
+  /** Maintenance mode's message while it is on (sends wait for it to end); null hides it. */
+  setMaintenance(text) {
+    this.maintenance.hidden = !text;
+    this.maintenance.textContent = text ?? "";
+  }
 
   showLoading() {
     this.loading.hidden = false;
