@@ -169,6 +169,7 @@ class Services:
                 identity=core.identity,
                 identities=IdentityStore(db),
                 ephemeral=core.ephemeral,
+                audit=core.audit,
             ),
             maintenance=maintenance,
         )

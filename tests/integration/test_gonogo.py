@@ -120,6 +120,7 @@ async def test_a_development_setup_is_go_for_itself_and_no_go_for_production(
         "secrets",
         "inboxes_enabled",
         "alert_receivers",
+        "backups",
     }
     assert "legal sign-off (--legal)" in production.check("sign_off").evidence  # type: ignore[union-attr]
 
@@ -158,6 +159,9 @@ async def test_smoke_passes_on_a_healthy_deployment(live: Live) -> None:
         "delivery_sse",
         "delivery_poll",
         "receipts",
+        "reconnect",
+        "sso",
+        "calls",
     ]
 
 

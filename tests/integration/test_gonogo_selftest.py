@@ -200,6 +200,8 @@ def prod(
     )
     assert made.status_code == 201, made.text
     deployment.inbox_id = int(made.json()["id"])
+    backed_up = deployment.parley("backup")  # production wants a fresh verified backup
+    assert backed_up.returncode == 0, backed_up.stdout + backed_up.stderr
     yield deployment
     server.stop()
     redis_server.stop()
@@ -362,6 +364,32 @@ async def test_sse_refused_by_a_proxy_is_red_for_sse_delivery_only(prod: Prod) -
         verdict = await go(prod, url)
 
     assert_only(verdict, "delivery_sse")
+
+
+async def test_sso_sign_in_refused_by_a_proxy_is_red_for_sso_only(prod: Prod) -> None:
+    async with behind(prod, Breakage(refuse={"GET /v1/auth/sso/.*": 502})) as url:
+        verdict = await go(prod, url)
+
+    assert_only(verdict, "sso")
+
+
+async def test_call_signalling_refused_by_a_proxy_is_red_for_calls_only(prod: Prod) -> None:
+    async with behind(prod, Breakage(refuse={"GET /v1/calls/.*": 502})) as url:
+        verdict = await go(prod, url)
+
+    assert_only(verdict, "calls")
+
+
+async def test_no_fresh_backup_is_red_for_backups_only(prod: Prod) -> None:
+    backups = Path(prod.env["PARLEY_DATA_DIR"]) / "backups"
+    hidden = backups.with_name("backups-hidden")
+    backups.rename(hidden)
+    try:
+        verdict = await go(prod)
+    finally:
+        hidden.rename(backups)
+
+    assert_only(verdict, "backups")
 
 
 async def test_long_poll_refused_by_a_proxy_is_red_for_poll_delivery_only(prod: Prod) -> None:

@@ -11,12 +11,14 @@ import shutil
 import ssl
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from parley.assembly import Services
+from parley.features.ops.backup import create_backup
 from parley.features.ops.preflight import Context, Status, run_preflight
 from parley.settings import Settings
 from tests.conftest import PostgresDatabases
@@ -31,8 +33,14 @@ async def ready(
 ) -> dict[str, Any]:
     alertmanager = tmp_path / "alertmanager.yml"
     alertmanager.write_text(ALERTMANAGER)
+    database_url = await postgres_databases.fresh()
+    # A verified backup made an hour ago: production wants one fresher than 24 h.
+    await create_backup(
+        Settings(database_url=database_url, data_dir=tmp_path / "var", log_json=False),
+        moment=datetime.now(UTC) - timedelta(hours=1),
+    )
     return {
-        "database_url": await postgres_databases.fresh(),
+        "database_url": database_url,
         "redis_url": redis_url,
         "data_dir": tmp_path / "var",
         "secret_key": "9" * 64,
@@ -43,10 +51,12 @@ async def ready(
     }
 
 
-async def _failed(url: str = "", ca_file: str | None = None, **settings: Any) -> set[str]:
+async def _failed(
+    url: str = "", ca_file: str | None = None, profile: str = "production", **settings: Any
+) -> set[str]:
     services = Services.build(Settings(**settings))
     try:
-        found = await run_preflight(Context(services, "production", url=url, ca_file=ca_file))
+        found = await run_preflight(Context(services, profile, url=url, ca_file=ca_file))
     finally:
         await services.db.dispose()
     return {f.name for f in found if f.status is Status.FAIL}
@@ -56,9 +66,30 @@ async def test_a_production_ready_configuration_passes(ready: dict[str, Any]) ->
     assert await _failed(**ready) == set()
 
 
+async def test_no_backup_or_a_stale_one_is_red(ready: dict[str, Any], tmp_path: Path) -> None:
+    empty = tmp_path / "no-backups"
+    assert await _failed(**{**ready, "backup_dir": empty}) == {"backups"}
+    stale = tmp_path / "stale-backups"
+    await create_backup(
+        Settings(**{**ready, "backup_dir": stale}),
+        moment=datetime.now(UTC) - timedelta(hours=30),
+    )
+    assert await _failed(**{**ready, "backup_dir": stale}) == {"backups"}
+
+
+async def test_staging_needs_an_anonymized_dump_no_older_than_7_days(
+    ready: dict[str, Any],
+) -> None:
+    from parley.features.ops.anonymize import create_anonymized_backup
+
+    assert "staging_dump" in await _failed(profile="staging", **ready)
+    await create_anonymized_backup(Settings(**ready))
+    assert "staging_dump" not in await _failed(profile="staging", **ready)
+
+
 async def test_sqlite_in_production_is_red(ready: dict[str, Any], sqlite_template: Path) -> None:
     database = ready["data_dir"] / "parley.db"
-    database.parent.mkdir(parents=True)
+    database.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(sqlite_template, database)
 
     assert await _failed(**{**ready, "database_url": ""}) == {"database"}

@@ -209,6 +209,14 @@ async def test_a_verified_email_links_the_existing_user_and_the_provider_sets_th
     assert signed_in["user"]["id"] == local.id
     assert signed_in["user"]["role"] == "member"  # groups: staff, mapped to nothing
     assert await services.sso.identities.list_identities(local.id) == [("corp", "sub-alice")]
+    from parley.core.audit import AuditFilter
+
+    entries = await services.audit.search(None, AuditFilter(target_id=str(local.id)))
+    assert [(e.actor, e.action) for e in entries] == [
+        ("sso:corp", "user.role"),
+        ("sso:corp", "sso.link"),
+    ]
+    assert (entries[0].before, entries[0].after) == ({"role": "operator"}, {"role": "member"})
 
 
 async def test_an_unverified_email_links_no_one(browser: Browser, services: Services) -> None:

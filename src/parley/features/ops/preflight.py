@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -430,6 +431,40 @@ async def check_disk(context: Context) -> tuple[Status, str]:
         f"(at least {minimum:,} MB needed: PARLEY_PREFLIGHT_MIN_FREE_DISK_MB)"
     )
     return (FAIL if free_mb < minimum else PASS), evidence
+
+
+@preflight_check("backups", "A verified backup fresher than PARLEY_BACKUP_MAX_AGE_HOURS")
+async def check_backups(context: Context) -> tuple[Status, str]:
+    from parley.features.ops.backup import newest_verified_backup_age
+
+    directory = context.settings.effective_backup_dir
+    limit = timedelta(hours=context.settings.backup_max_age_hours)
+    age = await asyncio.to_thread(newest_verified_backup_age, directory)
+    missing = context.severity(production=FAIL, staging=WARN, embedded=WARN)
+    if age is None:
+        return missing, f"no verified backup in {directory}: run `parley backup` (and schedule it)"
+    evidence = f"newest verified backup is {_age(age)} old (at most {_age(limit)})"
+    return (PASS if age <= limit else missing), evidence
+
+
+@preflight_check("staging_dump", "Staging synced from an anonymized dump ≤ 7 days old")
+async def check_staging_dump(context: Context) -> tuple[Status, str]:
+    from parley.features.ops.backup import newest_staging_dump_age
+
+    if context.profile != "staging":
+        return SKIP, f"only for the staging profile (this is {context.profile})"
+    directory = context.settings.effective_backup_dir
+    limit = timedelta(days=context.settings.staging_dump_max_age_days)
+    age = await asyncio.to_thread(newest_staging_dump_age, directory)
+    if age is None:
+        return FAIL, f"no anonymized dump in {directory}: `parley backup --anonymize` on production"
+    evidence = f"newest anonymized dump is {_age(age)} old (at most {_age(limit)}; seed 000)"
+    return (PASS if age <= limit else FAIL), evidence
+
+
+def _age(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
 
 def _disk_usage(data_dir: Path) -> tuple[Path, int, int]:

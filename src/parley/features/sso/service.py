@@ -29,6 +29,7 @@ from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError
 
 from parley import metrics
+from parley.core.audit import Target
 from parley.core.errors import (
     BadInput,
     ErrorCode,
@@ -40,6 +41,7 @@ from parley.core.errors import (
 )
 from parley.core.models import Role, User
 from parley.realtime.ephemeral import Ephemeral
+from parley.services.audit import AuditLog
 from parley.services.identity import Identity, hash_token
 from parley.settings import Settings, SsoProvider
 from parley.storage.identities import IdentityStore
@@ -80,11 +82,13 @@ class SingleSignOn:
         identity: Identity,
         identities: IdentityStore,
         ephemeral: Ephemeral,
+        audit: AuditLog,
     ) -> None:
         self.settings = settings
         self.identity = identity
         self.identities = identities
         self.ephemeral = ephemeral
+        self.audit = audit
         self._providers = {provider.name: provider for provider in settings.sso_providers}
         self._oauth = OAuth()
         for provider in settings.sso_providers:
@@ -324,12 +328,33 @@ class SingleSignOn:
                     ErrorCode.SSO_NO_ACCOUNT,
                 )
             user = await self._create_user(provider, claims, email)
+            await self.audit.record(
+                f"sso:{provider.name}",
+                "user.create",
+                Target.of("user", user.id),
+                after={"name": user.name, "role": user.role},
+            )
+        if await self.identities.find_identity_user(provider.name, subject) is None:
+            await self.audit.record(
+                f"sso:{provider.name}",
+                "sso.link",
+                Target.of("user", user.id),
+                after={"provider": provider.name, "by_email": email is not None},
+            )
         await self.identities.link_identity(provider.name, subject, user.id, email)
         await self.identities.touch_identity(provider.name, subject, email)
         if provider.role_claim:
             role = mapped_role(provider, claims)
             if role is not user.role:
                 await users.set_role(user.id, role)
+                await self.audit.record(
+                    f"sso:{provider.name}",
+                    "user.role",
+                    Target.of("user", user.id),
+                    before={"role": user.role},
+                    after={"role": role},
+                    reason=f"role claim {provider.role_claim!r} at sign-in",
+                )
                 log.info(
                     "sso role changed",
                     extra={"provider": provider.name, "user_id": user.id, "role": role.value},
