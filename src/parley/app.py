@@ -18,8 +18,10 @@ from parley.assembly import Services
 from parley.features.audit import routes as audit
 from parley.features.calls import routes as calls
 from parley.features.console import routes as console
+from parley.features.disputes import routes as disputes
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
+from parley.features.moderation import routes as moderation
 from parley.features.notify import routes as notify
 from parley.features.ops import preflight_routes
 from parley.features.ops import routes as ops_routes
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console.router,
         audit.router,
         preflight_routes.router,
+        moderation.router,
+        disputes.router,
         notify.router,
         notify.admin_router,
         notify.worker_router,

@@ -8,15 +8,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley import metrics
+from parley.core.models import User
 from parley.core.writer import MessageWriter
 from parley.features.calls.service import Calls
+from parley.features.disputes.scheduler import DisputeScheduler
+from parley.features.disputes.service import FLAG as DISPUTE_FLAG
+from parley.features.disputes.service import Disputes
+from parley.features.disputes.webhooks import WebhookSender
 from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
+from parley.features.moderation.classifier import HttpClassifier
+from parley.features.moderation.filters import ModerationGuard
+from parley.features.moderation.service import Moderation
 from parley.features.notify.service import Notifications
 from parley.features.ops.backup import BackupAgeGauge
 from parley.features.ops.maintenance import Maintenance
+from parley.features.release.gates import SafetyCounts
 from parley.features.release.service import Release
 from parley.features.sso.service import SingleSignOn
 from parley.features.widget.challenge import Challenges
@@ -29,13 +38,16 @@ from parley.services.identity import Identity
 from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
+from parley.storage.attachments import AttachmentStore
 from parley.storage.calls import CallStore
 from parley.storage.database import Database
+from parley.storage.disputes import DisputeStore
 from parley.storage.flags import FlagStore
 from parley.storage.identities import IdentityStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
 from parley.storage.migrate import revision_of, running_schema_problem
+from parley.storage.moderation import ModerationStore
 from parley.storage.notify import NotifyStore
 
 
@@ -57,6 +69,9 @@ class Services:
     widget_challenges: Challenges
     widget_networks: list[Network]
     audit: AuditLog
+    moderation: Moderation
+    disputes: Disputes
+    dispute_scheduler: DisputeScheduler
     notifications: Notifications
     calls: Calls
     sso: SingleSignOn
@@ -80,6 +95,8 @@ class Services:
             publish=stream.publish,
             online=stream.online,
         )
+        moderation = _moderation(settings, core)
+        moderation.on_released = livechat.on_message_released
         notifications = Notifications(
             settings=settings,
             store=NotifyStore(db),
@@ -95,6 +112,15 @@ class Services:
             audit=core.audit,
             attachments=core.attachments,
         )
+        disputes, scheduler = _disputes(settings, core, moderation, release)
+
+        async def safety() -> SafetyCounts:
+            _, overdue = await disputes.counts()
+            return SafetyCounts(
+                overdue_disputes=overdue, moderation_backlog=await moderation.backlog()
+            )
+
+        release.rollout.safety = safety
         release.rollout.on_kill = notifications.alert_kill
         release.rollout.notification_outcomes = notifications.store.count_outcomes
         calls = Calls(
@@ -133,6 +159,9 @@ class Services:
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
+            moderation=moderation,
+            disputes=disputes,
+            dispute_scheduler=scheduler,
             notifications=notifications,
             calls=calls,
             sso=SingleSignOn(
@@ -151,8 +180,10 @@ class Services:
 
     async def start(self) -> None:
         self.writer.start()
+        await self.moderation.guard.start()
         await self.stream.start()
         await self.release.start()
+        self.dispute_scheduler.start()
         await self.notifications.start()
         self.calls.start()
         self.maintenance.stream = self.stream
@@ -163,9 +194,73 @@ class Services:
         self.stream.drain()
         await self.maintenance.stop()
         await self.release.stop()
+        await self.dispute_scheduler.stop()
+        await self.moderation.guard.stop()
         await self.calls.stop()
         await self.writer.stop()
         await self.notifications.stop()
         await self.livechat.stop()
         await self.stream.stop()
         await self.db.dispose()
+
+
+def _moderation(settings: Settings, core: Core) -> Moderation:
+    """The filter pipeline goes on the timeline's write path; the service works the queue."""
+    store = ModerationStore(core.db)
+    classifier = None
+    if settings.moderation_classifier_url:
+        classifier = HttpClassifier(
+            settings.moderation_classifier_url,
+            token=settings.moderation_classifier_token,
+            timeout=settings.moderation_classifier_timeout_seconds,
+        )
+    guard = ModerationGuard(
+        store=store,
+        limiter_storage=StreamService.limiter_storage_for(
+            settings.redis_url, settings.redis_prefix
+        ),
+        classifier=classifier,
+        refresh_seconds=settings.moderation_refresh_seconds,
+    )
+    core.timeline.guard = guard
+    return Moderation(
+        store=store,
+        guard=guard,
+        timeline=core.timeline,
+        users=core.users,
+        audit=core.audit,
+        classifier_configured=classifier is not None,
+        publish=core.stream.publish,
+        live=lambda: core.stream.hub is not None,
+    )
+
+
+def _disputes(
+    settings: Settings, core: Core, moderation: Moderation, release: Release
+) -> tuple[Disputes, DisputeScheduler]:
+    async def flag_on(user: User) -> bool:
+        evaluated = await release.flags.evaluate_for(user, {})
+        found = evaluated.get(DISPUTE_FLAG)
+        return found is not None and found.value
+
+    store = DisputeStore(core.db)
+    disputes = Disputes(
+        settings=settings,
+        store=store,
+        users=core.users,
+        timeline=core.timeline,
+        attachments=AttachmentStore(core.db),
+        messages=moderation.store,
+        audit=core.audit,
+        flag_on=flag_on,
+        publish=core.stream.publish,
+        live=lambda: core.stream.hub is not None,
+    )
+    webhooks = WebhookSender(
+        store,
+        url=settings.dispute_webhook_url,
+        secret=settings.dispute_webhook_secret,
+        max_attempts=settings.dispute_webhook_max_attempts,
+        timeout=settings.dispute_webhook_timeout_seconds,
+    )
+    return disputes, DisputeScheduler(settings=settings, disputes=disputes, webhooks=webhooks)

@@ -130,6 +130,33 @@ def user_token(name: Annotated[str, typer.Argument(help="An existing user.")]) -
     print(run_with_services(run))
 
 
+@user_app.command("role")
+def user_role(
+    name: Annotated[str, typer.Argument(help="An existing user.")],
+    role: Annotated[Role, typer.Argument(help="The new deployment-wide role.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+) -> None:
+    """Change a user's role (e.g. make someone a moderator or dispute_ops); audited."""
+
+    async def run(services: Services) -> str:
+        users = await services.identity.users.find_users_by_name([name])
+        if not users:
+            raise typer.BadParameter(f"no user named {name!r}; create one with `parley user add`")
+        before = users[0]
+        await services.identity.users.set_role(before.id, role)
+        await services.audit.record(
+            cli_actor(),
+            "user.role_change",
+            Target.of("user", before.id),
+            before={"role": before.role},
+            after={"role": role},
+            reason=reason,
+        )
+        return f"{before.role.value} → {role.value}"
+
+    console.print(f"[bold]{name}[/bold]: {run_with_services(run)}")
+
+
 @user_app.command("list")
 def user_list() -> None:
     """List users."""
@@ -213,6 +240,14 @@ from parley.features.notify.cli import notify_app, push_app, worker_command  # n
 app.add_typer(push_app, name="push")
 app.add_typer(notify_app, name="notify")
 app.command("worker")(worker_command)
+
+from parley.features.moderation.cli import moderation_app  # noqa: E402
+
+app.add_typer(moderation_app, name="moderation")
+
+from parley.features.disputes.cli import disputes_app  # noqa: E402
+
+app.add_typer(disputes_app, name="disputes")
 from parley.features.calls.cli import calls_app  # noqa: E402
 
 app.add_typer(calls_app, name="calls")

@@ -116,6 +116,58 @@ AUDIT_ENTRIES = Counter(
     "parley_audit_entries_total", "Staff actions appended to the audit log.", ["action"]
 )
 
+# -- trust & safety (docs/moderation.md, docs/disputes.md) -------------------------------------
+MODERATION_VERDICTS = Counter(
+    "parley_moderation_verdicts_total",
+    "Sends the moderation pipeline held or refused, by verdict and by what caught them "
+    "(a rule kind, or mute/ban).",
+    ["verdict", "rule"],
+)
+MODERATION_CLASSIFIER_SECONDS = Histogram(
+    "parley_moderation_classifier_seconds",
+    "Time the external classifier took to answer.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+MODERATION_CLASSIFIER_FAILURES = Counter(
+    "parley_moderation_classifier_failures_total",
+    "Classifier calls that failed or timed out (the rule's on_error applied).",
+)
+MODERATION_REPORTS = Counter("parley_moderation_reports_total", "Messages reported by members.")
+MODERATION_ACTIONS = Counter(
+    "parley_moderation_actions_total", "Moderators' decisions, by action.", ["action"]
+)
+MODERATION_QUEUE_OPEN = Gauge(
+    "parley_moderation_queue_open",
+    "Open moderation queue items (the backlog), by kind (report, held) and tier.",
+    ["kind", "tier"],
+)
+DISPUTES_OPEN = Gauge(
+    "parley_disputes_open", "Disputes not yet resolved or cancelled, by status.", ["status"]
+)
+DISPUTES_OVERDUE = Gauge(
+    "parley_disputes_overdue",
+    "Active disputes past their status's SLA deadline (seed 000: must be 0 before a release).",
+)
+DISPUTE_TIME_TO_RESOLUTION = Histogram(
+    "parley_dispute_time_to_resolution_seconds",
+    "From opening to resolved or cancelled.",
+    ["outcome"],
+    buckets=(60, 600, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 72 * 3600, 7 * 86400, 30 * 86400),
+)
+DISPUTE_TRANSITIONS = Counter(
+    "parley_dispute_transitions_total", "Dispute status changes, by new status.", ["status"]
+)
+DISPUTE_SLA_BREACHES = Counter(
+    "parley_dispute_sla_breaches_total",
+    "SLA deadlines that passed (fired once each), by the status that overran.",
+    ["status"],
+)
+DISPUTE_WEBHOOK_DELIVERIES = Counter(
+    "parley_dispute_webhook_deliveries_total",
+    "Dispute webhook attempts: delivered, retry (will try again) or failed (gave up).",
+    ["result"],
+)
+
 # -- notifications (docs/notifications.md) -------------------------------------------------------
 NOTIFICATIONS_SENT = Counter(
     "parley_notifications_sent_total", "Notifications a channel accepted.", ["channel"]

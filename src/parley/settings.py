@@ -229,6 +229,39 @@ class Settings(BaseSettings):
     # rules can match (empty: no country lookup, `country` rules never match).
     geoip_database: str = ""
 
+    # -- moderation (docs/moderation.md) -------------------------------------------------------
+    # Each node caches the filter rules and active sanctions, and checks this often whether another
+    # node (or the CLI) changed them; changes made on a node apply there at once.
+    moderation_refresh_seconds: float = Field(default=2.0, gt=0, le=60)
+    # An external classifier that `classifier` rules ask for a score (POST JSON, answers
+    # {"score": 0..1}); empty: no classifier, and `classifier` rules cannot be created.
+    moderation_classifier_url: str = ""
+    # Sent to the classifier as `Authorization: Bearer ...` when set; never logged.
+    moderation_classifier_token: str = ""
+    # A classifier slower than this counts as failed (the rule's `on_error` decides).
+    moderation_classifier_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    # Release gate P1: open moderation queue items (reports + held sends) above this hold the
+    # rollout (seed 000: "auto-filter and manual escalation work").
+    release_max_moderation_backlog: int = Field(default=100, ge=0)
+
+    # -- disputes (docs/disputes.md) -----------------------------------------------------------
+    # SLA per status: how long a dispute may stay open, collecting evidence, and in review before
+    # it is overdue (the scheduler fires once per deadline, across restarts and nodes).
+    dispute_sla_open_seconds: int = Field(default=24 * 3600, ge=1)
+    dispute_sla_evidence_seconds: int = Field(default=72 * 3600, ge=1)
+    dispute_sla_review_seconds: int = Field(default=48 * 3600, ge=1)
+    # The scheduler sleeps until the next deadline, but at most this long (deadlines set by
+    # other nodes are seen within it).
+    dispute_scheduler_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Every dispute transition is POSTed here (signed, retried); empty: no webhook.
+    dispute_webhook_url: str = ""
+    # HMAC-SHA256 key of the `X-Parley-Signature` header; required with a webhook URL.
+    dispute_webhook_secret: str = ""
+    # Deliveries are retried with exponential backoff (1 s doubling, at most 1 h) this many times.
+    dispute_webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    dispute_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Release gate P1 (seed 000: "no overdue disputes"): more overdue disputes than this hold.
+    release_max_overdue_disputes: int = Field(default=0, ge=0)
     # -- notifications: e-mail, Web Push, Telegram (docs/notifications.md) -------------------------
     # Where the notification worker runs: "in_process" (every `parley serve`, the embedded
     # default) or "external" (only `parley worker` processes; serve nodes just write the outbox).

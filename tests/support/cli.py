@@ -15,6 +15,8 @@ CLI_MODULES = (
     "parley.features.livechat.cli",
     "parley.features.audit.cli",
     "parley.features.notify.cli",
+    "parley.features.moderation.cli",
+    "parley.features.disputes.cli",
     "parley.features.calls.cli",
     "parley.features.sso.cli",
     "parley.features.ops.cli",

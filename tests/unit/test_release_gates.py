@@ -333,6 +333,26 @@ def test_stages_cannot_be_skipped() -> None:
     assert [s.percentage for s in Stage] == [0, 1, 10, 50, 100]
 
 
+def test_overdue_disputes_and_a_moderation_backlog_hold_a_healthy_canary() -> None:
+    from dataclasses import replace
+
+    from parley.features.release.gates import SafetyCounts
+
+    calm = replace(window(BOTH), safety=SafetyCounts(overdue_disputes=0, moderation_backlog=100))
+    late = replace(window(BOTH), safety=SafetyCounts(overdue_disputes=2, moderation_backlog=101))
+
+    assert gates(state(), calm).rollout_decision is Decision.PROCEED
+    result = gates(state(), late)
+    assert result.gate_p1_ok is False
+    # Not the release's doing: HOLD, never a rollback.
+    assert result.rollout_decision is Decision.HOLD
+    assert result.reasons == [
+        "overdue_disputes: 2 active disputes past their SLA deadline (threshold 0)",
+        "moderation_backlog: 101 open moderation queue items (reports and held messages) "
+        "(threshold 100)",
+    ]
+
+
 def test_notification_drop_rate_above_one_percent_fails_p1_and_none_sent_passes() -> None:
     from parley.features.release.gates import _p1_notification_checks
 

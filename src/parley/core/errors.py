@@ -6,7 +6,8 @@
      ├── Forbidden                   403 — authenticated, but not allowed
      ├── NotFound                    404 — absent, or not visible to this user (same answer)
      ├── Conflict                    409 — the state forbids it
-     │    └── ResyncRangeUnavailable 409 — the cursor is outside the resume window
+     │    ├── ResyncRangeUnavailable 409 — the cursor is outside the resume window
+     │    └── Held                   409 — a send waits for a moderator (not in the timeline)
      ├── RateLimited                 429 — too often; `retry_after` seconds
      └── Unavailable                 503 — retry later (database or bus down)
           └── UnderMaintenance       503 — maintenance mode; `retry_after` seconds
@@ -54,6 +55,17 @@ class ErrorCode(StrEnum):
     CHALLENGE_REQUIRED = "ERR_CHALLENGE_REQUIRED"
     CHALLENGE_FAILED = "ERR_CHALLENGE_FAILED"
     ATTACHMENTS_DISABLED = "ERR_ATTACHMENTS_DISABLED"
+    # Moderation: a send the filters hold for a moderator or refuse, and senders under a sanction.
+    HELD_FOR_REVIEW = "ERR_HELD_FOR_REVIEW"
+    MESSAGE_REJECTED = "ERR_MESSAGE_REJECTED"
+    MUTED = "ERR_MUTED"
+    BANNED = "ERR_BANNED"
+    # A queue item escalated to a higher tier than the caller's.
+    ESCALATED = "ERR_ESCALATED"
+    # A feature flag (e.g. dispute_tools_v2) is off for the caller.
+    FEATURE_DISABLED = "ERR_FEATURE_DISABLED"
+    # Disputes: the outcome's amounts do not add up to the amount in escrow.
+    AMOUNTS_MISMATCH = "ERR_AMOUNTS_MISMATCH"
     # Calls: the action does not fit the call's state; the call is over; a device (or the
     # conversation) already has a ringing or active call.
     CALL_STATE = "ERR_CALL_STATE"
@@ -143,6 +155,15 @@ class UnderMaintenance(Unavailable):
 
 class ResyncRangeUnavailable(Conflict):
     default_code = ErrorCode.RESYNC_RANGE_UNAVAILABLE
+
+
+class Held(Conflict):
+    """The send is kept for a moderator's review: not stored in the timeline, not delivered.
+
+    A 409 rather than a 2xx: every client already treats it as "not sent, do not retry".
+    """
+
+    default_code = ErrorCode.HELD_FOR_REVIEW
 
 
 class RateLimited(ParleyError):

@@ -72,11 +72,14 @@ class ConversationUpdatedEvent(BaseModel):
 
 
 class ControlEvent(BaseModel):
+    """To every connection, or only to `user_ids`' when set (e.g. a banned user's streams)."""
+
     type: Literal["control"] = "control"
     # maintenance: mode "on" | "off", reason = the operators' message (docs/operations.md)
     op: Literal["transport", "reconnect", "maintenance"]
     mode: str | None = None
     reason: str | None = None
+    user_ids: list[int] = Field(default_factory=list, exclude=True)
 
 
 class HelloEvent(BaseModel):
@@ -131,6 +134,37 @@ class LivechatNoteEvent(BaseModel):
     type: Literal["livechat.note"] = "livechat.note"
     note: dict[str, Any]
     staff_ids: list[int] = Field(default_factory=list, exclude=True)
+
+
+class ModerationNoticeEvent(BaseModel):
+    """To one user: a moderator warned, muted or banned them, or removed their message.
+
+    `conversation_id` is None for a deployment-wide sanction; `expires_at` None: until lifted.
+    """
+
+    type: Literal["moderation.notice"] = "moderation.notice"
+    action: Literal["warn", "mute", "ban", "removed", "lifted"]
+    conversation_id: int | None = None
+    reason: str = ""
+    expires_at: str | None = None
+    user_ids: list[int] = Field(default_factory=list, exclude=True)
+
+
+class ModerationItemEvent(BaseModel):
+    """Moderators and admins only: a queue item was added, reported again, decided or escalated."""
+
+    type: Literal["moderation.item"] = "moderation.item"
+    item: dict[str, Any]
+    staff_ids: list[int] = Field(default_factory=list, exclude=True)
+
+
+class DisputeUpdatedEvent(BaseModel):
+    """dispute_ops (and the parties, without staff notes): a dispute was opened or changed."""
+
+    type: Literal["dispute.updated"] = "dispute.updated"
+    change: str
+    dispute: dict[str, Any]
+    user_ids: list[int] = Field(default_factory=list, exclude=True)
 
 
 StaffEvent = LivechatConversationEvent | LivechatNoteEvent
@@ -188,5 +222,8 @@ Event = (
     | FlagsUpdatedEvent
     | LivechatConversationEvent
     | LivechatNoteEvent
+    | ModerationNoticeEvent
+    | ModerationItemEvent
+    | DisputeUpdatedEvent
     | CallEvent
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from parley.core.models import Conversation, Message, NewMessage, User
+
 
 class BlobStore(Protocol):
     """Where attachment bytes live: local disk now, an object store later.
@@ -21,3 +23,21 @@ class BlobStore(Protocol):
         ...
 
     async def delete(self, key: str) -> None: ...
+
+
+class SendGuard(Protocol):
+    """Moderation's say on the write path (features/moderation/filters.py implements it)."""
+
+    async def screen_send(
+        self, actor: User, conversation: Conversation, send: NewMessage
+    ) -> Message | None:
+        """None: store it. Raises when refused or held; returns the stored message of a retry."""
+        ...
+
+    def check_may_join(self, conversation_id: int, user_ids: list[int]) -> None:
+        """Raise when one of the users is banned from the conversation."""
+        ...
+
+    def check_may_connect(self, user: User) -> None:
+        """Raise when the user may not open an event stream (a deployment-wide ban)."""
+        ...

@@ -11,11 +11,14 @@ from parley.core.events import (
     CallEvent,
     ControlEvent,
     ConversationUpdatedEvent,
+    DisputeUpdatedEvent,
     Event,
     FlagsUpdatedEvent,
     LivechatConversationEvent,
     LivechatNoteEvent,
     MessageEvent,
+    ModerationItemEvent,
+    ModerationNoticeEvent,
     PresenceEvent,
 )
 
@@ -83,11 +86,15 @@ def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
         )
     if isinstance(event, PresenceEvent):
         return Envelope(event.type, data, conversation_ids=audience)
+    if isinstance(event, ControlEvent) and event.user_ids:
+        return Envelope(event.type, data, user_ids=tuple(event.user_ids))
     if isinstance(event, ControlEvent | FlagsUpdatedEvent):
         return Envelope(event.type, data, broadcast=True)
-    if isinstance(event, LivechatConversationEvent | LivechatNoteEvent):
+    if isinstance(event, LivechatConversationEvent | LivechatNoteEvent | ModerationItemEvent):
         # Addressed to staff users only: no conversation id, so no member (the visitor) gets it.
         return Envelope(event.type, data, user_ids=tuple(event.staff_ids))
+    if isinstance(event, ModerationNoticeEvent | DisputeUpdatedEvent):
+        return Envelope(event.type, data, user_ids=tuple(event.user_ids))
     if isinstance(event, CallEvent):
         # The two parties only: SDP and candidates carry their network addresses.
         return Envelope(event.type, data, user_ids=tuple(event.audience))

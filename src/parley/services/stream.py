@@ -326,6 +326,8 @@ class StreamService:
         if self.admit is not None:
             self.admit(user)
         after = parse_cursor(cursor)
+        if self.timeline.guard is not None:
+            self.timeline.guard.check_may_connect(user)  # a deployment-wide ban
         hub = self.live_hub
         conversation_ids = await self.store.list_conversation_ids(user.id)
         sub = hub.subscribe(user.id, conversation_ids)

@@ -21,6 +21,7 @@ from parley.core.models import (
     Role,
     User,
 )
+from parley.core.ports import SendGuard
 from parley.core.receipts import ReceiptUpdate, advance_receipt
 from parley.core.writer import MessageWriter
 from parley.storage.attachments import AttachmentStore
@@ -68,6 +69,8 @@ class Timeline:
         self.on_read_rollback = on_read_rollback
         # Told how long each store took and whether it failed (the send-stall gate).
         self.on_send = on_send
+        # Moderation's filters and sanctions (features/moderation); None: every send goes through.
+        self.guard: SendGuard | None = None
         # Every send checks membership: checks arriving together share one query.
         self._memberships = CoalescedLookup(conversations.find_memberships)
 
@@ -129,6 +132,8 @@ class Timeline:
         if access.conversation.kind is ConversationKind.DIRECT:
             raise Conflict("members of a direct conversation cannot change")
         users = await self.check_user_names(names)
+        if self.guard is not None:
+            self.guard.check_may_join(conversation_id, [u.id for u in users])
         added = await self.conversations.add_members(conversation_id, [u.id for u in users])
         if added:
             await self._announce_members(conversation_id)
@@ -168,7 +173,7 @@ class Timeline:
         metadata: dict[str, object],
     ) -> Appended:
         """Store a message once; a retry with the same `client_msg_id` returns the original."""
-        await self.access_conversation(actor, conversation_id)
+        access = await self.access_conversation(actor, conversation_id)
         if RECORD_METADATA_KEY in metadata:
             raise BadInput(
                 f"metadata key {RECORD_METADATA_KEY!r} is reserved for the server's call records"
@@ -191,18 +196,22 @@ class Timeline:
                 refs.append(attachment.ref())
         if not body.strip() and not refs:
             raise BadInput("a message needs a body or an attachment")
+        send = NewMessage(
+            conversation_id=conversation_id,
+            sender_id=actor.id,
+            client_msg_id=client_msg_id,
+            body=body,
+            attachments=refs,
+            metadata=dict(metadata),
+        )
+        # The moderation filters run before the message is stored (held sends never get a seq).
+        if self.guard is not None:
+            stored = await self.guard.screen_send(actor, access.conversation, send)
+            if stored is not None:
+                return Appended(stored, created=False)
         started = time.monotonic()
         try:
-            appended = await self.writer.append(
-                NewMessage(
-                    conversation_id=conversation_id,
-                    sender_id=actor.id,
-                    client_msg_id=client_msg_id,
-                    body=body,
-                    attachments=refs,
-                    metadata=dict(metadata),
-                )
-            )
+            appended = await self.writer.append(send)
         except Exception:
             self.on_send(time.monotonic() - started, True)
             raise

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -412,6 +413,199 @@ audit_log = Table(
     Index("ix_audit_log_target", "target_kind", "target_id"),
     Index("ix_audit_log_actor", "actor"),
     Index("ix_audit_log_action", "action"),
+)
+
+# -- moderation (migration 0011_trust_safety; docs/moderation.md) --------------------------------
+
+# Filter rules (core/moderation.py): what they look for, their verdict and which sends they see.
+moderation_rules = Table(
+    "moderation_rules",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # words | regex | links | attachments | flood...
+    Column("verdict", String(16), nullable=False),  # hold_for_review | reject
+    Column("scope", String(20), nullable=False),  # all | conversation_kind | inbox
+    Column("scope_value", String(64), nullable=False),
+    Column("config", Json, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("updated_by", String(100), nullable=False),
+)
+
+# One row: bumped with every rule or sanction change, so each node reloads its cached copy.
+moderation_revision = Table(
+    "moderation_revision",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+)
+
+# Warnings, mutes and bans; a conversation's (conversation_id set) or deployment-wide (null).
+moderation_sanctions = Table(
+    "moderation_sanctions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(8), nullable=False),  # warn | mute | ban
+    Column(
+        "conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=True
+    ),
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=True),  # null: until lifted
+    Column("lifted_at", Timestamp, nullable=True),
+    Column("lifted_by", String(100), nullable=True),
+    Column("item_id", Id, nullable=True),  # the queue item it was decided on, if any
+    Index("ix_moderation_sanctions_user_id", "user_id"),
+)
+
+# The moderation queue: reported messages and sends the filters held back (a held send's text
+# lives only here until it is approved into the timeline).
+moderation_items = Table(
+    "moderation_items",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),  # report | held
+    Column("status", String(8), nullable=False),  # open | resolved
+    Column("tier", Integer, nullable=False),  # 1 moderators, 2 admins (escalated)
+    Column(
+        "conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("message_id", Id, nullable=True),
+    Column("sender_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("client_msg_id", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attachments", Json, nullable=False),
+    Column("metadata", Json, nullable=False),
+    Column("rule", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("reports", Integer, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("resolved_at", Timestamp, nullable=True),
+    Column("resolved_by", String(100), nullable=True),
+    Column("resolution", String(16), nullable=True),  # approved | removed
+    Column("note", Text, nullable=False),
+    Index("ix_moderation_items_status_tier", "status", "tier", "created_at"),
+    # One open item per reported message; one held item per send (its idempotency key).
+    Index(
+        "uq_moderation_items_open_report",
+        "message_id",
+        unique=True,
+        sqlite_where=text("kind = 'report' AND status = 'open'"),
+        postgresql_where=text("kind = 'report' AND status = 'open'"),
+    ),
+    Index(
+        "uq_moderation_items_held",
+        "conversation_id",
+        "sender_id",
+        "client_msg_id",
+        unique=True,
+        sqlite_where=text("kind = 'held'"),
+        postgresql_where=text("kind = 'held'"),
+    ),
+)
+
+# Who reported an item, and why; one report per member per item.
+moderation_reports = Table(
+    "moderation_reports",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("item_id", Id, ForeignKey("moderation_items.id", ondelete="CASCADE"), nullable=False),
+    Column("reporter_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("item_id", "reporter_id", name="uq_moderation_reports_item_reporter"),
+)
+
+# -- disputes (migration 0011_trust_safety; docs/disputes.md) -------------------------------------
+
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("buyer_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("seller_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # integer minor units
+    Column("currency", String(3), nullable=False),
+    Column("reference", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("opened_by", String(100), nullable=False),
+    Column("assignee_id", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("status_since", Timestamp, nullable=False),
+    # The current status's SLA deadline (null once final) and when the scheduler fired on it:
+    # set by one conditional UPDATE, so a deadline fires once across restarts and nodes.
+    Column("deadline_at", Timestamp, nullable=True),
+    Column("sla_breached_at", Timestamp, nullable=True),
+    Column("outcome", String(20), nullable=True),
+    Column("seller_amount", BigInteger, nullable=True),
+    Column("buyer_amount", BigInteger, nullable=True),
+    Column("resolved_at", Timestamp, nullable=True),
+    Column("version", BigInteger, nullable=False),
+    Index("ix_disputes_status_deadline", "status", "deadline_at"),
+    Index("ix_disputes_conversation_id", "conversation_id"),
+)
+
+dispute_events = Table(
+    "dispute_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dispute_id", Id, ForeignKey("disputes.id", ondelete="CASCADE"), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("from_status", String(16), nullable=True),
+    Column("to_status", String(16), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("detail", Json, nullable=False),
+    Index("ix_dispute_events_dispute_id", "dispute_id"),
+)
+
+# Messages and files pinned as evidence, copied when pinned (a later removal keeps the copy).
+dispute_evidence = Table(
+    "dispute_evidence",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dispute_id", Id, ForeignKey("disputes.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", Id, nullable=True),
+    Column("attachment_id", String(40), nullable=True),
+    Column("sender_id", Id, nullable=True),
+    Column("body", Text, nullable=False),
+    Column("attachments", Json, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("pinned_by", String(100), nullable=False),
+    Column("pinned_at", Timestamp, nullable=False),
+    UniqueConstraint("dispute_id", "message_id", name="uq_dispute_evidence_message"),
+    UniqueConstraint("dispute_id", "attachment_id", name="uq_dispute_evidence_attachment"),
+)
+
+# Webhook outbox: written in the transaction of the change it reports, delivered (and retried)
+# by whichever node claims it first; `id` is the delivery id receivers deduplicate on.
+dispute_webhooks = Table(
+    "dispute_webhooks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dispute_id", Id, ForeignKey("disputes.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("claimed_until", Timestamp, nullable=True),
+    Column("delivered_at", Timestamp, nullable=True),
+    Column("failed_at", Timestamp, nullable=True),
+    Column("last_error", Text, nullable=False),
+    Index("ix_dispute_webhooks_due", "delivered_at", "failed_at", "next_attempt_at"),
 )
 
 # -- notifications (migration 0007; docs/notifications.md) ---------------------------------------

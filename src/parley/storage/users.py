@@ -115,6 +115,12 @@ class UserStore:
             rows = await conn.execute(select(users).order_by(users.c.id))
             return [user_from_row(row) for row in rows]
 
+    async def list_user_ids_with_roles(self, roles: list[Role]) -> list[int]:
+        """Who holds any of `roles` (e.g. the moderators and admins a queue change goes to)."""
+        async with self.db.read() as conn:
+            query = select(users.c.id).where(users.c.role.in_([r.value for r in roles]))
+            return [int(uid) for uid in (await conn.execute(query)).scalars()]
+
 
 class TokenStore:
     def __init__(self, db: Database) -> None:

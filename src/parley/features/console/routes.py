@@ -1,6 +1,8 @@
-"""The operator console page, `/console`: one static HTML file served with strict headers.
+"""The staff console's pages, each one static HTML file served with strict headers:
+`/console` (operators: live chat), `/console/moderation` (moderators: the queue) and
+`/console/disputes` (dispute_ops: disputes).
 
-Everything it shows comes from `/v1/livechat/...` and the `/v1` stream, rendered by
+Everything they show comes from the REST API and the `/v1` stream, rendered by
 static/console/*.js as text only; the headers make sure nothing inline could run anyway.
 """
 
@@ -31,4 +33,18 @@ PAGE_HEADERS = {
 async def console_page(request: Request) -> FileResponse:
     return FileResponse(
         request.app.state.static_dir / "console" / "console.html", headers=PAGE_HEADERS
+    )
+
+
+@router.get("/console/moderation")
+async def moderation_page(request: Request) -> FileResponse:
+    return FileResponse(
+        request.app.state.static_dir / "console" / "moderation.html", headers=PAGE_HEADERS
+    )
+
+
+@router.get("/console/disputes")
+async def disputes_page(request: Request) -> FileResponse:
+    return FileResponse(
+        request.app.state.static_dir / "console" / "disputes.html", headers=PAGE_HEADERS
     )

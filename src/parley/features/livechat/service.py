@@ -220,6 +220,12 @@ class Livechat:
         if await self.store.record_visitor_message(conversation_id) is not None:
             self._announce_soon(conversation_id)
 
+    async def on_message_released(self, conversation_id: int, sender_id: int) -> None:
+        """A moderator approved a held message: if the visitor wrote it, as `on_visitor_message`."""
+        listed = await self.store.get_conversation(conversation_id)
+        if listed is not None and listed.state.visitor_id == sender_id:
+            await self.on_visitor_message(conversation_id)
+
     async def stop(self, timeout: float = 5) -> None:
         """Let announcements under way finish (they hold database connections); cancel the late."""
         if not self._announcers:

@@ -189,6 +189,64 @@ POLICY: dict[str, dict[str, str]] = {
     },
     "call_claims": {"call_id": KEEP, "key": KEEP},
     "user_identities": {"provider": KEEP, "subject": EXTERNAL_ID, "email": TEXT},
+    # -- moderation and disputes (migration 0011) --
+    "moderation_rules": {
+        "name": KEEP,
+        "kind": KEEP,
+        "verdict": KEEP,
+        "scope": KEEP,
+        "scope_value": KEEP,
+        "config": KEEP,  # word lists and patterns: configuration, not anyone's data
+        "updated_by": ACTOR,
+    },
+    "moderation_sanctions": {
+        "kind": KEEP,
+        "reason": TEXT,
+        "created_by": ACTOR,
+        "lifted_by": ACTOR,
+    },
+    "moderation_items": {
+        "kind": KEEP,
+        "status": KEEP,
+        "client_msg_id": KEEP,
+        "body": TEXT,  # a held or reported message's text
+        "attachments": ATTACHMENT_REFS,
+        "metadata": JSON_TEXT,
+        "rule": KEEP,
+        "reason": TEXT,
+        "resolved_by": ACTOR,
+        "resolution": KEEP,
+        "note": TEXT,
+    },
+    "moderation_reports": {"reason": KEEP, "note": TEXT},
+    "disputes": {
+        "currency": KEEP,
+        "reference": TEXT,  # the marketplace's order id may name the buyer
+        "reason": TEXT,
+        "status": KEEP,
+        "opened_by": ACTOR,
+        "outcome": KEEP,
+    },
+    "dispute_events": {
+        "actor": ACTOR,
+        "kind": KEEP,
+        "from_status": KEEP,
+        "to_status": KEEP,
+        "reason": TEXT,
+        "detail": KEEP,  # ids, amounts, statuses and deadlines
+    },
+    "dispute_evidence": {
+        "attachment_id": KEEP,
+        "body": TEXT,
+        "attachments": ATTACHMENT_REFS,
+        "note": TEXT,
+        "pinned_by": ACTOR,
+    },
+    "dispute_webhooks": {
+        "event": KEEP,
+        "payload": JSON_AUDIT,  # statuses and ids kept, reasons and names scrambled
+        "last_error": TEXT,
+    },
 }
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_.:/-]{0,63}$")

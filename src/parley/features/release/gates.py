@@ -42,6 +42,8 @@ class GatePolicy:
     max_resync_error_rate: float = 0.05
     max_5xx_rate: float = 0.01
     max_send_stall_rate: float = 0.01
+    max_overdue_disputes: int = 0
+    max_moderation_backlog: int = 100
     max_notification_drop_rate: float = 0.01
     alpha: float = 0.05
     tolerance: float = 0.2
@@ -69,6 +71,8 @@ class GatePolicy:
             max_resync_error_rate=settings.release_max_resync_error_rate,
             max_5xx_rate=settings.release_max_5xx_rate,
             max_send_stall_rate=settings.release_max_send_stall_rate,
+            max_overdue_disputes=settings.release_max_overdue_disputes,
+            max_moderation_backlog=settings.release_max_moderation_backlog,
             max_notification_drop_rate=settings.release_max_notification_drop_rate,
             alpha=settings.release_compare_alpha,
             tolerance=settings.release_compare_tolerance,
@@ -93,6 +97,14 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class SafetyCounts:
+    """Trust & safety right now (seed 000: "no overdue disputes", moderation keeping up)."""
+
+    overdue_disputes: int
+    moderation_backlog: int
+
+
+@dataclass(frozen=True, slots=True)
 class MetricWindow:
     """What the gates read: client reports (each tagged with its cohort) and server counts."""
 
@@ -100,6 +112,7 @@ class MetricWindow:
     end: datetime
     reports: Sequence[ClientReportRow]
     server: ServerSampleRow
+    safety: SafetyCounts | None = None
     # Notification deliveries finished in the window, per channel and status (sent, dead, ...).
     notifications: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -229,6 +242,7 @@ def evaluate_gates(
     checks = [*_p0_checks(canary, baseline, "; ".join(short))]
     checks += _p1_client_checks(state, canary, baseline, policy, enough, comparable)
     checks += _p1_server_checks(window.server, policy)
+    checks += _p1_safety_checks(window.safety, policy)
     checks += _p1_notification_checks(window.notifications, policy)
     rollout_checks, warnings = _rollout_checks(state, policy, now, observation)
     checks += rollout_checks
@@ -409,6 +423,39 @@ def _compare(
             f"tolerance {policy.tolerance:.0%})"
         ]
     return []
+
+
+def _p1_safety_checks(safety: SafetyCounts | None, policy: GatePolicy) -> list[Check]:
+    """Overdue disputes and the moderation backlog: counts now, not rates over the window."""
+    if safety is None:
+        return []
+    rows = [
+        (
+            "overdue_disputes",
+            safety.overdue_disputes,
+            policy.max_overdue_disputes,
+            "active disputes past their SLA deadline",
+        ),
+        (
+            "moderation_backlog",
+            safety.moderation_backlog,
+            policy.max_moderation_backlog,
+            "open moderation queue items (reports and held messages)",
+        ),
+    ]
+    # Deployment-wide and not caused by the release under test: a breach holds, never rolls back.
+    return [
+        Check(
+            "p1",
+            name,
+            count <= limit,
+            count,
+            limit,
+            f"{count} {what} (threshold {limit})",
+            attributable=False,
+        )
+        for name, count, limit, what in rows
+    ]
 
 
 def _p1_server_checks(server: ServerSampleRow, policy: GatePolicy) -> list[Check]:

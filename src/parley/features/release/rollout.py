@@ -32,6 +32,7 @@ from parley.features.release.gates import (
     GateReport,
     MetricWindow,
     Observation,
+    SafetyCounts,
     evaluate_gates,
 )
 from parley.services.audit import AuditLog
@@ -72,6 +73,8 @@ class Rollout:
         # Stores the reports this node still holds, so the gates see every one received.
         self.flush = flush
         self.policy = GatePolicy.from_settings(settings)
+        # Overdue disputes and the moderation backlog (P1 inputs), wired by parley/assembly.py.
+        self.safety: Callable[[], Awaitable[SafetyCounts]] | None = None
         # Told (actor, reason) whenever the kill switch goes on: Telegram alerts (notify).
         self.on_kill: Callable[[str, str], Awaitable[None]] | None = None
         # Notification outcomes per channel since a time (the drop-rate gate); set by assembly.
@@ -102,6 +105,7 @@ class Rollout:
             end=now,
             reports=await self.store.list_client_reports(start, MAX_REPORTS_PER_WINDOW),
             server=await self.store.sum_server_samples(start),
+            safety=await self.safety() if self.safety is not None else None,
             notifications=(
                 await self.notification_outcomes(start) if self.notification_outcomes else {}
             ),

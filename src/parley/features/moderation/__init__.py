@@ -1,0 +1,1 @@
+"""Moderation: the filter pipeline on every send, reports, the queue, warnings, mutes and bans."""
