@@ -14,7 +14,7 @@ from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
 from parley.features.release.service import Release
 from parley.features.widget.challenge import Challenges
-from parley.features.widget.guard import Network, WidgetLimits, parse_networks
+from parley.features.widget.guard import WidgetLimits
 from parley.features.widget.service import Widget
 from parley.services.attachments import Attachments
 from parley.services.container import Core
@@ -43,7 +43,6 @@ class Services:
     widget: Widget
     widget_limits: WidgetLimits
     widget_challenges: Challenges
-    widget_networks: list[Network]
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -83,10 +82,9 @@ class Services:
             ),
             widget_limits=WidgetLimits(
                 settings,
-                StreamService.limiter_storage_for(settings.redis_url, settings.redis_prefix),
+                core.limiter_storage,
             ),
             widget_challenges=Challenges(settings, core.ephemeral),
-            widget_networks=parse_networks(settings.trusted_proxies),
         )
 
     async def start(self) -> None:

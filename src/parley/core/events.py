@@ -73,9 +73,22 @@ class ConversationUpdatedEvent(BaseModel):
 
 class ControlEvent(BaseModel):
     type: Literal["control"] = "control"
-    op: Literal["transport", "reconnect"]
+    # `revoked`: the token this stream was opened with is no longer valid; the stream ends.
+    op: Literal["transport", "reconnect", "revoked"]
     mode: str | None = None
     reason: str | None = None
+
+
+class CredentialsRevokedEvent(BaseModel):
+    """Between nodes only, never sent to a client: close the streams opened with these tokens,
+    and with `all_streams` every stream of the user (disabled, role or password changed).
+    """
+
+    type: Literal["credentials.revoked"] = "credentials.revoked"
+    user_id: int
+    token_ids: list[int] = []
+    all_streams: bool = False
+    reason: str
 
 
 class HelloEvent(BaseModel):
@@ -141,6 +154,7 @@ Event = (
     | PresenceEvent
     | ConversationUpdatedEvent
     | ControlEvent
+    | CredentialsRevokedEvent
     | FlagsUpdatedEvent
     | LivechatConversationEvent
     | LivechatNoteEvent

@@ -10,6 +10,7 @@ from typing import Any
 from parley.core.events import (
     ControlEvent,
     ConversationUpdatedEvent,
+    CredentialsRevokedEvent,
     Event,
     FlagsUpdatedEvent,
     LivechatConversationEvent,
@@ -82,7 +83,7 @@ def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
         )
     if isinstance(event, PresenceEvent):
         return Envelope(event.type, data, conversation_ids=audience)
-    if isinstance(event, ControlEvent | FlagsUpdatedEvent):
+    if isinstance(event, ControlEvent | FlagsUpdatedEvent | CredentialsRevokedEvent):
         return Envelope(event.type, data, broadcast=True)
     if isinstance(event, LivechatConversationEvent | LivechatNoteEvent):
         # Addressed to staff users only: no conversation id, so no member (the visitor) gets it.

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from limits.aio.storage import Storage
+
 from parley.bus import Bus
 from parley.bus.memory import MemoryBus
 from parley.bus.redis import RedisBus
@@ -21,6 +23,7 @@ from parley.metrics import (
 from parley.realtime.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
 from parley.services.attachments import Attachments
 from parley.services.identity import Identity
+from parley.services.ratelimits import RateLimits, limiter_storage_for
 from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
@@ -44,6 +47,7 @@ class Core:
     writer: MessageWriter
     stream: StreamService
     ephemeral: Ephemeral
+    limiter_storage: Storage
 
     @classmethod
     def build(cls, settings: Settings) -> Core:
@@ -51,7 +55,20 @@ class Core:
             settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         users = UserStore(db)
-        identity = Identity(users, TokenStore(db))
+        # One counter store for every rate limit of this process (Redis: shared by all nodes).
+        limiter_storage = limiter_storage_for(settings.redis_url, settings.redis_prefix)
+        identity = Identity(
+            users,
+            TokenStore(db),
+            login_limits=RateLimits(
+                "login",
+                {
+                    "account": settings.auth_login_rate_per_account,
+                    "ip": settings.auth_login_rate_per_ip,
+                },
+                limiter_storage,
+            ),
+        )
         message_store = MessageStore(db)
         attachment_store = AttachmentStore(db)
         writer = MessageWriter(
@@ -83,12 +100,11 @@ class Core:
             identity=identity,
             bus=bus,
             ephemeral=ephemeral,
-            limiter_storage=StreamService.limiter_storage_for(
-                settings.redis_url, settings.redis_prefix
-            ),
+            limiter_storage=limiter_storage,
         )
         # Events leave only after their commit, through the stream service.
         timeline.publish = stream.publish
+        identity.publish = stream.publish
 
         async def on_commit(results: list[Appended]) -> None:
             created = sum(1 for result in results if result.created)
@@ -112,4 +128,5 @@ class Core:
             writer=writer,
             stream=stream,
             ephemeral=ephemeral,
+            limiter_storage=limiter_storage,
         )
