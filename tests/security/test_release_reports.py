@@ -125,10 +125,12 @@ def _stored(release: Deployment) -> list[dict[str, Any]]:
     t = release_client_reports.c
 
     async def read() -> None:
-        async with database_services(release.database_url, release.workdir) as services:
-            async with services.db.read() as conn:
-                rows = await conn.execute(select(t.user_id, t.token_id, t.client_ip))
-                found.extend(dict(r._mapping) for r in rows)
+        async with (
+            database_services(release.database_url, release.workdir) as services,
+            services.db.read() as conn,
+        ):
+            rows = await conn.execute(select(t.user_id, t.token_id, t.client_ip))
+            found.extend(dict(r._mapping) for r in rows)
 
     _blocking(read())
     return found
