@@ -6,7 +6,7 @@ their streams close on every node; each is written to the audit log (`parley.aud
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
 
@@ -21,7 +21,7 @@ NameParam = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0
 
 
 class RoleIn(Input):
-    role: Role
+    role: Literal["member", "operator", "moderator", "dispute_ops", "admin"]
 
 
 class PasswordIn(Input):
@@ -43,7 +43,9 @@ async def set_role(
     """A new deployment-wide role; the user signs in again (tokens revoked, streams closed)."""
     identity = services.identity
     user = await identity.access_user(name)
-    return AccountOut.of_account(await identity.do_set_role(user, body.role, actor=admin.name))
+    return AccountOut.of_account(
+        await identity.do_set_role(user, Role(body.role), actor=admin.name)
+    )
 
 
 @router.post("/{name}/disable", response_model=AccountOut)
