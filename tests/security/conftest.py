@@ -149,3 +149,12 @@ def json_lines(text: str) -> list[dict[str, Any]]:
         with contextlib.suppress(ValueError):
             lines.append(json.loads(line))
     return lines
+
+
+async def metric(d: Deployment, sample: str) -> float:
+    """One sample of the server's /metrics (`name` or `name{labels}`), 0 when absent."""
+    async with d.client() as http:
+        for line in (await http.get("/metrics")).text.splitlines():
+            if line.startswith(sample + " ") or line.startswith(sample + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0

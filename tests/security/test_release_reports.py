@@ -16,7 +16,7 @@ from sqlalchemy import select
 from parley.core.models import Role
 from parley.storage.schema import release_client_reports
 from tests.conftest import _blocking
-from tests.security.conftest import Account, Deployment, deployment, error_code
+from tests.security.conftest import Account, Deployment, deployment, error_code, metric
 from tests.support.waiting import eventually
 from tests.support.widget_cluster import database_services
 
@@ -56,14 +56,6 @@ async def _state(d: Deployment, admin: Account) -> dict[str, Any]:
         return dict((await http.get("/v1/admin/release")).json())
 
 
-async def _metric(d: Deployment, name: str) -> float:
-    async with d.client() as http:
-        for line in (await http.get("/metrics")).text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def _login(d: Deployment, account: Account) -> str:
     async with d.client() as http:
         response = await http.post(
@@ -86,7 +78,7 @@ async def test_one_member_with_many_tokens_raises_an_alert_and_a_hold_never_a_ki
             response = await curl.post("/v1/stream/report", json=FORGED)
         assert response.status_code == 204, (n, response.text)
     await eventually(
-        lambda: _metric(release, "parley_release_p0_alerts_total"),
+        lambda: metric(release, "parley_release_p0_alerts_total"),
         what="the watcher to raise the P0 alert",
     )
 
@@ -102,7 +94,7 @@ async def test_one_member_with_many_tokens_raises_an_alert_and_a_hold_never_a_ki
     assert any(f"by 1 user(s) #{mallory.id}" in reason for reason in gates["reasons"])
     assert [entry["action"] for entry in history] == ["promote"] * 4  # no kill, no hold logged
     assert flags["chat_full_release"]["value"] is True
-    assert await _metric(release, "parley_release_p0_reporters") == 1
+    assert await metric(release, "parley_release_p0_reporters") == 1
 
 
 async def test_each_report_is_stored_with_who_sent_it(release: Deployment) -> None:
