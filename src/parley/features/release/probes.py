@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from parley.features.release.stats import percentile
+from parley.settings import Settings
 
 Event = dict[str, Any]
 FALLBACK_LIMIT_MS = 3000.0  # seed 000: fallback ≤ 3 s
@@ -353,7 +354,11 @@ async def check_gates(d: Deployment, admin: dict[str, str] | None) -> CheckResul
 
 
 async def check_metrics(d: Deployment) -> CheckResult:
-    response = await d.http.get("/metrics")
+    # /metrics is not public: send the deployment's PARLEY_METRICS_TOKEN when one is set here.
+    token = Settings().metrics_token
+    response = await d.http.get(
+        "/metrics", headers={"Authorization": f"Bearer {token}"} if token else None
+    )
     wanted = ("parley_client_reported_total", "parley_release_gate_ok")
     missing = [name for name in wanted if name not in response.text]
     ok = response.status_code == 200 and not missing
