@@ -55,7 +55,9 @@ def with_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deplo
         yield found, port
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"])
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"]
+)
 def test_without_the_token_the_api_port_refuses(
     with_token: tuple[Deployment, int], header: str | None
 ) -> None:

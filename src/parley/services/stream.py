@@ -307,7 +307,11 @@ class StreamService:
         raise Unauthenticated("send 'Authorization: Bearer <token>' or '?ticket='")
 
     async def _ticket_credential(self, holder: str) -> Credential | None:
-        user_id, token_id, expires = holder.split(":")
+        try:
+            user_id, token_id, expires = holder.split(":")
+            int(user_id), int(token_id), float(expires or 0)
+        except ValueError:  # not one this version made (a ticket from before an upgrade)
+            return None
         user = await self.identity.users.get_user(int(user_id))
         if user is None or user.disabled or int(token_id) in self._revoked:
             return None
