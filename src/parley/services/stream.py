@@ -308,15 +308,15 @@ class StreamService:
 
     async def _ticket_credential(self, holder: str) -> Credential | None:
         try:
-            user_id, token_id, expires = holder.split(":")
-            int(user_id), int(token_id), float(expires or 0)
+            user_part, token_part, expires = holder.split(":")
+            user_id, token_id = int(user_part), int(token_part)
+            expires_at = datetime.fromtimestamp(float(expires), UTC) if expires else None
         except ValueError:  # not one this version made (a ticket from before an upgrade)
             return None
-        user = await self.identity.users.get_user(int(user_id))
-        if user is None or user.disabled or int(token_id) in self._revoked:
+        user = await self.identity.users.get_user(user_id)
+        if user is None or user.disabled or token_id in self._revoked:
             return None
-        expires_at = datetime.fromtimestamp(float(expires), UTC) if expires else None
-        return Credential(user=user, token_id=int(token_id), expires_at=expires_at)
+        return Credential(user=user, token_id=token_id, expires_at=expires_at)
 
     # -- opening a stream ------------------------------------------------------------------------
 
