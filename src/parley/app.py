@@ -8,11 +8,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from parley import __version__
 from parley.api.errors import install_error_handlers
 from parley.api.middleware import MaintenanceGate, RequestBodyLimit, RequestObserver
-from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
+from parley.api.routes import (
+    attachments,
+    auth,
+    conversations,
+    demo,
+    messages,
+    ops,
+    stream,
+    users,
+)
 from parley.api.static import ParleyStaticFiles
 from parley.assembly import Services
 from parley.features.audit import routes as audit
@@ -69,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         ops.router,
         auth.router,
+        users.router,
         conversations.router,
         messages.router,
         attachments.router,
@@ -107,4 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(MaintenanceGate)
     app.add_middleware(RequestObserver)
+    if settings.trusted_proxies:
+        # Outermost: only a configured proxy may set the client address (and scheme) everything
+        # inside reads. `parley serve` turns uvicorn's own copy, which trusts loopback, off.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

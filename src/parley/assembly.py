@@ -29,7 +29,7 @@ from parley.features.release.gates import SafetyCounts
 from parley.features.release.service import Release
 from parley.features.sso.service import SingleSignOn
 from parley.features.widget.challenge import Challenges
-from parley.features.widget.guard import Network, WidgetLimits, parse_networks
+from parley.features.widget.guard import WidgetLimits
 from parley.features.widget.service import Widget
 from parley.services.attachments import Attachments
 from parley.services.audit import AuditLog
@@ -67,7 +67,6 @@ class Services:
     widget: Widget
     widget_limits: WidgetLimits
     widget_challenges: Challenges
-    widget_networks: list[Network]
     audit: AuditLog
     moderation: Moderation
     disputes: Disputes
@@ -154,10 +153,9 @@ class Services:
             ),
             widget_limits=WidgetLimits(
                 settings,
-                StreamService.limiter_storage_for(settings.redis_url, settings.redis_prefix),
+                core.limiter_storage,
             ),
             widget_challenges=Challenges(settings, core.ephemeral),
-            widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
             moderation=moderation,
             disputes=disputes,
@@ -216,9 +214,7 @@ def _moderation(settings: Settings, core: Core) -> Moderation:
         )
     guard = ModerationGuard(
         store=store,
-        limiter_storage=StreamService.limiter_storage_for(
-            settings.redis_url, settings.redis_prefix
-        ),
+        limiter_storage=core.limiter_storage,
         classifier=classifier,
         refresh_seconds=settings.moderation_refresh_seconds,
     )

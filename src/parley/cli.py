@@ -16,6 +16,7 @@ from parley.assembly import Services
 from parley.core.audit import Target
 from parley.core.models import Role
 from parley.logs import configure_logging
+from parley.metrics import serve_metrics
 from parley.runner import cli_actor, run_with_services
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
@@ -64,7 +65,14 @@ def serve(
         http=header_deadline_protocol(settings.http_header_timeout_seconds),
         timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=10,
+        # Whatever FORWARDED_ALLOW_IPS says: only PARLEY_TRUSTED_PROXIES (in create_app) may set
+        # the client address. uvicorn's default would believe any local process.
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,  # ours (parley.access) logs route templates, never query strings
     )
+    if settings.metrics_listen:
+        serve_metrics(settings.metrics_listen)
     DrainingServer(config, app_instance).run()
 
 
@@ -130,46 +138,22 @@ def user_token(name: Annotated[str, typer.Argument(help="An existing user.")]) -
     print(run_with_services(run))
 
 
-@user_app.command("role")
-def user_role(
-    name: Annotated[str, typer.Argument(help="An existing user.")],
-    role: Annotated[Role, typer.Argument(help="The new deployment-wide role.")],
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
-) -> None:
-    """Change a user's role (e.g. make someone a moderator or dispute_ops); audited."""
-
-    async def run(services: Services) -> str:
-        users = await services.identity.users.find_users_by_name([name])
-        if not users:
-            raise typer.BadParameter(f"no user named {name!r}; create one with `parley user add`")
-        before = users[0]
-        await services.identity.users.set_role(before.id, role)
-        await services.audit.record(
-            cli_actor(),
-            "user.role_change",
-            Target.of("user", before.id),
-            before={"role": before.role},
-            after={"role": role},
-            reason=reason,
-        )
-        return f"{before.role.value} → {role.value}"
-
-    console.print(f"[bold]{name}[/bold]: {run_with_services(run)}")
-
-
 @user_app.command("list")
 def user_list() -> None:
     """List users."""
 
     async def run(services: Services) -> Table:
-        table = Table("id", "name", "display name", "role", "internal", "created (UTC)")
+        table = Table("id", "name", "display name", "role", "internal", "disabled", "created (UTC)")
         for user in await services.identity.users.list_users():
+            if user.visitor:
+                continue  # website visitors: `parley inbox` shows their conversations
             table.add_row(
                 str(user.id),
                 user.name,
                 user.display_name,
                 user.role.value,
                 "yes" if user.internal else "",
+                "yes" if user.disabled else "",
                 user.created_at.strftime("%Y-%m-%d %H:%M"),
             )
         return table
@@ -179,6 +163,75 @@ def user_list() -> None:
 
 def main() -> None:
     app()
+
+
+_STREAMS_NOTE = (
+    "Every token of the user is revoked; the servers close their streams within "
+    "PARLEY_STREAM_AUTH_RECHECK_SECONDS."
+)
+
+
+@user_app.command("role")
+def user_role(
+    name: Annotated[str, typer.Argument(help="An existing user.")],
+    role: Annotated[Role, typer.Argument(help="The new deployment-wide role.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+) -> None:
+    """Change a user's role (audited); they sign in again (tokens revoked, streams closed)."""
+
+    async def run(services: Services) -> None:
+        user = await services.identity.access_user(name)
+        await services.identity.do_set_role(user, role, actor=cli_actor(), reason=reason)
+
+    run_with_services(run)
+    console.print(f"[bold]{name}[/bold] is now {role.value}. {_STREAMS_NOTE}")
+
+
+@user_app.command("disable")
+def user_disable(name: Annotated[str, typer.Argument(help="An existing user.")]) -> None:
+    """Disable a user: no sign-in, every token revoked, every stream closed."""
+
+    async def run(services: Services) -> None:
+        user = await services.identity.access_user(name)
+        await services.identity.do_set_disabled(user, True, actor=cli_actor())
+
+    run_with_services(run)
+    console.print(f"[bold]{name}[/bold] is disabled. {_STREAMS_NOTE}")
+
+
+@user_app.command("enable")
+def user_enable(name: Annotated[str, typer.Argument(help="A disabled user.")]) -> None:
+    """Let a disabled user sign in again (their old tokens stay revoked)."""
+
+    async def run(services: Services) -> None:
+        user = await services.identity.access_user(name)
+        await services.identity.do_set_disabled(user, False, actor=cli_actor())
+
+    run_with_services(run)
+    console.print(f"[bold]{name}[/bold] may sign in again.")
+
+
+@user_app.command("password")
+def user_password(
+    name: Annotated[str, typer.Argument(help="An existing user.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="The new password (asked for when not given; 8+ characters).",
+        ),
+    ],
+) -> None:
+    """Set a user's password; every token of theirs is revoked (sign in again everywhere)."""
+
+    async def run(services: Services) -> None:
+        user = await services.identity.access_user(name)
+        await services.identity.do_set_password(user, password, actor=cli_actor())
+
+    run_with_services(run)
+    console.print(f"Password of [bold]{name}[/bold] changed. {_STREAMS_NOTE}")
 
 
 @user_app.command("add-many")

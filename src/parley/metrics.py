@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 HTTP_REQUEST_SECONDS = Histogram(
     "parley_http_request_duration_seconds",
@@ -228,3 +228,27 @@ BACKUP_AGE = Gauge(
     "parley_backup_newest_verified_age_seconds",
     "Age of the newest verified backup in PARLEY_BACKUP_DIR as this node sees it (+Inf: none).",
 )
+RELEASE_P0_REPORTERS = Gauge(
+    "parley_release_p0_reporters",
+    "Distinct users who reported a P0 counter in the gates' window (a kill needs "
+    "PARLEY_RELEASE_P0_MIN_REPORTERS of them).",
+)
+RELEASE_P0_ALERTS = Counter(
+    "parley_release_p0_alerts_total",
+    "P0 reports too few users corroborate for a kill: alerted and held, not killed.",
+)
+LOGIN_REFUSED = Counter(
+    "parley_login_refused_total",
+    "Password sign-ins refused: wrong credentials, a disabled account, or a rate exceeded.",
+    ["reason"],
+)
+STREAMS_REVOKED = Counter(
+    "parley_streams_revoked_total",
+    "Streams closed because their token was revoked or expired, or their user changed.",
+)
+
+
+def serve_metrics(listen: str) -> None:
+    """Serve /metrics on an internal listener `host:port` (a thread; `parley serve` only)."""
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")

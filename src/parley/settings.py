@@ -122,8 +122,30 @@ class Settings(BaseSettings):
     preflight_tls_min_days: int = Field(default=14, ge=0)
 
     # Logs: JSON lines (production) or plain text.
+    # Every node reads the API tokens revoked since its last look this often, and closes the
+    # streams opened with them (revocations also go through the bus at once; this catches what
+    # the bus lost, and revocations made by the CLI). Expired tokens' streams close too.
+    stream_auth_recheck_seconds: float = Field(default=10.0, gt=0)
+
+    # Logs: JSON lines (production) or plain text. Credentials (tokens, tickets, widget sessions,
+    # passwords in URLs) are masked in every line, whoever logs it.
     log_json: bool = True
     log_level: str = "INFO"
+
+    # -- sign-in (docs/security.md) --------------------------------------------------------------
+    # Password sign-in attempts (right or wrong) per account name and per client address
+    # (`limits` strings; empty: no limit). Past one: 429 ERR_RATE_LIMITED with Retry-After, even
+    # for the right password. Redis-backed when PARLEY_REDIS_URL is set.
+    auth_login_rate_per_account: str = "10/minute"
+    auth_login_rate_per_ip: str = "30/minute"
+
+    # -- Prometheus /metrics (docs/security.md) --------------------------------------------------
+    # With a token, /metrics on the API port answers `Authorization: Bearer <token>` only.
+    # Without one it answers only callers on this machine (loopback, not through a proxy).
+    metrics_token: str = ""
+    # Also serve the metrics, without a token, on this internal listener ("127.0.0.1:9464",
+    # "10.0.0.5:9464"); empty: none. `parley serve` only.
+    metrics_listen: str = ""
 
     @property
     def effective_database_url(self) -> str:
@@ -185,8 +207,14 @@ class Settings(BaseSettings):
     # How often the watcher stores samples, announces flag changes and checks for a P0 breach
     # (a report carrying a P0 counter wakes it at once).
     release_watch_seconds: float = Field(default=5.0, gt=0)
-    # POSTed a JSON body when the watcher trips the kill switch (empty: no webhook).
+    # POSTed a JSON body when the watcher trips the kill switch or raises a P0 alert (empty: no
+    # webhook). A secret in it (Slack-style URLs) never reaches a log line: only its host does.
     release_webhook_url: str = ""
+    # Client reports are claims: a kill needs a P0 counter reported by at least this many
+    # distinct users in the window. Fewer is an alert (webhook, log, metric) and a HOLD.
+    release_p0_min_reporters: int = Field(default=3, ge=1)
+    # How often one user may send POST /v1/stream/report (a `limits` string; empty: no limit).
+    release_report_rate_per_user: str = "30/minute"
     # A kill (manual or automatic) also switches the transport to SSE-only (seed 000's rollback).
     release_kill_sse_only: bool = False
     # Metric samples older than this are deleted.
@@ -198,8 +226,9 @@ class Settings(BaseSettings):
     # Privacy line and link the widget shows, unless the inbox sets its own.
     privacy_url: str = ""
     privacy_text: str = "By chatting you agree to the processing of your personal data."
-    # Proxies (IPs or CIDRs) whose X-Forwarded-For is believed; from anyone else it is ignored
-    # and the peer address is the client's.
+    # Proxies (IPs or CIDRs) whose X-Forwarded-For (and X-Forwarded-Proto) is believed; from
+    # anyone else, loopback included, it is ignored and the peer address is the client's. Every
+    # limit, log line and GeoIP lookup uses that one address.
     trusted_proxies: list[str] = Field(default_factory=list)
     # Widget API rates (`limits` strings, e.g. "30/minute"); Redis-backed when PARLEY_REDIS_URL
     # is set, so every node shares them. Past one: 429 ERR_RATE_LIMITED with Retry-After.

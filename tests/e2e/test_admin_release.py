@@ -153,12 +153,14 @@ def test_the_watcher_kills_a_full_release_on_a_p0_breach_and_the_page_shows_it(
     admin_page: Page, deployment: Deployment
 ) -> None:
     page = admin_page
-    member = deployment.add_user("mia")
+    # A kill needs PARLEY_RELEASE_P0_MIN_REPORTERS (3) distinct users: one alone only holds.
+    members = [deployment.add_user(name) for name in ("mia", "noa", "ola")]
     for stage in ("canary_1", "canary_10", "canary_50", "full"):
         page.get_by_role("button", name="Promote").click()
         expect(page.get_by_test_id("stage")).to_have_text(stage)
 
-    deployment.report(member, ack_without_receipt_10s=1)
+    for member in members:
+        deployment.report(member, ack_without_receipt_10s=1)
 
     expect(page.get_by_test_id("kill-state")).to_have_text("ON")  # the page refreshes itself
     expect(page.locator("#state-reason")).to_contain_text("hard stop: p0 invariant breach")

@@ -58,9 +58,9 @@ async def _expire() -> None:
 
 
 async def test_a_ticket_names_its_user_once(ephemeral: Ephemeral) -> None:
-    await ephemeral.put_ticket("tk-1", 42, 60)
+    await ephemeral.put_ticket("tk-1", "42", 60)
 
-    assert await ephemeral.take_ticket("tk-1") == 42
+    assert await ephemeral.take_ticket("tk-1") == "42"
     assert await ephemeral.take_ticket("tk-1") is None
 
 
@@ -69,21 +69,21 @@ async def test_an_unknown_ticket_names_no_one(ephemeral: Ephemeral) -> None:
 
 
 async def test_an_expired_ticket_names_no_one(ephemeral: Ephemeral) -> None:
-    await ephemeral.put_ticket("tk-2", 7, SHORT_TTL)
-    await ephemeral.put_ticket("tk-3", 8, 60)
+    await ephemeral.put_ticket("tk-2", "7", SHORT_TTL)
+    await ephemeral.put_ticket("tk-3", "8", 60)
 
     await _expire()
 
     assert await ephemeral.take_ticket("tk-2") is None
-    assert await ephemeral.take_ticket("tk-3") == 8
+    assert await ephemeral.take_ticket("tk-3") == "8"
 
 
 async def test_concurrent_takes_of_one_ticket_succeed_once(ephemeral: Ephemeral) -> None:
-    await ephemeral.put_ticket("tk-4", 5, 60)
+    await ephemeral.put_ticket("tk-4", "5", 60)
 
     taken = await asyncio.gather(*(ephemeral.take_ticket("tk-4") for _ in range(10)))
 
-    assert sorted(taken, key=lambda v: v is None) == [5] + [None] * 9
+    assert sorted(taken, key=lambda v: v is None) == ["5"] + [None] * 9
 
 
 # -- one-time values (sign-in states, login codes) -------------------------------------------------
@@ -275,7 +275,7 @@ async def test_redis_ephemeral_answers_unavailable_when_redis_is_unreachable() -
     store = RedisEphemeral(f"redis://127.0.0.1:{free_port()}/0")
     try:
         for attempt in (
-            store.put_ticket("tk", 1, 60),
+            store.put_ticket("tk", "1", 60),
             store.take_ticket("tk"),
             store.claim("k", 1),
             store.presence_touch(1, "s", 60),

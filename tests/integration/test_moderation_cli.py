@@ -65,8 +65,8 @@ def test_roles_rules_and_sanctions_from_a_terminal_are_audited() -> None:
     assert "yuri" not in parley("moderation", "sanctions")
     assert "yuri" in parley("moderation", "sanctions", "--all")
 
-    (role,) = audit("user.role_change")
-    assert role["before"] == {"role": "member"} and role["after"] == {"role": "moderator"}
+    (role,) = audit("user.role")
+    assert role["before"] == {"role": "member"} and role["after"]["role"] == "moderator"
     assert role["reason"] == "hired" and str(role["actor"]).startswith("cli:")
     assert [e["action"] for e in audit("moderation.")] == [
         "moderation.lift",

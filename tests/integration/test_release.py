@@ -189,14 +189,17 @@ async def test_gates_report_dwell_and_data_per_cohort(people: PeopleFactory) -> 
     assert cohorts["canary"]["messages"] + cohorts["baseline"]["messages"] == 2
 
 
-async def test_a_duplicate_reported_by_a_canary_client_trips_the_kill_switch_by_itself(
+async def test_a_duplicate_reported_by_three_canary_clients_trips_the_kill_switch_by_itself(
     people: PeopleFactory, services: Services, receiver: Receiver
 ) -> None:
-    ops, member = await people.add(role=Role.ADMIN), await people.add()
+    ops = await people.add(role=Role.ADMIN)
+    members = [await people.add() for _ in range(3)]  # PARLEY_RELEASE_P0_MIN_REPORTERS
+    member = members[0]
     for _ in range(4):
         await _post(ops, "promote", owner="ana")  # full: every client is in the canary cohort
 
-    await _report(member, timeline_duplicate_detected=1)
+    for reporter in members:
+        await _report(reporter, timeline_duplicate_detected=1)
 
     state = await eventually(
         lambda: _killed(ops), what="the watcher to trip the kill switch", timeout=20

@@ -216,7 +216,7 @@ async def test_a_verified_email_links_the_existing_user_and_the_provider_sets_th
         ("sso:corp", "user.role"),
         ("sso:corp", "sso.link"),
     ]
-    assert (entries[0].before, entries[0].after) == ({"role": "operator"}, {"role": "member"})
+    assert entries[0].before == {"role": "operator"} and entries[0].after["role"] == "member"
 
 
 async def test_an_unverified_email_links_no_one(browser: Browser, services: Services) -> None:

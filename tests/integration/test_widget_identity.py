@@ -101,12 +101,17 @@ def _unsigned_jwt(user_id: str) -> str:
     return jwt.encode(claims, None, algorithm="none")
 
 
+def _tampered(token: str) -> str:
+    """The token with its last signature digit changed (to a different one, always)."""
+    return token[:-1] + ("1" if token.endswith("0") else "0")
+
+
 @pytest.mark.parametrize(
     "make_identity",
     [
         pytest.param(lambda secret: None, id="missing"),
         pytest.param(lambda secret: token_for("not-the-secret", "42"), id="hmac-wrong-secret"),
-        pytest.param(lambda secret: token_for(secret, "42")[:-1] + "0", id="hmac-tampered"),
+        pytest.param(lambda secret: _tampered(token_for(secret, "42")), id="hmac-tampered"),
         pytest.param(lambda secret: token_for(secret, "42", ttl=-5), id="hmac-expired"),
         pytest.param(lambda secret: token_for(secret, "42", ttl=3 * 86400), id="hmac-too-long"),
         pytest.param(lambda secret: "v1.garbage", id="hmac-malformed"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from datetime import UTC, datetime, timedelta
@@ -116,6 +117,30 @@ def test_one_duplicate_in_the_canary_is_a_rollback_naming_the_report() -> None:
     (reason,) = result.reasons
     assert reason.startswith("timeline_duplicate_detected: 1 (canary 1, baseline 0)")
     assert f"#{bad.id}" in reason
+
+
+CORROBORATED = dataclasses.replace(POLICY, p0_min_reporters=3)
+
+
+def test_a_p0_counter_one_user_reports_holds_and_never_rolls_back() -> None:
+    forged = [report("canary", 3, [30.0], timeline_duplicate_detected=10**6) for _ in range(50)]
+
+    result = evaluate_gates(state(), window([*BOTH, *forged]), CORROBORATED, NOW)
+
+    assert result.gate_p0_ok is False
+    assert result.p0_breached and not result.p0_corroborated
+    assert result.rollout_decision is Decision.HOLD
+    (reason,) = result.reasons
+    assert "by 1 user(s) #3" in reason and "held until corroborated" in reason
+
+
+def test_a_p0_counter_enough_distinct_users_report_rolls_back() -> None:
+    reports = [report("canary", user, [30.0], ack_without_receipt_10s=1) for user in (1, 2, 4)]
+
+    result = evaluate_gates(state(), window([*BOTH, *reports]), CORROBORATED, NOW)
+
+    assert result.p0_corroborated
+    assert result.rollout_decision is Decision.ROLLBACK
 
 
 def test_a_p0_breach_before_the_canary_starts_holds_instead() -> None:

@@ -8,8 +8,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from parley.assembly import Services
-from parley.core.errors import Unauthenticated
-from parley.core.models import User
+from parley.core.errors import ErrorCode, Forbidden, Unauthenticated
+from parley.core.models import Role, User
+from parley.services.identity import Credential
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (`pk_...`).")
 
@@ -22,13 +23,30 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def current_user(
+async def current_credential(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
+) -> Credential:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    return await services.identity.access_token(credentials.credentials)
+    return await services.identity.access_credential(credentials.credentials)
+
+
+CurrentCredential = Annotated[Credential, Depends(current_credential)]
+
+
+async def current_user(credential: CurrentCredential) -> User:
+    return credential.user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    """Admins only; anyone else 403."""
+    if user.role is not Role.ADMIN:
+        raise Forbidden("only admins may do this", ErrorCode.FORBIDDEN)
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]

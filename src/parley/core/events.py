@@ -75,11 +75,24 @@ class ControlEvent(BaseModel):
     """To every connection, or only to `user_ids`' when set (e.g. a banned user's streams)."""
 
     type: Literal["control"] = "control"
-    # maintenance: mode "on" | "off", reason = the operators' message (docs/operations.md)
-    op: Literal["transport", "reconnect", "maintenance"]
+    # maintenance: mode "on" | "off", reason = the operators' message (docs/operations.md);
+    # revoked: the token this stream was opened with is no longer valid; the stream ends.
+    op: Literal["transport", "reconnect", "maintenance", "revoked"]
     mode: str | None = None
     reason: str | None = None
     user_ids: list[int] = Field(default_factory=list, exclude=True)
+
+
+class CredentialsRevokedEvent(BaseModel):
+    """Between nodes only, never sent to a client: close the streams opened with these tokens,
+    and with `all_streams` every stream of the user (disabled, role or password changed).
+    """
+
+    type: Literal["credentials.revoked"] = "credentials.revoked"
+    user_id: int
+    token_ids: list[int] = []
+    all_streams: bool = False
+    reason: str
 
 
 class HelloEvent(BaseModel):
@@ -219,6 +232,7 @@ Event = (
     | PresenceEvent
     | ConversationUpdatedEvent
     | ControlEvent
+    | CredentialsRevokedEvent
     | FlagsUpdatedEvent
     | LivechatConversationEvent
     | LivechatNoteEvent

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from publicsuffixlist import PublicSuffixList
 from pydantic import BaseModel, Field, field_validator
 
 
@@ -39,6 +41,16 @@ class WorkingHours(BaseModel):
         return local.weekday() in self.days and self.start <= local.time() < self.end
 
 
+@cache
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def is_public_suffix(domain: str) -> bool:
+    """`com`, `co.uk`, `github.io`: names under which anyone can register a site."""
+    return bool(_suffixes().is_public(domain.lower()))
+
+
 @dataclass(frozen=True, slots=True)
 class Inbox:
     id: int
@@ -62,11 +74,17 @@ class Inbox:
         return self.working_hours is None or self.working_hours.is_open(at)
 
     def allows_host(self, host: str) -> bool:
-        """`example.com` allows exactly that host; `*.example.com` allows its subdomains too."""
-        host = host.lower().rstrip(".")
+        """`example.com` allows exactly that host; `*.example.com` allows its subdomains too.
+
+        A wildcard over a public suffix (`*.com`, stored before such entries were refused)
+        allows nothing, and neither does a host with a trailing dot.
+        """
+        host = host.lower()
         for domain in self.allowed_domains:
             domain = domain.lower()
             if domain.startswith("*."):
+                if is_public_suffix(domain[2:]):
+                    continue
                 if host == domain[2:] or host.endswith(domain[1:]):
                     return True
             elif host == domain:

@@ -39,6 +39,9 @@ class User:
     role: Role
     internal: bool
     created_at: datetime
+    # A website visitor (widget): reachable in their own live-chat conversations only.
+    visitor: bool = False
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from parley.core.events import (
     CallEvent,
     ControlEvent,
     ConversationUpdatedEvent,
+    CredentialsRevokedEvent,
     DisputeUpdatedEvent,
     Event,
     FlagsUpdatedEvent,
@@ -88,7 +89,7 @@ def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
         return Envelope(event.type, data, conversation_ids=audience)
     if isinstance(event, ControlEvent) and event.user_ids:
         return Envelope(event.type, data, user_ids=tuple(event.user_ids))
-    if isinstance(event, ControlEvent | FlagsUpdatedEvent):
+    if isinstance(event, ControlEvent | FlagsUpdatedEvent | CredentialsRevokedEvent):
         return Envelope(event.type, data, broadcast=True)
     if isinstance(event, LivechatConversationEvent | LivechatNoteEvent | ModerationItemEvent):
         # Addressed to staff users only: no conversation id, so no member (the visitor) gets it.

@@ -17,10 +17,12 @@ from parley.core.errors import Unavailable
 
 
 class Ephemeral(Protocol):
-    async def put_ticket(self, ticket: str, user_id: int, ttl: float) -> None: ...
+    async def put_ticket(self, ticket: str, holder: str, ttl: float) -> None:
+        """Keep `holder` (who the ticket stands for, opaque here) under `ticket` for `ttl` s."""
+        ...
 
-    async def take_ticket(self, ticket: str) -> int | None:
-        """The ticket's user, once: a second take of the same ticket returns None."""
+    async def take_ticket(self, ticket: str) -> str | None:
+        """The ticket's holder, once: a second take of the same ticket returns None."""
         ...
 
     async def put_once(self, key: str, value: str, ttl: float) -> None:
@@ -50,17 +52,17 @@ class Ephemeral(Protocol):
 
 class MemoryEphemeral:
     def __init__(self) -> None:
-        self._tickets: dict[str, tuple[int, float]] = {}
+        self._tickets: dict[str, tuple[str, float]] = {}
         self._once: dict[str, tuple[str, float]] = {}
         self._claims: dict[str, float] = {}
         self._sessions: dict[int, dict[str, float]] = {}
 
-    async def put_ticket(self, ticket: str, user_id: int, ttl: float) -> None:
+    async def put_ticket(self, ticket: str, holder: str, ttl: float) -> None:
         now = time.monotonic()
         self._tickets = {k: v for k, v in self._tickets.items() if v[1] > now}
-        self._tickets[ticket] = (user_id, now + ttl)
+        self._tickets[ticket] = (holder, now + ttl)
 
-    async def take_ticket(self, ticket: str) -> int | None:
+    async def take_ticket(self, ticket: str) -> str | None:
         found = self._tickets.pop(ticket, None)
         if found is None or found[1] <= time.monotonic():
             return None
@@ -121,14 +123,14 @@ class RedisEphemeral:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._prefix = prefix
 
-    async def put_ticket(self, ticket: str, user_id: int, ttl: float) -> None:
+    async def put_ticket(self, ticket: str, holder: str, ttl: float) -> None:
         with _redis_errors():
-            await self._redis.set(f"{self._prefix}ticket:{ticket}", user_id, px=int(ttl * 1000))
+            await self._redis.set(f"{self._prefix}ticket:{ticket}", holder, px=int(ttl * 1000))
 
-    async def take_ticket(self, ticket: str) -> int | None:
+    async def take_ticket(self, ticket: str) -> str | None:
         with _redis_errors():
             value = await self._redis.getdel(f"{self._prefix}ticket:{ticket}")
-            return int(value) if value is not None else None
+            return value.decode() if isinstance(value, bytes) else value
 
     async def put_once(self, key: str, value: str, ttl: float) -> None:
         with _redis_errors():

@@ -84,7 +84,7 @@ class Hub:
         fetch_range: FetchRange,
         queue_limit: int = 10_000,
         gap_wait: float = 0.25,
-        on_control: Callable[[Envelope], None] | None = None,
+        on_control: Callable[[Envelope], bool] | None = None,
         on_dispatch: Callable[[Envelope], None] | None = None,
     ) -> None:
         self.processed = start_pos
@@ -174,8 +174,10 @@ class Hub:
 
     def _dispatch(self, envelope: Envelope) -> None:
         if envelope.broadcast:
-            if self._on_control:
-                self._on_control(envelope)
+            # The stream service's hook sees every broadcast first; True means it was for this
+            # node only (a revocation), not for the connections.
+            if self._on_control and self._on_control(envelope):
+                return
             for sub in self.subscriptions():
                 sub.push(envelope)
             return

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from limits.aio.storage import Storage
+
 from parley.bus import Bus
 from parley.bus.memory import MemoryBus
 from parley.bus.redis import RedisBus
@@ -24,6 +26,7 @@ from parley.realtime.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
 from parley.services.attachments import Attachments
 from parley.services.audit import AuditLog
 from parley.services.identity import Identity
+from parley.services.ratelimits import RateLimits, limiter_storage_for
 from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
@@ -49,6 +52,7 @@ class Core:
     stream: StreamService
     ephemeral: Ephemeral
     audit: AuditLog
+    limiter_storage: Storage
 
     @classmethod
     def build(cls, settings: Settings) -> Core:
@@ -56,7 +60,22 @@ class Core:
             settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         users = UserStore(db)
-        identity = Identity(users, TokenStore(db))
+        audit = AuditLog(AuditStore(db))
+        # One counter store for every rate limit of this process (Redis: shared by all nodes).
+        limiter_storage = limiter_storage_for(settings.redis_url, settings.redis_prefix)
+        identity = Identity(
+            users,
+            TokenStore(db),
+            login_limits=RateLimits(
+                "login",
+                {
+                    "account": settings.auth_login_rate_per_account,
+                    "ip": settings.auth_login_rate_per_ip,
+                },
+                limiter_storage,
+            ),
+            audit=audit,
+        )
         message_store = MessageStore(db)
         attachment_store = AttachmentStore(db)
         writer = MessageWriter(
@@ -89,12 +108,11 @@ class Core:
             identity=identity,
             bus=bus,
             ephemeral=ephemeral,
-            limiter_storage=StreamService.limiter_storage_for(
-                settings.redis_url, settings.redis_prefix
-            ),
+            limiter_storage=limiter_storage,
         )
         # Events leave only after their commit, through the stream service.
         timeline.publish = stream.publish
+        identity.publish = stream.publish
 
         async def on_commit(results: list[Appended]) -> None:
             created = sum(1 for result in results if result.created)
@@ -118,7 +136,8 @@ class Core:
             writer=writer,
             stream=stream,
             ephemeral=ephemeral,
-            audit=AuditLog(AuditStore(db)),
+            audit=audit,
+            limiter_storage=limiter_storage,
         )
 
 

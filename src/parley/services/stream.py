@@ -14,12 +14,10 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
 
-from limits import parse as parse_rate
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.storage import Storage
 from pydantic import BaseModel
 
 from parley import metrics
@@ -36,6 +34,7 @@ from parley.core.errors import (
 from parley.core.events import (
     ControlEvent,
     ConversationUpdatedEvent,
+    CredentialsRevokedEvent,
     Event,
     HelloEvent,
     MessageEvent,
@@ -47,7 +46,8 @@ from parley.core.models import Appended, User
 from parley.realtime.envelope import Envelope, envelope_for
 from parley.realtime.ephemeral import Ephemeral
 from parley.realtime.hub import Hub, Subscription, age_seconds
-from parley.services.identity import Identity
+from parley.services.identity import Credential, Identity
+from parley.services.ratelimits import RateLimits
 from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.stream import StreamStore
@@ -61,6 +61,8 @@ TICKET_TTL_SECONDS = 60
 POLL_FREE_LAG = 1_000
 OUTBOX_LIMIT = 10_000
 TYPING_TTL_SECONDS = 5.0
+# A revoked token is remembered this long, for streams whose opening raced the revocation.
+REVOKED_MEMORY_SECONDS = 300.0
 PRESENCE_TTL_SECONDS = 60.0
 REPORTED_COUNTERS = (
     "ack_without_receipt_10s",
@@ -75,6 +77,21 @@ FrameHandler = Callable[[User, dict[str, Any]], Awaitable[BaseModel | None]]
 Greeter = Callable[[User], Awaitable[list[Event]]]
 
 
+_CLOCK_SLACK = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSender:
+    """Who sent a client report: the account, the token (device) and the address."""
+
+    user_id: int
+    token_id: int | None = None
+    client_ip: str = ""
+
+
+ReportHook = Callable[[ReportSender, Transport, dict[str, int], list[float]], None]
+
+
 @dataclass
 class StreamSession:
     """One open stream: what was missed (`backlog`), then live envelopes from `sub`."""
@@ -86,6 +103,10 @@ class StreamSession:
     hello: HelloEvent
     backlog: list[Envelope]
     id: str = field(default_factory=lambda: secrets.token_hex(8))
+    # The API token it was opened with (directly or through a ticket); None for widget visitors.
+    token_id: int | None = None
+    expires_at: datetime | None = None
+    client_ip: str = ""
 
     @property
     def cursor(self) -> int:
@@ -113,20 +134,27 @@ class StreamService:
         self.ephemeral = ephemeral
         self.mode: TransportMode = "auto"
         self.hub: Hub | None = None
-        storage = limiter_storage or MemoryStorage()
-        self._limiter = MovingWindowRateLimiter(storage)
-        # Used while the shared limiter's store (Redis) is unreachable: reconnecting clients still
-        # resume (delivery already falls back to the database) and each node still throttles.
-        self._local_limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._resume_rate = parse_rate(settings.resume_rate)
+        # While the shared store (Redis) is unreachable each node throttles on its own, and
+        # reconnecting clients still resume (delivery already falls back to the database).
+        self.rates = RateLimits(
+            "stream",
+            {"resume": settings.resume_rate, "report": settings.release_report_rate_per_user},
+            limiter_storage,
+        )
+        # Open streams per user and per address on this node, every transport (long-poll too);
+        # checked and counted in one step, with no await between.
+        self._per_user: dict[int, int] = {}
         self._per_ip: dict[str, int] = {}
-        self._session_ip: dict[str, str] = {}
+        self._sessions: dict[str, StreamSession] = {}
+        self._revoked: dict[int, float] = {}
         self._receipt_samples: dict[str, deque[float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: deque[list[Envelope]] = deque()
         self._outbox_ready = asyncio.Event()
-        # Also given every report with its user (the release gates store them per cohort).
-        self.on_report: Callable[[int, Transport, dict[str, int], list[float]], None] | None = None
+        # Also given every report with who sent it (the release gates store them per cohort).
+        self.on_report: (
+            Callable[[ReportSender, Transport, dict[str, int], list[float]], None] | None
+        ) = None
         self._draining = False
         self._positioned = False
         # Extension points for features (calls): their own WebSocket frame types, and events
@@ -135,16 +163,6 @@ class StreamService:
         self.greeters: list[Greeter] = []
         # Raises for a user who may not open a stream now (maintenance mode; set by the assembly).
         self.admit: Callable[[User], None] | None = None
-
-    @classmethod
-    def limiter_storage_for(cls, redis_url: str, prefix: str) -> Storage:
-        if redis_url:
-            return RedisStorage(
-                redis_url.replace("redis://", "async+redis://", 1),
-                implementation="redispy",
-                key_prefix=f"{prefix}limits",
-            )
-        return MemoryStorage()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -169,6 +187,7 @@ class StreamService:
             asyncio.create_task(self._poll_head(), name="stream-head-poll"),
             asyncio.create_task(self._refresh_presence(), name="presence-refresh"),
             asyncio.create_task(self._publish_outbox(), name="bus-publish"),
+            asyncio.create_task(self._recheck_credentials(), name="stream-credentials"),
         ]
 
     def drain(self) -> None:
@@ -249,6 +268,10 @@ class StreamService:
         """
         if not envelopes:
             return
+        if self.hub is None:
+            # Not serving (the CLI builds the services without starting them): there is no one
+            # to tell here; the nodes find the change in the database (revocations included).
+            return
         self.live_hub.ingest(envelopes)
         if len(self._outbox) >= OUTBOX_LIMIT:
             self._outbox.popleft()
@@ -270,26 +293,41 @@ class StreamService:
 
     # -- authentication --------------------------------------------------------------------------
 
-    async def issue_ticket(self, user: User) -> str:
+    async def issue_ticket(self, credential: Credential) -> str:
+        """A single-use ticket standing for this credential (its streams close with the token)."""
         ticket = "tk_" + secrets.token_urlsafe(24)
-        await self.ephemeral.put_ticket(ticket, user.id, TICKET_TTL_SECONDS)
+        expires = credential.expires_at.timestamp() if credential.expires_at else ""
+        holder = f"{credential.user.id}:{credential.token_id}:{expires}"
+        await self.ephemeral.put_ticket(ticket, holder, TICKET_TTL_SECONDS)
         return ticket
 
-    async def authenticate(self, *, token: str | None, ticket: str | None) -> User:
-        """A stream's user, from a bearer token or a single-use ticket."""
+    async def authenticate(self, *, token: str | None, ticket: str | None) -> Credential:
+        """A stream's user and token, from a bearer token or a single-use ticket."""
         if token:
-            return await self.identity.access_token(token)
+            return await self.identity.access_credential(token)
         if ticket:
-            user_id = await self.ephemeral.take_ticket(ticket)
-            user = await self.identity.users.get_user(user_id) if user_id is not None else None
-            if user is None:
+            holder = await self.ephemeral.take_ticket(ticket)
+            credential = await self._ticket_credential(holder) if holder else None
+            if credential is None:
                 raise Unauthenticated(
                     "the ticket is unknown, used or expired; get a new one from "
                     "POST /v1/stream/ticket",
                     ErrorCode.INVALID_CREDENTIALS,
                 )
-            return user
+            return credential
         raise Unauthenticated("send 'Authorization: Bearer <token>' or '?ticket='")
+
+    async def _ticket_credential(self, holder: str) -> Credential | None:
+        try:
+            user_part, token_part, expires = holder.split(":")
+            user_id, token_id = int(user_part), int(token_part)
+            expires_at = datetime.fromtimestamp(float(expires), UTC) if expires else None
+        except ValueError:  # not one this version made (a ticket from before an upgrade)
+            return None
+        user = await self.identity.users.get_user(user_id)
+        if user is None or user.disabled or token_id in self._revoked:
+            return None
+        return Credential(user=user, token_id=token_id, expires_at=expires_at)
 
     # -- opening a stream ------------------------------------------------------------------------
 
@@ -300,9 +338,10 @@ class StreamService:
                 ErrorCode.TRANSPORT_DISABLED,
             )
 
-    def check_connection_limits(self, user: User, client_ip: str) -> None:
-        hub = self.live_hub
-        if hub.count_for_user(user.id) >= self.settings.stream_max_per_user:
+    def _reserve(self, user: User, client_ip: str) -> None:
+        """Count one more stream of `user` from `client_ip`, or 429 past a cap (no await: the
+        check and the count are one step, so concurrent opens cannot overshoot)."""
+        if self._per_user.get(user.id, 0) >= self.settings.stream_max_per_user:
             raise RateLimited(
                 f"at most {self.settings.stream_max_per_user} open streams per user",
                 ErrorCode.TOO_MANY_CONNECTIONS,
@@ -314,30 +353,48 @@ class StreamService:
                 ErrorCode.TOO_MANY_CONNECTIONS,
                 retry_after=5,
             )
+        self._per_user[user.id] = self._per_user.get(user.id, 0) + 1
+        self._per_ip[client_ip] = self._per_ip.get(client_ip, 0) + 1
+
+    def _release(self, user_id: int, client_ip: str) -> None:
+        _decrement(self._per_user, user_id)
+        _decrement(self._per_ip, client_ip)
 
     async def open(
-        self, user: User, *, cursor: str | None, transport: Transport, client_ip: str = ""
+        self,
+        who: User | Credential,
+        *,
+        cursor: str | None,
+        transport: Transport,
+        client_ip: str = "",
     ) -> StreamSession:
-        """Subscribe `user`, then collect what they missed since `cursor` (if any).
+        """Subscribe the user, then collect what they missed since `cursor` (if any).
 
         Subscribing first and reading the backlog up to the subscription's start position
-        afterwards leaves no window in which an event could fall between the two.
+        afterwards leaves no window in which an event could fall between the two. The caps
+        (PARLEY_STREAM_MAX_PER_USER / _PER_IP) count every transport, long-poll included.
         """
+        credential, user = (who, who.user) if isinstance(who, Credential) else (None, who)
         if self.admit is not None:
-            self.admit(user)
+            self.admit(user)  # maintenance mode
+        self.check_transport_allowed(transport)
         after = parse_cursor(cursor)
         if self.timeline.guard is not None:
             self.timeline.guard.check_may_connect(user)  # a deployment-wide ban
+        self._reserve(user, client_ip)
         hub = self.live_hub
-        conversation_ids = await self.store.list_conversation_ids(user.id)
-        sub = hub.subscribe(user.id, conversation_ids)
-        start = sub.min_pos
+        sub: Subscription | None = None
         try:
+            conversation_ids = await self.store.list_conversation_ids(user.id)
+            sub = hub.subscribe(user.id, conversation_ids)
+            start = sub.min_pos
             backlog: list[Envelope] = []
             if after is not None:
                 backlog = await self._backlog(user, sub, after, start, transport)
         except BaseException:
-            hub.unsubscribe(sub)
+            if sub is not None:
+                hub.unsubscribe(sub)
+            self._release(user.id, client_ip)
             raise
         if after is not None and after > start:
             sub.min_pos = after  # the client heard of positions this node's hub has not reached
@@ -352,6 +409,9 @@ class StreamService:
             hub=hub,
             hello=HelloEvent(cursor="0", transport=transport, mode=self.mode, resumed=0),
             backlog=backlog,
+            token_id=credential.token_id if credential else None,
+            expires_at=credential.expires_at if credential else None,
+            client_ip=client_ip,
         )
         session.hello = HelloEvent(
             cursor=str(max(session.cursor, after or 0)),
@@ -359,8 +419,9 @@ class StreamService:
             mode=self.mode,
             resumed=sum(1 for e in backlog if e.type == "message"),
         )
-        self._per_ip[client_ip] = self._per_ip.get(client_ip, 0) + 1
-        self._session_ip[session.id] = client_ip
+        self._sessions[session.id] = session
+        if session.token_id is not None and session.token_id in self._revoked:
+            self._end(session, "the token was revoked")  # revoked while this stream opened
         metrics.STREAM_OPENS.labels(transport).inc()
         if transport != "poll":
             metrics.STREAM_CONNECTIONS.labels(transport).inc()
@@ -378,10 +439,9 @@ class StreamService:
 
     async def close(self, session: StreamSession) -> None:
         self.live_hub.unsubscribe(session.sub)
-        ip = self._session_ip.pop(session.id, "")
-        self._per_ip[ip] = self._per_ip.get(ip, 1) - 1
-        if self._per_ip[ip] <= 0:
-            self._per_ip.pop(ip, None)
+        if self._sessions.pop(session.id, None) is None:
+            return  # closed already
+        self._release(session.user.id, session.client_ip)
         if session.transport != "poll":
             metrics.STREAM_CONNECTIONS.labels(session.transport).dec()
             try:
@@ -396,6 +456,56 @@ class StreamService:
                     )
             except Exception as exc:
                 log.warning("presence update failed: %s", exc)
+
+    # -- revocation ------------------------------------------------------------------------------
+
+    def _on_revoked(self, event: CredentialsRevokedEvent) -> None:
+        """Close this node's streams opened with the revoked tokens (or all of the user's)."""
+        now = time.monotonic()
+        for token_id in event.token_ids:
+            self._revoked[token_id] = now
+        for session in list(self._sessions.values()):
+            if session.user.id != event.user_id:
+                continue
+            if event.all_streams or session.token_id in event.token_ids:
+                self._end(session, event.reason)
+
+    def _end(self, session: StreamSession, reason: str) -> None:
+        """Tell the stream why and end it; its transport closes (WS 4001) and cleans up."""
+        if session.sub.closed:
+            return
+        metrics.STREAMS_REVOKED.inc()
+        session.sub.push(envelope_for(ControlEvent(op="revoked", reason=reason)))
+        session.sub.close()
+
+    async def _recheck_credentials(self) -> None:
+        """Catch what the bus lost (and the CLI's revocations): tokens revoked since the last
+        look, and tokens that expired, end their streams."""
+        since = datetime.now(UTC)
+        while True:
+            await asyncio.sleep(self.settings.stream_auth_recheck_seconds)
+            now = datetime.now(UTC)
+            try:
+                # Overlap the windows a little: node clocks differ, closing twice is harmless.
+                revoked = await self.identity.tokens.list_revoked_since(since - _CLOCK_SLACK)
+            except Exception as exc:  # the database may be restarting; look again next time
+                log.warning("reading revoked tokens failed: %s", exc)
+                continue
+            since = now
+            by_user: dict[int, list[int]] = {}
+            for token_id, user_id in revoked:
+                by_user.setdefault(user_id, []).append(token_id)
+            for user_id, token_ids in by_user.items():
+                self._on_revoked(
+                    CredentialsRevokedEvent(
+                        user_id=user_id, token_ids=token_ids, reason="the token was revoked"
+                    )
+                )
+            for session in list(self._sessions.values()):
+                if session.expires_at is not None and session.expires_at <= now:
+                    self._end(session, "the token expired")
+            cutoff = time.monotonic() - REVOKED_MEMORY_SECONDS
+            self._revoked = {k: at for k, at in self._revoked.items() if at > cutoff}
 
     async def _backlog(
         self, user: User, sub: Subscription, after: int, start: int, transport: Transport
@@ -453,21 +563,14 @@ class StreamService:
         )
 
     async def _throttle_resume(self, user: User, transport: Transport) -> None:
-        limiter = self._limiter
-        try:
-            if await limiter.hit(self._resume_rate, "resume", str(user.id)):
-                return
-        except Exception as exc:  # the limiter's driver errors (Redis down): throttle per node
-            log.warning("shared resume throttle unavailable; throttling on this node: %s", exc)
-            limiter = self._local_limiter
-            if await limiter.hit(self._resume_rate, "resume", str(user.id)):
-                return
-        stats = await limiter.get_window_stats(self._resume_rate, "resume", str(user.id))
+        if await self.rates.within("resume", str(user.id)):
+            return
         metrics.RESYNC_ERRORS.labels(transport, ErrorCode.RESYNC_THROTTLED).inc()
-        raise RateLimited(
+        raise await self.rates.refusal(
+            "resume",
+            str(user.id),
             f"too many resumes (limit {self.settings.resume_rate}); retry later",
             ErrorCode.RESYNC_THROTTLED,
-            retry_after=max(1.0, stats.reset_time - time.time()),
         )
 
     async def _presence_online(
@@ -502,9 +605,14 @@ class StreamService:
             if user_ids is None or sub.user_id in user_ids:
                 sub.push(envelope)
 
-    def _on_control(self, envelope: Envelope) -> None:
+    def _on_control(self, envelope: Envelope) -> bool:
+        """Broadcasts this node acts on; True for those no connection should see."""
+        if envelope.type == "credentials.revoked":
+            self._on_revoked(CredentialsRevokedEvent.model_validate_json(envelope.data))
+            return True
         if envelope.type == "control" and '"op":"transport"' in envelope.data:
             self.mode = "sse_only" if '"mode":"sse_only"' in envelope.data else "auto"
+        return False
 
     async def do_typing(self, actor: User, conversation_id: int) -> None:
         await self.timeline.access_conversation(actor, conversation_id)
@@ -523,13 +631,29 @@ class StreamService:
     async def online(self, user_ids: list[int]) -> set[int]:
         return await self.ephemeral.online(user_ids)
 
+    async def presence_for(self, actor: User, user_ids: list[int]) -> set[int]:
+        """Which of these users are online, as `actor` may know it: themselves and the people
+        they share a conversation with. Anyone else reads as offline, existing or not."""
+        visible = await self.store.list_co_members(actor.id, user_ids)
+        visible.add(actor.id)
+        return await self.online([uid for uid in user_ids if uid in visible])
+
+    async def check_report_rate(self, user: User) -> None:
+        """429 past PARLEY_RELEASE_REPORT_RATE_PER_USER reports from one user."""
+        await self.rates.hit(
+            "report",
+            str(user.id),
+            f"too many reports (limit {self.settings.release_report_rate_per_user}); "
+            "send counters less often",
+        )
+
     def record_report(
         self,
         transport: Transport,
         counters: dict[str, int],
         write_receipt_ms: Iterable[float],
         *,
-        user_id: int | None = None,
+        sender: ReportSender | None = None,
     ) -> None:
         write_receipt_ms = list(write_receipt_ms)
         for name, value in counters.items():
@@ -546,8 +670,19 @@ class StreamService:
             metrics.WRITE_RECEIPT_P95_MS.labels(transport).set(
                 ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
             )
-        if self.on_report is not None and user_id is not None:
-            self.on_report(user_id, transport, dict(counters), write_receipt_ms)
+        if self.on_report is not None and sender is not None:
+            self.on_report(sender, transport, dict(counters), write_receipt_ms)
+
+
+K = TypeVar("K")
+
+
+def _decrement(counts: dict[K, int], key: K) -> None:
+    left = counts.get(key, 1) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 def parse_cursor(cursor: str | None) -> int | None:

@@ -82,8 +82,14 @@ class Timeline:
         return Access(*found)
 
     async def check_user_names(self, names: list[str]) -> list[User]:
+        """The users named; 422 naming those that do not exist.
+
+        Website visitors read as unknown here: they belong to their own live-chat conversation
+        and nobody may start another with them or add them anywhere.
+        """
         unique = list(dict.fromkeys(names))
         found = await self.users.find_users_by_name(unique) if unique else []
+        found = [user for user in found if not user.visitor]
         missing = sorted(set(unique) - {user.name for user in found})
         if missing:
             raise BadInput(f"unknown users: {', '.join(missing)}", ErrorCode.VALIDATION)
@@ -92,6 +98,11 @@ class Timeline:
     async def do_create_conversation(
         self, actor: User, *, kind: ConversationKind, title: str, member_names: list[str]
     ) -> tuple[Conversation, bool]:
+        if actor.visitor:
+            raise Forbidden(
+                "website visitors write in their own conversation only",
+                ErrorCode.VISITOR_NOT_REACHABLE,
+            )
         others = [user for user in await self.check_user_names(member_names) if user.id != actor.id]
         direct_key = None
         if kind is ConversationKind.DIRECT:
@@ -131,6 +142,12 @@ class Timeline:
         access = await self.access_conversation(actor, conversation_id)
         if access.conversation.kind is ConversationKind.DIRECT:
             raise Conflict("members of a direct conversation cannot change")
+        if await self.conversations.has_visitor(conversation_id):
+            raise Forbidden(
+                "a website visitor's conversation is staffed by its inbox: assign it from the "
+                "console (PATCH /v1/livechat/conversations/{id}) instead of adding members",
+                ErrorCode.VISITOR_NOT_REACHABLE,
+            )
         users = await self.check_user_names(names)
         if self.guard is not None:
             self.guard.check_may_join(conversation_id, [u.id for u in users])

@@ -616,6 +616,10 @@ export class ParleyClient {
     this.#link = null;
     this.#failAckWaiters(new ParleyError("ERR_NETWORK", "the connection closed before the ack"));
     this.#setState(ConnectionState.RECONNECTING);
+    if (ending.kind === "unauthenticated") {
+      // Signed out, disabled or expired: reconnecting with the same token cannot work.
+      return this.#giveUp(new ParleyError("ERR_UNAUTHENTICATED", "the token was revoked", { status: 401 }));
+    }
     if (ending.kind === "resync") return this.#resync(link.name);
     if (ending.kind === "sse_only") {
       this.blockWebSocket();
@@ -668,6 +672,7 @@ export class ParleyClient {
         break;
       case "control":
         if (event.op === "reconnect") link.fail(failure("restart", { reason: event.reason }));
+        else if (event.op === "revoked") link.fail(failure("unauthenticated")); // signed out elsewhere
         else if (event.op === "transport" && event.mode === "auto") this.#blockedWs = false;
         else if (event.op === "maintenance") this.#maintenance(event.mode === "on", event.reason ?? "");
         break;

@@ -20,7 +20,7 @@ from parley.core.models import (
 from parley.core.receipts import ReceiptUpdate
 from parley.storage.database import Database
 from parley.storage.rows import conversation_from_row, member_from_row, now
-from parley.storage.schema import conversations, members, messages, stream_head
+from parley.storage.schema import conversations, members, messages, stream_head, users
 
 # The stream position now: stamped on what changed, so a resuming client gets it again.
 _HEAD = select(stream_head.c.pos).where(stream_head.c.id == 1).scalar_subquery()
@@ -178,6 +178,17 @@ class ConversationStore:
                 )
                 await _touch_conversation(conn, conversation_id)
         return added
+
+    async def has_visitor(self, conversation_id: int) -> bool:
+        """Whether a website visitor is a member (a live-chat conversation)."""
+        query = (
+            select(members.c.user_id)
+            .join(users, users.c.id == members.c.user_id)
+            .where(members.c.conversation_id == conversation_id, users.c.visitor.is_(True))
+            .limit(1)
+        )
+        async with self.db.read() as conn:
+            return (await conn.execute(query)).first() is not None
 
     async def remove_member(self, conversation_id: int, user_id: int) -> bool:
         async with self.db.write() as conn:

@@ -143,6 +143,18 @@ class InboxStore:
             user_from_row(part["u_"]),  # type: ignore[arg-type]
         )
 
+    async def list_verified_visitor_ids(self, inbox_id: int) -> list[int]:
+        """The visitors of this inbox with a session opened by a verified identity."""
+        query = (
+            select(widget_sessions.c.visitor_id)
+            .where(
+                widget_sessions.c.inbox_id == inbox_id, widget_sessions.c.external_id.is_not(None)
+            )
+            .distinct()
+        )
+        async with self.db.read() as conn:
+            return [int(v) for v in (await conn.execute(query)).scalars()]
+
     async def find_widget_session(self, token_hash: str) -> WidgetSession | None:
         query = select(widget_sessions).where(widget_sessions.c.token_hash == token_hash)
         async with self.db.read() as conn:

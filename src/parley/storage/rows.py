@@ -45,6 +45,8 @@ def user_from_row(row: Row[Any]) -> User:
         role=Role(row.role),
         internal=bool(row.internal),
         created_at=utc(row.created_at),
+        visitor=bool(row.visitor),
+        disabled=bool(row.disabled),
     )
 
 

@@ -49,6 +49,10 @@ users = Table(
     # Lower-cased; single sign-on links a verified provider e-mail to the user who has it.
     Column("email", String(320), nullable=True),
     Index("uq_users_email", "email", unique=True),
+    # A website visitor (widget): a member of their own live-chat conversations and nothing else.
+    Column("visitor", Boolean, nullable=False, default=False, server_default=false()),
+    # Cannot sign in; none of their tokens is accepted.
+    Column("disabled", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 api_tokens = Table(
@@ -63,6 +67,8 @@ api_tokens = Table(
     Column("expires_at", Timestamp, nullable=True),
     Column("revoked_at", Timestamp, nullable=True),
     Index("ix_api_tokens_user_id", "user_id"),
+    # Nodes read the tokens revoked since their last look (streams opened with them close).
+    Index("ix_api_tokens_revoked_at", "revoked_at"),
 )
 
 conversations = Table(
@@ -244,6 +250,9 @@ release_client_reports = Table(
     Column("forced_resyncs", Integer, nullable=False),
     Column("full_state_loads", Integer, nullable=False),
     Column("write_receipt_ms", Json, nullable=False),
+    # Who sent it, beside `user_id`: the API token (device) and the client address.
+    Column("token_id", Id, nullable=True),
+    Column("client_ip", String(45), nullable=True),
     Index("ix_release_client_reports_at", "at"),
 )
 

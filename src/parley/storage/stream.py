@@ -39,6 +39,19 @@ class StreamStore:
             )
             return [int(r) for r in rows.scalars()]
 
+    async def list_co_members(self, user_id: int, candidate_ids: list[int]) -> set[int]:
+        """Which of `candidate_ids` share at least one conversation with `user_id`."""
+        if not candidate_ids:
+            return set()
+        mine = select(members.c.conversation_id).where(members.c.user_id == user_id)
+        query = (
+            select(members.c.user_id)
+            .where(members.c.user_id.in_(candidate_ids), members.c.conversation_id.in_(mine))
+            .distinct()
+        )
+        async with self.db.read() as conn:
+            return {int(r) for r in (await conn.execute(query)).scalars()}
+
     async def list_messages_between(
         self,
         after: int,

@@ -27,6 +27,7 @@ class UserStore:
         internal: bool,
         password_hash: str | None,
         email: str | None = None,
+        visitor: bool = False,
     ) -> User:
         try:
             async with self.db.write() as conn:
@@ -40,6 +41,7 @@ class UserStore:
                         password_hash=password_hash,
                         created_at=now(),
                         email=email.lower() if email else None,
+                        visitor=visitor,
                     )
                     .returning(*users.c)
                 )
@@ -110,6 +112,16 @@ class UserStore:
                 update(users).where(users.c.id == user_id).values(password_hash=password_hash)
             )
 
+    async def update_user(self, user_id: int, values: dict[str, object]) -> User | None:
+        """Change `role`, `disabled` or `password_hash`; the user as now stored (None: gone)."""
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    update(users).where(users.c.id == user_id).values(**values).returning(*users.c)
+                )
+            ).first()
+        return user_from_row(row) if row else None
+
     async def list_users(self) -> list[User]:
         async with self.db.read() as conn:
             rows = await conn.execute(select(users).order_by(users.c.id))
@@ -158,18 +170,27 @@ class TokenStore:
                 ],
             )
 
-    async def find_token_user(self, token_hash: str) -> tuple[User, datetime | None] | None:
-        """The user a live (not revoked) token belongs to, and when the token expires."""
+    async def find_token_user(self, token_hash: str) -> tuple[User, int, datetime | None] | None:
+        """The user a live (not revoked) token of an enabled user belongs to, the token's id and
+        when it expires."""
         query = (
-            select(users, api_tokens.c.expires_at.label("token_expires_at"))
+            select(
+                users,
+                api_tokens.c.id.label("token_id"),
+                api_tokens.c.expires_at.label("token_expires_at"),
+            )
             .join(api_tokens, api_tokens.c.user_id == users.c.id)
-            .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None))
+            .where(
+                api_tokens.c.token_hash == token_hash,
+                api_tokens.c.revoked_at.is_(None),
+                users.c.disabled.is_(False),
+            )
         )
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        return user_from_row(row), row.token_expires_at
+        return user_from_row(row), int(row.token_id), row.token_expires_at
 
     async def find_token_label(self, token_hash: str) -> str | None:
         """What a live token was issued for (`login`, `cli`, `sso:<provider>`...)."""
@@ -180,10 +201,33 @@ class TokenStore:
             label: str | None = (await conn.execute(query)).scalar_one_or_none()
         return label
 
-    async def revoke_token(self, token_hash: str) -> None:
+    async def revoke_token(self, token_hash: str) -> tuple[int, int] | None:
+        """Revoke one live token: its (id, user id), or None when it was not live."""
         async with self.db.write() as conn:
-            await conn.execute(
+            row = (
+                await conn.execute(
+                    update(api_tokens)
+                    .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None))
+                    .values(revoked_at=now())
+                    .returning(api_tokens.c.id, api_tokens.c.user_id)
+                )
+            ).first()
+        return (int(row.id), int(row.user_id)) if row else None
+
+    async def revoke_user_tokens(self, user_id: int) -> list[int]:
+        """Revoke every live token of a user; their ids."""
+        async with self.db.write() as conn:
+            rows = await conn.execute(
                 update(api_tokens)
-                .where(api_tokens.c.token_hash == token_hash)
+                .where(api_tokens.c.user_id == user_id, api_tokens.c.revoked_at.is_(None))
                 .values(revoked_at=now())
+                .returning(api_tokens.c.id)
             )
+            return [int(row.id) for row in rows]
+
+    async def list_revoked_since(self, since: datetime) -> list[tuple[int, int]]:
+        """(token id, user id) of the tokens revoked at or after `since`."""
+        t = api_tokens.c
+        query = select(t.id, t.user_id).where(t.revoked_at >= since)
+        async with self.db.read() as conn:
+            return [(int(row.id), int(row.user_id)) for row in await conn.execute(query)]

@@ -73,6 +73,7 @@ class WidgetIdentityStore:
                             internal=False,
                             password_hash=None,
                             created_at=stamp,
+                            visitor=True,
                         )
                         .returning(*users.c)
                     )

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from parley.core.models import User
+from parley.services.identity import Credential
 from parley.services.stream import StreamService
 from parley.transports import bearer_token, client_ip
 
@@ -13,11 +14,11 @@ MAX_TIMEOUT_SECONDS = 30.0
 
 
 async def poll(request: Request, stream: StreamService, timeout: float) -> Response:
-    user = await stream.authenticate(
+    credential = await stream.authenticate(
         token=bearer_token(request), ticket=request.query_params.get("ticket")
     )
     return await poll_as(
-        user,
+        credential,
         stream,
         cursor=request.query_params.get("cursor"),
         timeout=timeout,
@@ -26,10 +27,18 @@ async def poll(request: Request, stream: StreamService, timeout: float) -> Respo
 
 
 async def poll_as(
-    user: User, stream: StreamService, *, cursor: str | None, timeout: float, client_ip: str
+    who: User | Credential,
+    stream: StreamService,
+    *,
+    cursor: str | None,
+    timeout: float,
+    client_ip: str,
 ) -> Response:
-    """One long poll for an already authenticated `user` (the widget polls as its visitor)."""
-    session = await stream.open(user, cursor=cursor, transport="poll", client_ip=client_ip)
+    """One long poll for an already authenticated user (the widget polls as its visitor).
+
+    A waiting poll is an open stream: it counts against the per-user and per-address caps.
+    """
+    session = await stream.open(who, cursor=cursor, transport="poll", client_ip=client_ip)
     try:
         envelopes = list(session.backlog)
         if not envelopes and cursor:

@@ -11,6 +11,7 @@ from starlette.responses import StreamingResponse
 from parley import metrics
 from parley.core.events import ErrorEvent
 from parley.core.models import User
+from parley.services.identity import Credential
 from parley.services.stream import StreamService, StreamSession
 from parley.transports import bearer_token, client_ip
 
@@ -21,19 +22,18 @@ RETRY_MS = 1000
 
 async def open_sse(request: Request, stream: StreamService) -> StreamingResponse:
     """Authenticate and open the session (errors become normal JSON HTTP errors)."""
-    user = await stream.authenticate(
+    credential = await stream.authenticate(
         token=bearer_token(request), ticket=request.query_params.get("ticket")
     )
-    return await open_sse_as(user, request, stream, client_ip=client_ip(request))
+    return await open_sse_as(credential, request, stream, client_ip=client_ip(request))
 
 
 async def open_sse_as(
-    user: User, request: Request, stream: StreamService, *, client_ip: str
+    who: User | Credential, request: Request, stream: StreamService, *, client_ip: str
 ) -> StreamingResponse:
-    """The stream of an already authenticated `user` (the widget streams as its visitor)."""
-    stream.check_connection_limits(user, client_ip)
+    """The stream of an already authenticated user (the widget streams as its visitor)."""
     cursor = request.headers.get("last-event-id") or request.query_params.get("cursor")
-    session = await stream.open(user, cursor=cursor, transport="sse", client_ip=client_ip)
+    session = await stream.open(who, cursor=cursor, transport="sse", client_ip=client_ip)
     return StreamingResponse(
         _events(request, stream, session),
         media_type="text/event-stream",
@@ -57,7 +57,9 @@ async def _events(
                 continue
             for envelope in envelopes:
                 yield envelope.sse_frame()
-                if envelope.type == "control" and '"op":"reconnect"' in envelope.data:
+                if envelope.type == "control" and (
+                    '"op":"reconnect"' in envelope.data or '"op":"revoked"' in envelope.data
+                ):
                     return
             if session.sub.overflowed:
                 metrics.SLOW_CONSUMERS.labels("sse").inc()

@@ -15,6 +15,7 @@ from parley.core.errors import ErrorCode, ParleyError, RateLimited, ResyncRangeU
 from parley.core.events import AckEvent, ErrorEvent
 from parley.core.models import User
 from parley.realtime.envelope import Envelope
+from parley.services.identity import Credential
 from parley.services.stream import StreamService, StreamSession
 from parley.transports import bearer_token, client_ip, origin_allowed
 from parley.transports.frames import ReceiptFrame, SendFrame, TypingFrame, parse_frame
@@ -36,33 +37,31 @@ async def serve_websocket(websocket: WebSocket, stream: StreamService) -> None:
         return
     await websocket.accept()
     try:
-        user = await stream.authenticate(
+        credential = await stream.authenticate(
             token=bearer_token(websocket), ticket=websocket.query_params.get("ticket")
         )
     except ParleyError as exc:
         await refuse(websocket, exc)
         return
-    await serve_websocket_as(user, websocket, stream, client_ip=client_ip(websocket))
+    await serve_websocket_as(credential, websocket, stream, client_ip=client_ip(websocket))
 
 
 async def serve_websocket_as(
-    user: User,
+    who: User | Credential,
     websocket: WebSocket,
     stream: StreamService,
     *,
     client_ip: str,
     receive_only: bool = False,
 ) -> None:
-    """Stream to an authenticated `user` over an accepted socket.
+    """Stream to an authenticated user over an accepted socket.
 
     `receive_only` (widget visitors) answers every frame but `ping` with an error: their writes
     go through the REST endpoints and the rate limits there.
     """
     try:
-        stream.check_transport_allowed("ws")
-        stream.check_connection_limits(user, client_ip)
         session = await stream.open(
-            user,
+            who,
             cursor=websocket.query_params.get("cursor"),
             transport="ws",
             client_ip=client_ip,
@@ -135,6 +134,8 @@ def _close_code_after(envelope: Envelope, session: StreamSession) -> int | None:
         return None
     if '"op":"reconnect"' in envelope.data:
         return CLOSE_SERVICE_RESTART
+    if '"op":"revoked"' in envelope.data:
+        return CLOSE_UNAUTHENTICATED
     if '"mode":"sse_only"' in envelope.data:
         return CLOSE_TRANSPORT_DISABLED
     return None

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+import ipaddress
+
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from parley.api.deps import ServicesDep
-from parley.core.errors import Unavailable
+from parley.core.errors import Forbidden, Unauthenticated, Unavailable
 from parley.features.ops.version import describe
+from parley.transports import bearer_token, client_ip
 
 router = APIRouter(tags=["operations"])
 
@@ -69,5 +73,35 @@ async def version(services: ServicesDep) -> dict[str, object]:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics() -> Response:
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    """Prometheus metrics: with PARLEY_METRICS_TOKEN, for its bearer only; else loopback only.
+
+    They show release state, traffic and error rates: not for the public API port.
+    """
+    check_metrics_access(request, services.settings.metrics_token)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def check_metrics_access(request: Request, token: str) -> None:
+    if token:
+        given = bearer_token(request) or ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise Unauthenticated(
+                "send 'Authorization: Bearer <PARLEY_METRICS_TOKEN>' to read /metrics"
+            )
+        return
+    # A local proxy in front of the server makes every visitor look local: what it forwarded
+    # (X-Forwarded-For) is not a local caller.
+    if _is_loopback(client_ip(request)) and "x-forwarded-for" not in request.headers:
+        return
+    raise Forbidden(
+        "/metrics answers local callers only; set PARLEY_METRICS_TOKEN (bearer) or "
+        "PARLEY_METRICS_LISTEN (internal listener) to scrape it from elsewhere"
+    )
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

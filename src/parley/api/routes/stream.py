@@ -9,13 +9,13 @@ from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from parley.api.deps import CurrentUser, ServicesDep
+from parley.api.deps import CurrentCredential, CurrentUser, ServicesDep
 from parley.api.routes.conversations import ConversationId
 from parley.api.schemas import Input
 from parley.core.errors import BadInput
 from parley.core.limits import SEQ_MAX
-from parley.services.stream import REPORTED_COUNTERS
-from parley.transports import poll, sse, ws
+from parley.services.stream import REPORTED_COUNTERS, ReportSender
+from parley.transports import client_ip, poll, sse, ws
 
 router = APIRouter(tags=["stream"])
 
@@ -79,16 +79,33 @@ async def stream_poll(
 
 
 @router.post("/v1/stream/ticket", response_model=TicketOut)
-async def stream_ticket(user: CurrentUser, services: ServicesDep) -> TicketOut:
-    """A single-use, 60-second ticket for opening a WebSocket or EventSource from a browser."""
-    return TicketOut(ticket=await services.stream.issue_ticket(user), expires_in=60)
+async def stream_ticket(credential: CurrentCredential, services: ServicesDep) -> TicketOut:
+    """A single-use, 60-second ticket for opening a WebSocket or EventSource from a browser.
+
+    Streams opened with it end when the token that asked for it is revoked.
+    """
+    return TicketOut(ticket=await services.stream.issue_ticket(credential), expires_in=60)
 
 
 @router.post("/v1/stream/report", status_code=204)
-async def stream_report(body: ReportIn, user: CurrentUser, services: ServicesDep) -> None:
-    """Client-side invariant counters (deltas) and write-receipt latencies."""
+async def stream_report(
+    body: ReportIn, request: Request, credential: CurrentCredential, services: ServicesDep
+) -> None:
+    """Client-side invariant counters (deltas) and write-receipt latencies (any signed-in user).
+
+    At most PARLEY_RELEASE_REPORT_RATE_PER_USER per user (429 past it). Each is stored with who
+    sent it; one account's P0 counters alone raise an alert and hold the release, never kill it.
+    """
+    await services.stream.check_report_rate(credential.user)
     services.stream.record_report(
-        body.transport, body.counters, body.write_receipt_ms, user_id=user.id
+        body.transport,
+        body.counters,
+        body.write_receipt_ms,
+        sender=ReportSender(
+            user_id=credential.user.id,
+            token_id=credential.token_id,
+            client_ip=client_ip(request),
+        ),
     )
 
 
@@ -104,11 +121,14 @@ async def presence(
     services: ServicesDep,
     user_ids: Annotated[str, Query(max_length=2000, pattern=r"^[0-9]+(,[0-9]+)*$")],
 ) -> PresenceOut:
-    """Which of these users (comma-separated ids, at most 200) have an open stream."""
+    """Which of these users (comma-separated ids, at most 200) have an open stream.
+
+    Only yourself and people you share a conversation with: anyone else reads as offline.
+    """
     ids = [int(part) for part in user_ids.split(",")]
     if len(ids) > 200 or max(ids) > SEQ_MAX:
         raise BadInput("ask about at most 200 user ids at a time")
-    return PresenceOut(online=sorted(await services.stream.online(ids)))
+    return PresenceOut(online=sorted(await services.stream.presence_for(user, ids)))
 
 
 @router.get("/v1/admin/transport", response_model=TransportModeOut, tags=["admin"])

@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 from parley.core.audit import Target
 from parley.core.errors import BadInput, ErrorCode, Forbidden, InvalidValue, NotFound
-from parley.core.inboxes import Inbox, WorkingHours
+from parley.core.events import CredentialsRevokedEvent
+from parley.core.inboxes import Inbox, WorkingHours, is_public_suffix
 from parley.core.models import Role, User
 from parley.features.livechat import routing
 from parley.features.livechat.branches import Branches
 from parley.services.audit import AuditLog
-from parley.services.timeline import Timeline
+from parley.services.timeline import Publish, Timeline
 from parley.storage.inboxes import InboxStore
 
 WIDGET_TOKEN_PREFIX = "wt_"  # noqa: S105 - a prefix, not a secret
@@ -32,11 +34,35 @@ _DOMAIN = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-
 
 
 def check_domain(domain: str) -> str:
-    """A host name (`example.com`), or `*.example.com` for it and its subdomains."""
+    """A host name (`example.com`), or `*.example.com` for it and its subdomains — never a
+    wildcard over a public suffix (`*.com`, `*.co.uk`, `*.github.io`: anyone's site)."""
     domain = domain.strip().lower()
     if len(domain) > 253 or not _DOMAIN.match(domain):
         raise BadInput(f"{domain!r} is not a host name like example.com or *.example.com")
+    if domain.startswith("*.") and is_public_suffix(domain[2:]):
+        raise BadInput(
+            f"{domain!r} would allow every site under the public suffix {domain[2:]!r}; "
+            "name your own domain (*.example.com)"
+        )
     return domain
+
+
+def check_privacy_url(url: str | None) -> str | None:
+    """An http(s) address (the widget shows it as a link), or None/empty for the default."""
+    if not url:
+        return url
+    parts = urlsplit(url.strip())
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.username
+        or parts.password
+        or any(ch.isspace() or ord(ch) < 32 for ch in url)
+    ):
+        raise BadInput(
+            "privacy_url must be an http:// or https:// address like https://example.com/privacy"
+        )
+    return url.strip()
 
 
 class Inboxes:
@@ -46,11 +72,14 @@ class Inboxes:
         timeline: Timeline,
         audit: AuditLog,
         branches: Branches | None = None,
+        *,
+        publish: Publish | None = None,
     ) -> None:
         self.store = store
         self.timeline = timeline
         self.audit = audit
         self.branches = branches
+        self.publish = publish or timeline.publish
 
     def access_admin(self, actor: User) -> None:
         if actor.role is not Role.ADMIN:
@@ -117,6 +146,16 @@ class Inboxes:
             before={"identity_verification": inbox.identity_secret is not None},
             after={"identity_verification": enabled},
         )
+        if not enabled:
+            # Verified sessions end with the secret that vouched for them, streams included.
+            for visitor_id in await self.store.list_verified_visitor_ids(inbox.id):
+                await self.publish(
+                    CredentialsRevokedEvent(
+                        user_id=visitor_id,
+                        all_streams=True,
+                        reason="identity verification was switched off",
+                    )
+                )
         return updated, secret
 
     async def _column_values(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +164,8 @@ class Inboxes:
             await self.timeline.check_user_names(values["operators"])
         if "allowed_domains" in values:
             values["allowed_domains"] = [check_domain(d) for d in values["allowed_domains"]]
+        if "privacy_url" in values:
+            values["privacy_url"] = check_privacy_url(values["privacy_url"])
         if isinstance(values.get("working_hours"), WorkingHours):
             values["working_hours"] = values["working_hours"].model_dump(mode="json")
         await self._check_routing(values)

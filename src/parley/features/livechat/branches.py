@@ -27,7 +27,8 @@ class Branches:
 
     async def check_operators(self, names: list[str]) -> list[str]:
         unique = list(dict.fromkeys(names))
-        found = {u.name for u in await self.users.find_users_by_name(unique)} if unique else set()
+        users = await self.users.find_users_by_name(unique) if unique else []
+        found = {u.name for u in users if not u.visitor}  # a visitor is never staff
         missing = sorted(set(unique) - found)
         if missing:
             raise InvalidValue(f"unknown users: {', '.join(missing)}", ErrorCode.VALIDATION)

@@ -47,6 +47,9 @@ class GatePolicy:
     max_notification_drop_rate: float = 0.01
     alpha: float = 0.05
     tolerance: float = 0.2
+    # A P0 counter reported by fewer distinct users than this is a HOLD, not a ROLLBACK: one
+    # account must not be able to stop a release (client reports are claims).
+    p0_min_reporters: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatePolicy:
@@ -76,6 +79,7 @@ class GatePolicy:
             max_notification_drop_rate=settings.release_max_notification_drop_rate,
             alpha=settings.release_compare_alpha,
             tolerance=settings.release_compare_tolerance,
+            p0_min_reporters=settings.release_p0_min_reporters,
         )
 
     def window_start(self, state: RolloutState, now: datetime) -> datetime:
@@ -126,6 +130,8 @@ class Cohort:
     users: set[int] = field(default_factory=set)
     counters: dict[str, int] = field(default_factory=dict)
     offending: dict[str, list[int]] = field(default_factory=dict)
+    # The distinct users who reported each P0 counter.
+    reporters: dict[str, set[int]] = field(default_factory=dict)
     write_receipt_ms: list[float] = field(default_factory=list)
     per_report: dict[str, list[float]] = field(default_factory=dict)
 
@@ -146,6 +152,7 @@ class Cohort:
             self.per_report.setdefault(name, []).append(float(value))
             if value and name in P0_COUNTERS:
                 self.offending.setdefault(name, []).append(report.id)
+                self.reporters.setdefault(name, set()).add(report.user_id)
         if len(self.write_receipt_ms) < MAX_SAMPLES:
             self.write_receipt_ms.extend(report.write_receipt_ms)
 
@@ -175,7 +182,8 @@ class Check:
     threshold: Any
     detail: str
     baseline: Any = None
-    # A P1 failure the baseline shares is not the release's doing: HOLD, not ROLLBACK.
+    # A P1 failure the baseline shares, or a P0 too few users reported, is not (yet) shown to be
+    # the release's doing: HOLD, not ROLLBACK.
     attributable: bool = True
 
 
@@ -203,6 +211,11 @@ class GateReport:
     def p0_breached(self) -> bool:
         """A P0 counter above zero (never merely "not enough data")."""
         return self.gate_p0_ok is False
+
+    @property
+    def p0_corroborated(self) -> bool:
+        """A P0 counter enough distinct users reported to stop the release by itself."""
+        return any(c.gate == "p0" and c.ok is False and c.attributable for c in self.checks)
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON the decision log and the API keep."""
@@ -239,7 +252,7 @@ def evaluate_gates(
     enough = not short
     comparable = enough and len(expected) == 2
 
-    checks = [*_p0_checks(canary, baseline, "; ".join(short))]
+    checks = [*_p0_checks(canary, baseline, "; ".join(short), policy.p0_min_reporters)]
     checks += _p1_client_checks(state, canary, baseline, policy, enough, comparable)
     checks += _p1_server_checks(window.server, policy)
     checks += _p1_safety_checks(window.safety, policy)
@@ -253,7 +266,7 @@ def evaluate_gates(
     hold: list[str] = []
     for check in checks:
         if check.ok is False:
-            severe = check.gate == "p0" or (check.gate == "p1" and check.attributable)
+            severe = check.gate in ("p0", "p1") and check.attributable
             target = rollback if severe and state.stage is not Stage.OFF else hold
             target.append(f"{check.name}: {check.detail}")
     waiting = [c for c in checks if c.ok is None]
@@ -302,19 +315,27 @@ def _expected_cohorts(state: RolloutState) -> tuple[str, ...]:
     return (CANARY, BASELINE)
 
 
-def _p0_checks(canary: Cohort, baseline: Cohort, short: str) -> list[Check]:
+def _p0_checks(canary: Cohort, baseline: Cohort, short: str, min_reporters: int) -> list[Check]:
     """A breach is red at once; zero is green only with enough data behind it."""
     checks = []
     for name in P0_COUNTERS:
         in_canary, in_baseline = canary.counters.get(name, 0), baseline.counters.get(name, 0)
+        users = canary.reporters.get(name, set()) | baseline.reporters.get(name, set())
+        corroborated = len(users) >= min_reporters
         if in_canary or in_baseline:
             ids = (canary.offending.get(name, []) + baseline.offending.get(name, []))[
                 :MAX_NAMED_IDS
             ]
+            who = ", ".join(f"#{u}" for u in sorted(users)[:MAX_NAMED_IDS])
             detail = (
                 f"{in_canary + in_baseline} (canary {in_canary}, baseline {in_baseline}); "
-                f"must be exactly 0; reports {', '.join(f'#{i}' for i in ids)}"
+                f"must be exactly 0; reports {', '.join(f'#{i}' for i in ids)} "
+                f"by {len(users)} user(s) {who}"
             )
+            if not corroborated:
+                detail += (
+                    f"; a rollback needs {min_reporters} distinct users: held until corroborated"
+                )
         elif short:
             detail = f"0 so far, but not enough data to call it clean: {short}"
         else:
@@ -328,6 +349,7 @@ def _p0_checks(canary: Cohort, baseline: Cohort, short: str) -> list[Check]:
                 baseline=in_baseline,
                 threshold=0,
                 detail=detail,
+                attributable=corroborated,
             )
         )
     return checks

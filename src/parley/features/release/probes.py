@@ -28,6 +28,7 @@ from parley.clients.python import ParleyClient
 from parley.features.release.probe import PROBE_TITLE
 from parley.features.release.relay import HttpRelay, serving
 from parley.features.release.stats import percentile
+from parley.settings import Settings
 
 Event = dict[str, Any]
 FALLBACK_LIMIT_MS = 3000.0  # seed 000: fallback ≤ 3 s
@@ -592,7 +593,11 @@ async def scrape(d: Deployment) -> dict[str, float]:
     """/metrics as {sample name with labels: value}; raises unless it answers 200."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    response = await d.http.get("/metrics")
+    # /metrics is not public: send the deployment's PARLEY_METRICS_TOKEN when one is set here.
+    token = Settings().metrics_token
+    response = await d.http.get(
+        "/metrics", headers={"Authorization": f"Bearer {token}"} if token else None
+    )
     if response.status_code != 200:
         raise RuntimeError(f"/metrics answered HTTP {response.status_code}")
     values = {}

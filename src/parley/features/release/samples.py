@@ -22,6 +22,7 @@ from parley.core.errors import ErrorCode
 from parley.core.flags import RELEASE_FLAG, Flag, FlagContext, evaluate
 from parley.core.rollout import P0_COUNTERS
 from parley.features.release.gates import BASELINE, CANARY
+from parley.services.stream import ReportSender
 from parley.storage.flags import FlagStore
 from parley.storage.release import ReleaseStore
 from parley.storage.users import UserStore
@@ -39,6 +40,8 @@ class PendingReport:
     transport: str
     counters: dict[str, int]
     write_receipt_ms: list[float]
+    token_id: int | None = None
+    client_ip: str = ""
 
 
 class SampleRecorder:
@@ -61,13 +64,25 @@ class SampleRecorder:
         self._clock = clock
 
     def take_report(
-        self, user_id: int, transport: str, counters: dict[str, int], write_receipt_ms: list[float]
+        self,
+        sender: ReportSender,
+        transport: str,
+        counters: dict[str, int],
+        write_receipt_ms: list[float],
     ) -> None:
         """StreamService's hook (sync, on the request path): queue the report for the flush."""
         if len(self._pending) >= MAX_PENDING:
             return
         self._pending.append(
-            PendingReport(self._clock(), user_id, transport, counters, write_receipt_ms)
+            PendingReport(
+                self._clock(),
+                sender.user_id,
+                transport,
+                counters,
+                write_receipt_ms,
+                token_id=sender.token_id,
+                client_ip=sender.client_ip[:45],
+            )
         )
         if any(counters.get(name) for name in P0_COUNTERS):
             self.p0_seen.set()  # the watcher looks now, not at its next tick
@@ -123,6 +138,8 @@ def _row(report: PendingReport, cohort: str) -> dict[str, Any]:
         "transport": report.transport,
         "counters": report.counters,
         "write_receipt_ms": report.write_receipt_ms,
+        "token_id": report.token_id,
+        "client_ip": report.client_ip or None,
     }
 
 

@@ -5,6 +5,10 @@ made elsewhere, recomputes the gates (exported as metrics) and — seed 004 §4 
 during a rollout trips the kill switch by itself (back to canary_1, kill on, reason recorded)
 and notifies the webhook. A report carrying a P0 counter wakes it at once. A stage nearing or
 past its maximum time is logged and sent to the webhook once per stage and level.
+
+Client reports are claims, so a kill needs a P0 counter from PARLEY_RELEASE_P0_MIN_REPORTERS
+distinct users; fewer is an alert (log, metric, webhook `release.p0_alert`) and the gates say
+HOLD — one account cannot stop a release.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from parley.core.rollout import Decision, Stage
 from parley.features.release.gates import GateReport
 from parley.features.release.rollout import Rollout, state_json
 from parley.features.release.samples import SampleRecorder
+from parley.logs import url_host
 from parley.settings import Settings
+from parley.storage.release import ClientReportRow
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)
+P0_REPORTS_READ = 1000
+MAX_NAMED = 20
 GATES_EVERY = timedelta(minutes=1)
 
 
@@ -41,6 +49,7 @@ class ReleaseWatcher:
         self._last_prune = rollout.clock() - PRUNE_EVERY
         self._last_full = rollout.clock() - GATES_EVERY
         self._told: set[tuple[str, str]] = set()  # (stage start, level) already notified
+        self._alerted_up_to = 0  # the newest P0 report an alert was raised for
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="release-watcher")
@@ -79,13 +88,17 @@ class ReleaseWatcher:
         await self.flags.announce_pending()
         state = await self.rollout.get_state()
         since = self.rollout.policy.window_start(state, now)
-        breached = bool(await self.rollout.store.list_p0_reports(since, limit=1))
-        if not breached and self.last_gates and now - self._last_full < GATES_EVERY:
+        offending = await self.rollout.store.list_p0_reports(since, limit=P0_REPORTS_READ)
+        metrics.RELEASE_P0_REPORTERS.set(len({r.user_id for r in offending}))
+        if not offending and self.last_gates and now - self._last_full < GATES_EVERY:
             return None
         gates = await self.rollout.compute_gates(state)
         self._last_full = now
-        if gates.p0_breached and gates.rollout_decision is Decision.ROLLBACK:
+        if gates.p0_corroborated and gates.rollout_decision is Decision.ROLLBACK:
             await self._hard_stop(gates)
+        elif gates.p0_breached and offending[-1].id > self._alerted_up_to:
+            self._alerted_up_to = offending[-1].id
+            await self._alert(gates, offending)
         await self._stage_time(gates, state.stage_since.isoformat())
         self.last_gates = gates
         _export(gates, state.stage, state.killed)
@@ -119,6 +132,31 @@ class ReleaseWatcher:
             {"event": f"release.stage_time_{level}", "stage": gates.stage.value, **_why(gates)}
         )
 
+    async def _alert(self, gates: GateReport, offending: list[ClientReportRow]) -> None:
+        """P0 reports too few users corroborate: a person looks; the release holds, not dies."""
+        reporters = sorted({r.user_id for r in offending})
+        metrics.RELEASE_P0_ALERTS.inc()
+        log.warning(
+            "release: P0 counters reported by %d user(s) %s (reports %s); a kill needs %d "
+            "distinct users — holding, not killing",
+            len(reporters),
+            reporters,
+            [r.id for r in offending[:MAX_NAMED]],
+            self.settings.release_p0_min_reporters,
+        )
+        await self.notify(
+            {
+                "event": "release.p0_alert",
+                "reporters": reporters,
+                "reports": [
+                    {"id": r.id, "user_id": r.user_id, "transport": r.transport}
+                    for r in offending[:MAX_NAMED]
+                ],
+                "min_reporters": self.settings.release_p0_min_reporters,
+                **_why(gates),
+            }
+        )
+
     async def notify(self, payload: dict[str, Any]) -> None:
         """POST `payload` to PARLEY_RELEASE_WEBHOOK_URL; a failure is logged, never raised."""
         url = self.settings.release_webhook_url
@@ -130,7 +168,8 @@ class ReleaseWatcher:
                 response.raise_for_status()
         except httpx.HTTPError as exc:
             metrics.RELEASE_WEBHOOK_FAILURES.inc()
-            log.warning("release webhook %s failed: %s", url, exc)
+            # Only the host: webhook URLs often carry their secret in the path.
+            log.warning("release webhook %s failed: %s", url_host(url), type(exc).__name__)
 
 
 def _why(gates: GateReport) -> dict[str, Any]:

@@ -346,13 +346,11 @@ class SingleSignOn:
         if provider.role_claim:
             role = mapped_role(provider, claims)
             if role is not user.role:
-                await users.set_role(user.id, role)
-                await self.audit.record(
-                    f"sso:{provider.name}",
-                    "user.role",
-                    Target.of("user", user.id),
-                    before={"role": user.role},
-                    after={"role": role},
+                # As any role change: audited, and the user's other tokens and streams end.
+                await self.identity.do_set_role(
+                    user,
+                    role,
+                    actor=f"sso:{provider.name}",
                     reason=f"role claim {provider.role_claim!r} at sign-in",
                 )
                 log.info(

@@ -9,14 +9,15 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from parley.assembly import Services
-from parley.features.widget.guard import check_origin, client_ip
+from parley.features.widget.guard import check_origin
 from parley.features.widget.service import Visit
+from parley.transports import client_ip
 
 SessionQuery = Annotated[str, Query(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 def ip_of(conn: HTTPConnection, services: Services) -> str:
-    return client_ip(conn, services.widget_networks)
+    return client_ip(conn)
 
 
 def allow_cors(conn: HTTPConnection, response: Response | None = None) -> None:

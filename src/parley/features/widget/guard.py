@@ -1,78 +1,25 @@
 """The Widget API's defences: who the client is, where it calls from, and how often.
 
-None of this trusts the request blindly: the client IP comes from X-Forwarded-For only when the
-direct peer is a configured proxy, and the calling page's host must be in the inbox's allowlist.
+None of this trusts the request blindly: the client address is `transports.client_ip` (set from
+X-Forwarded-For only by a configured proxy), and the calling page's host, from a well-formed
+Origin or Referer, must be in the inbox's allowlist.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import time
-from urllib.parse import urlsplit
 
-from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.storage import Storage
 from starlette.requests import HTTPConnection
 
-from parley.core.errors import ErrorCode, Forbidden, RateLimited
+from parley.core.errors import ErrorCode, Forbidden
 from parley.core.inboxes import Inbox
 from parley.metrics import WIDGET_REFUSED
+from parley.services.ratelimits import RateLimits
 from parley.settings import Settings
+from parley.transports import page_host
 
 log = logging.getLogger(__name__)
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(entries: list[str]) -> list[Network]:
-    return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries]
-
-
-def _in(address: str, networks: list[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
-
-
-def client_ip(conn: HTTPConnection, trusted: list[Network]) -> str:
-    """The peer address, or — when the peer is a trusted proxy — the nearest untrusted hop
-    in X-Forwarded-For (read right to left, since the left end is whatever the client wrote)."""
-    peer = conn.client.host if conn.client else ""
-    if not trusted or not _in(peer, trusted):
-        return peer
-    hops = [
-        hop.strip()
-        for header in conn.headers.getlist("x-forwarded-for")
-        for hop in header.split(",")
-        if hop.strip()
-    ]
-    for hop in reversed(hops):
-        if not _in(hop, trusted):
-            return hop if _valid_ip(hop) else peer
-    return hops[0] if hops and _valid_ip(hops[0]) else peer
-
-
-def _valid_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def page_host(conn: HTTPConnection) -> str | None:
-    """The host of the calling page: `Origin`, else `Referer`; None when neither names one."""
-    for header in ("origin", "referer"):
-        value = conn.headers.get(header)
-        if value and value != "null":
-            host = urlsplit(value).hostname
-            if host:
-                return host
-    return None
 
 
 def check_origin(conn: HTTPConnection, inbox: Inbox) -> None:
@@ -98,41 +45,32 @@ def check_origin(conn: HTTPConnection, inbox: Inbox) -> None:
     )
 
 
-class WidgetLimits:
+class WidgetLimits(RateLimits):
     """The configured rates, each checked with `hit(name, key)`; 429 with Retry-After past one."""
 
     def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
-        self._limiter = MovingWindowRateLimiter(storage or MemoryStorage())
-        self._rates: dict[str, RateLimitItem] = {
-            "bootstrap_ip": parse(settings.widget_bootstrap_rate_per_ip),
-            "bootstrap_token": parse(settings.widget_bootstrap_rate_per_token),
-            "send_session": parse(settings.widget_send_rate_per_session),
-            "send_ip": parse(settings.widget_send_rate_per_ip),
-            "poll_session": parse(settings.widget_poll_rate_per_session),
-            "typing_session": parse(settings.widget_typing_rate_per_session),
-            "upload_session": parse(settings.widget_upload_rate_per_session),
+        rates = {
+            "bootstrap_ip": settings.widget_bootstrap_rate_per_ip,
+            "bootstrap_token": settings.widget_bootstrap_rate_per_token,
+            "send_session": settings.widget_send_rate_per_session,
+            "send_ip": settings.widget_send_rate_per_ip,
+            "poll_session": settings.widget_poll_rate_per_session,
+            "typing_session": settings.widget_typing_rate_per_session,
+            "upload_session": settings.widget_upload_rate_per_session,
+            "challenge_ip": settings.widget_challenge_after_per_ip,
         }
-        if settings.widget_challenge_after_per_ip:
-            self._rates["challenge_ip"] = parse(settings.widget_challenge_after_per_ip)
         interval = settings.widget_poll_min_interval_seconds
         if interval:
-            self._rates["poll_interval"] = parse(f"1/{interval} second")
+            rates["poll_interval"] = f"1/{interval} second"
+        super().__init__(
+            "widget", rates, storage, on_refused=lambda name: WIDGET_REFUSED.labels(name).inc()
+        )
 
-    async def within(self, name: str, key: str) -> bool:
-        """Count one more against `name`; False once past it (the caller decides what then)."""
-        rate = self._rates.get(name)
-        return rate is None or await self._limiter.hit(rate, "widget", name, key)
-
-    async def hit(self, name: str, key: str) -> None:
-        rate = self._rates.get(name)
-        if rate is None:
-            return
-        if await self._limiter.hit(rate, "widget", name, key):
-            return
-        WIDGET_REFUSED.labels(name).inc()
-        stats = await self._limiter.get_window_stats(rate, "widget", name, key)
-        raise RateLimited(
-            f"too many widget requests ({name.replace('_', ' per ')}); slow down",
-            ErrorCode.RATE_LIMITED,
-            retry_after=max(1.0, stats.reset_time - time.time()),
+    async def hit(  # type: ignore[override]
+        self, name: str, key: str, message: str = "", code: ErrorCode | None = None
+    ) -> None:
+        await super().hit(
+            name,
+            key,
+            message or f"too many widget requests ({name.replace('_', ' per ')}); slow down",
         )

@@ -17,10 +17,10 @@ from parley.api.schemas import Input, MessageOut, Text
 from parley.core import limits
 from parley.features.widget.challenge import Solution
 from parley.features.widget.edge import allow_cors
-from parley.features.widget.guard import check_origin, client_ip
+from parley.features.widget.guard import check_origin
 from parley.features.widget.service import Visit
 from parley.metrics import WIDGET_REFUSED
-from parley.transports import poll
+from parley.transports import client_ip, poll
 
 router = APIRouter(prefix="/api/widget", tags=["widget"])
 UPLOAD_PATH_PATTERN = "/api/widget/attachments"
@@ -98,7 +98,7 @@ class WidgetSendIn(Input):
 
 
 def _ip(request: Request, services: ServicesDep) -> str:
-    return client_ip(request, services.widget_networks)
+    return client_ip(request)
 
 
 async def _visit(request: Request, services: ServicesDep, session: str) -> Visit:

@@ -79,6 +79,11 @@ class Widget:
         if found is None:
             raise NotFound("unknown widget session; bootstrap again")
         session, inbox, visitor = found
+        if session.external_id is not None and inbox.identity_secret is None:
+            # Verified by a secret the inbox no longer has: nothing vouches for it any more.
+            raise NotFound(
+                "this verified session ended with identity verification; bootstrap again"
+            )
         return Visit(inbox=inbox, session=session, visitor=visitor)
 
     async def check_identity(self, inbox: Inbox, token: str | None) -> VerifiedIdentity | None:
@@ -155,7 +160,7 @@ class Widget:
         name = f"visitor-{secrets.token_hex(6)}"
         if verified is None:
             return await self.identity.do_create_user(
-                name, role=Role.MEMBER, display_name="Visitor"
+                name, role=Role.MEMBER, display_name="Visitor", visitor=True
             )
         found = await self.identities.find_visitor(inbox.id, verified.external_id)
         if found is not None:

@@ -58,6 +58,7 @@ export function failureFromClose(code, reason, lastError) {
   const fromError = lastError && failureFromError(lastError);
   if (fromError) return fromError;
   if (code === 4009) return failure("resync");
+  if (code === 4001) return failure("unauthenticated"); // the token was revoked or expired
   if (code === 4029) return failure("throttled", { retryAfter: lastError?.retry_after ?? null });
   if (code === 4003) return failure("sse_only");
   return failure("dropped", { code, reason });
