@@ -116,7 +116,12 @@ POLICY: dict[str, dict[str, str]] = {
         "owner": ACTOR,
         "gates": KEEP,
     },
-    "release_client_reports": {"cohort": KEEP, "transport": KEEP, "write_receipt_ms": KEEP},
+    "release_client_reports": {
+        "cohort": KEEP,
+        "transport": KEEP,
+        "write_receipt_ms": KEEP,
+        "client_ip": TEXT,  # digits stay digits: an address's shape, not the address
+    },
     "release_server_samples": {"node": KEEP},
     "inboxes": {
         "name": KEEP,
