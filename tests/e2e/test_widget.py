@@ -498,3 +498,27 @@ def test_only_the_embeddable_static_files_may_be_read_by_other_sites(
         assert allowed(path) == "*", path
     assert allowed("/static/demo/demo.js") is None
     assert allowed("/static/admin/release.js") is None
+
+
+def test_with_nobody_online_a_visitor_may_leave_an_email_for_the_answer(
+    browser: Browser,
+    host_site: HostSite,
+    widget_inbox: dict[str, Any],
+    demo_server: ServerProcess,
+) -> None:
+    widget = visit(browser, host_site.page(widget_inbox["widget_token"]))
+    widget.open()
+    expect(widget.offline_notice).to_be_visible()  # no operator of the inbox is connected
+
+    widget.panel.get_by_label("Your e-mail address").fill("not an address")
+    widget.send("Please write back")
+    expect(widget.message("Please write back")).to_have_count(0)  # refused, nothing sent
+
+    widget.panel.get_by_label("Your e-mail address").fill("zoe@example.org")
+    widget.panel.get_by_role("button", name="Send").click()
+    expect(widget.offline_notice).to_contain_text("We will answer at zoe@example.org")
+    expect(widget.message("Please write back")).to_have_count(1)
+    alice = Operator.sign_in(demo_server, "alice")
+    conversation = alice.conversation_of(widget_inbox["id"])
+    alice.wait_for_message(conversation, lambda m: m["body"] == "Please write back")
+    widget.close()

@@ -101,7 +101,7 @@ export class MessengerView {
       required: false,
       maxLength: 254,
       autocomplete: "email",
-      placeholder: "Your e-mail, for our reply",
+      placeholder: "Your e-mail (optional), for our reply",
       "aria-label": "Your e-mail address",
     });
     this.emailRow = el("div", { class: "offline-form", hidden: true }, this.email);
@@ -112,9 +112,11 @@ export class MessengerView {
       event.preventDefault();
       const text = this.input.value.trim();
       if (!text) return;
-      if (this.offline && !this.emailRow.hidden) {
-        if (!this.email.value || !this.email.checkValidity()) {
-          this.email.setCustomValidity("Leave your e-mail so we can answer you.");
+      // Offline, the e-mail is optional: with one the answer also comes by e-mail; without
+      // one the message waits in the conversation like any other.
+      if (this.offline && !this.emailRow.hidden && this.email.value.trim()) {
+        if (!this.email.checkValidity()) {
+          this.email.setCustomValidity("That does not look like an e-mail address.");
           this.email.reportValidity();
           this.email.setCustomValidity("");
           return;
