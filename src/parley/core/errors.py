@@ -53,6 +53,10 @@ class ErrorCode(StrEnum):
     CHALLENGE_REQUIRED = "ERR_CHALLENGE_REQUIRED"
     CHALLENGE_FAILED = "ERR_CHALLENGE_FAILED"
     ATTACHMENTS_DISABLED = "ERR_ATTACHMENTS_DISABLED"
+    # The rich timeline: a change to a tombstone, an edit after the window, too many emoji.
+    MESSAGE_DELETED = "ERR_MESSAGE_DELETED"
+    EDIT_WINDOW_CLOSED = "ERR_EDIT_WINDOW_CLOSED"
+    TOO_MANY_REACTIONS = "ERR_TOO_MANY_REACTIONS"
 
 
 class ParleyError(Exception):
