@@ -184,6 +184,7 @@ async def add_reaction(
     services: ServicesDep,
 ) -> MessageOut:
     """React; reacting again with the same emoji changes nothing (safe to retry)."""
+    await services.timeline.access_message(user, conversation_id, message_id)
     changed = await services.timeline.do_react(
         user, conversation_id, message_id, check_emoji(emoji), add=True
     )
@@ -201,6 +202,7 @@ async def remove_reaction(
     services: ServicesDep,
 ) -> MessageOut:
     """Take your reaction back; taking back one you do not have changes nothing."""
+    await services.timeline.access_message(user, conversation_id, message_id)
     changed = await services.timeline.do_react(
         user, conversation_id, message_id, check_emoji(emoji), add=False
     )
