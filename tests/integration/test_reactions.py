@@ -55,7 +55,9 @@ async def test_retried_reactions_count_once_and_change_once(
     message = await _message(alice, cid)
     head = await services.stream.store.get_head()
 
-    added = await asyncio.gather(*(bob.http.put(_url(cid, message["id"], THUMBS)) for _ in range(10)))
+    added = await asyncio.gather(
+        *(bob.http.put(_url(cid, message["id"], THUMBS)) for _ in range(10))
+    )
     after_add = await services.stream.store.get_head()
     removed = await asyncio.gather(
         *(bob.http.delete(_url(cid, message["id"], THUMBS)) for _ in range(10))
