@@ -299,7 +299,7 @@ function renderMessage(message, { inThread }) {
     replies.addEventListener("click", () => openThread(message.id).catch(fail("Opening the thread")));
     item.append(replies);
   }
-  if (!message.local) item.append(actionsFor(message, { mine, inThread }));
+  item.append(actionsFor(message, { mine, inThread }));
   return item;
 }
 
