@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from parley import metrics
 from parley.core.coalesce import CoalescedLookup
 from parley.core.errors import BadInput, Conflict, ErrorCode, Forbidden, NotFound, ParleyError
 from parley.core.events import (
@@ -433,6 +434,7 @@ class Timeline:
 
     async def _announce(self, changed: Changed, kind: ChangeKind) -> None:
         if changed.pos is not None:
+            metrics.MESSAGE_CHANGES.labels(kind.value).inc()
             await self.publish(
                 MessageUpdatedEvent.of(MessageChange(changed.pos, kind, changed.message))
             )
