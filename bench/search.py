@@ -310,6 +310,12 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--path", type=Path, help="the SQLite file (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    parser.add_argument(
+        "--reuse",
+        metavar="NAME",
+        help="measure a database seeded before: a kept PostgreSQL database's name, or for "
+        "SQLite an existing --path (same --messages and --seed)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     world = World(args.messages, args.seed)
@@ -321,8 +327,14 @@ async def main() -> None:
             temporary = tempfile.TemporaryDirectory(prefix="parley-search-")
             args.path = Path(temporary.name) / "parley.db"
         url = f"sqlite+aiosqlite:///{args.path}"
-        upgrade_to_head(url)
-        seed_sqlite(args.path, world)
+        if not args.reuse:
+            upgrade_to_head(url)
+            seed_sqlite(args.path, world)
+    elif args.reuse:
+        database = args.reuse
+        args.keep = True
+        url = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        url += f"/{database}"
     else:
         database = f"parley_bench_search_{uuid.uuid4().hex[:8]}"
         admin = await asyncpg.connect(ADMIN_DSN)

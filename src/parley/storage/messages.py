@@ -34,8 +34,13 @@ Key = tuple[int, int, str]
 # nothing is stored, so running it again is safe and, with the winner now visible, correct.
 _RETRIES = 5
 
+# The columns a stored message is read with: named, not `*`, so PostgreSQL's search vector
+# (a stored generated column, migration 0006) never travels back with a batch.
+_COLUMNS = ", ".join(column.name for column in messages.c)
+_M_COLUMNS = ", ".join(f"m.{column.name}" for column in messages.c)
+# Only column names from storage.schema are formatted in (never input): hence the noqa.
 _PG_APPEND = text(
-    """
+    f"""
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS x(
         idx int, conversation_id bigint, sender_id bigint, client_msg_id text, body text,
@@ -47,7 +52,7 @@ firsts AS (
     ORDER BY conversation_id, sender_id, client_msg_id, idx
 ),
 existing AS (
-    SELECT m.* FROM messages m JOIN firsts f
+    SELECT {_M_COLUMNS} FROM messages m JOIN firsts f
       ON m.conversation_id = f.conversation_id AND m.sender_id = f.sender_id
      AND m.client_msg_id = f.client_msg_id
 ),
@@ -77,12 +82,12 @@ inserted AS (
                           mentions, mentions_here)
     SELECT conversation_id, seq, pos, sender_id, client_msg_id, body, attachments, metadata,
            created_at, reply_to_id, thread_root_id, mentions, mentions_here FROM numbered
-    RETURNING *
+    RETURNING {_COLUMNS}
 )
 SELECT inserted.*, true AS created FROM inserted
 UNION ALL
 SELECT existing.*, false AS created FROM existing
-"""
+"""  # noqa: S608
 )
 
 

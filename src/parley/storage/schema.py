@@ -17,8 +17,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    func,
-    literal_column,
     text,
     true,
 )
@@ -150,14 +148,12 @@ messages = Table(
         sqlite_where=text("last_reply_seq IS NOT NULL"),
         postgresql_where=text("last_reply_seq IS NOT NULL"),
     ),
-    # PostgreSQL's full-text index (SQLite has the FTS5 table `messages_fts` instead, kept by
-    # triggers; see migration 0006). Queries must repeat this exact expression to use it.
-    Index(
-        "ix_messages_body_search",
-        func.to_tsvector(literal_column("'simple'::regconfig"), text("body")),
-        postgresql_using="gin",
-    ).ddl_if(dialect="postgresql"),
 )
+# Full-text search (migration 0006; storage/search.py), outside this description because each
+# database has its own: on PostgreSQL a stored generated column
+# `messages.search_vector tsvector = to_tsvector('simple', body)` with the GIN index
+# `ix_messages_search_vector`; on SQLite the FTS5 table `messages_fts` over `messages.body`,
+# kept by three triggers. Never select `*` from messages (the vector would come along).
 
 # Every edit, deletion and reaction change of a message: its own stream position (taken under
 # the stream_head lock, like a message's), so resuming clients get it. The event is rebuilt
