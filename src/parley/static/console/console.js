@@ -104,7 +104,10 @@ function listen(client, list, view) {
       view.markRead();
     }
   });
-  client.on("message.updated", (message) => view.updateMessage(message));
+  client.on("message.updated", (message) => {
+    list.retouch(message);
+    view.updateMessage(message);
+  });
   client.on("receipt", (receipt) => view.onReceipt(receipt));
   client.on("typing", (event) => view.onTyping(event));
   client.on("error", showError);
