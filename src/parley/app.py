@@ -20,7 +20,9 @@ from parley.api.routes import (
     demo,
     messages,
     ops,
+    search,
     stream,
+    threads,
     users,
 )
 from parley.api.static import ParleyStaticFiles
@@ -82,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users.router,
         conversations.router,
         messages.router,
+        threads.router,
+        search.router,
         attachments.router,
         stream.router,
         demo.router,

@@ -21,6 +21,11 @@ MESSAGE_RETRIES = Counter(
     "parley_message_retries_total",
     "Sends answered with an already stored message (same client_msg_id).",
 )
+MESSAGE_CHANGES = Counter(
+    "parley_message_changes_total",
+    "Changes to stored messages, each with its stream position: edited, deleted, reactions.",
+    ["change"],
+)
 WRITER_BATCH_SIZE = Histogram(
     "parley_writer_batch_size",
     "Sends stored per group-commit transaction.",

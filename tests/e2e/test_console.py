@@ -512,3 +512,73 @@ def test_staff_keep_working_in_maintenance_and_see_what_everyone_else_is_told(
             f"{deployment.url}/v1/admin/maintenance", json={"active": False}, headers=admin
         ).raise_for_status()
     expect(banner).to_be_hidden()
+
+
+# -- the rich timeline in the console --------------------------------------------------------
+
+
+def test_operator_quotes_reacts_edits_and_unsends_and_the_visitor_sees_it(
+    console: Console, deployment: Deployment, visitors: list[Visitor]
+) -> None:
+    console.sign_in("ana", "ana-password")
+    page = console.page
+    visitor = Visitor(deployment)
+    visitors.append(visitor)
+    visitor.send("Where is my order 1234?")
+    console.open(visitor.conversation_id, visitor.name)
+    page.get_by_role("button", name="Assign to me").click()
+    question = page.locator('#timeline .entry[data-seq="1"]')  # replies quote its text
+    expect(question).to_contain_text("Where is my order 1234?")
+
+    question.get_by_role("button", name="Quote").click()
+    page.get_by_label("Message").fill("It shipped today")
+    page.get_by_role("button", name="Send reply").click()
+    question.get_by_role("button", name="React 👍").click()
+    page.get_by_label("Message").fill("It was lost, sorry")
+    page.get_by_role("button", name="Send reply").click()
+    reply = page.locator('#timeline .entry[data-seq="2"]')
+    expect(reply.locator(".quote")).to_contain_text("Where is my order 1234?")
+    expect(question.get_by_role("button", name="👍 1")).to_have_attribute("aria-pressed", "true")
+
+    reply.get_by_role("button", name="Edit").click()
+    page.get_by_role("textbox", name="Edit message").fill("It shipped today, tracking ZX9")
+    page.get_by_role("button", name="Save").click()
+    console.timeline_entry("It was lost, sorry").get_by_role("button", name="Delete").click()
+
+    expect(
+        console.timeline_entry("tracking ZX9").get_by_role("button", name="edited")
+    ).to_be_visible()
+    expect(page.get_by_test_id("timeline").locator(".tombstone")).to_have_text(
+        "This message was unsent"
+    )
+    seen_by_visitor = {m["seq"]: m for m in visitor.messages()}
+    assert seen_by_visitor[2]["body"] == "It shipped today, tracking ZX9"
+    assert seen_by_visitor[2]["reply_to_id"] == seen_by_visitor[1]["id"]
+    assert seen_by_visitor[3]["body"] == "" and seen_by_visitor[3]["deleted_at"] is not None
+    assert seen_by_visitor[1]["reactions"][0]["emoji"] == "👍"
+
+
+def test_operator_searches_her_conversations(
+    console: Console, deployment: Deployment, visitors: list[Visitor]
+) -> None:
+    console.sign_in("ana", "ana-password")
+    page = console.page
+    visitor = Visitor(deployment)
+    visitors.append(visitor)
+    word = f"refund{uuid.uuid4().hex[:6]}"
+    visitor.send(f"I want a {word} <b>now</b>")
+    console.open(visitor.conversation_id, visitor.name)
+    page.get_by_role("button", name="Assign to me").click()
+    expect(console.timeline_entry(word)).to_have_count(1)
+
+    page.get_by_role("searchbox", name="Search").fill(word)
+    page.get_by_role("button", name="Search").click()
+
+    results = page.get_by_role("region", name="Search results").locator("li")
+    expect(results).to_have_count(1)
+    expect(results.locator("mark")).to_have_text(word)
+    expect(results).to_contain_text("<b>now</b>")
+    expect(results).to_contain_text(visitor.name)
+    assert page.locator("#results b").count() == 0
+    results.get_by_role("button").click()
+    expect(page.locator("#conversation-title")).to_have_text(visitor.name)

@@ -68,6 +68,10 @@ window.harness = {
     window.client = client;
     const record = (event) => harness.events.push(event);
     client.on("message", (m, { source }) => record({ event: "message", body: m.body, source }));
+    client.on("message.updated", (m, { source, change }) => {
+      const deleted = Boolean(m.deleted_at);
+      record({ event: "message.updated", seq: m.seq, body: m.body, deleted, source, change });
+    });
     client.on("transport", (name, change) => record({ event: "transport", ...change }));
     client.on("resync", () => record({ event: "resync" }));
   },
@@ -97,6 +101,15 @@ class Chat:
         )
         response.raise_for_status()
         return dict(response.json())
+
+    def change_as_bob(self, method: str, message_id: int, tail: str = "", **json: Any) -> None:
+        response = httpx.request(
+            method,
+            f"{self.url}/v1/conversations/{self.room}/messages/{message_id}{tail}",
+            json=json or None,
+            headers={"Authorization": f"Bearer {self.bob}"},
+        )
+        response.raise_for_status()
 
     def stored(self) -> list[dict[str, Any]]:
         response = httpx.get(
@@ -411,6 +424,41 @@ def test_resume_after_a_dropped_connection_loses_and_repeats_nothing(
     assert p0_counters(stats) == dict.fromkeys(p0_counters(stats), 0)
     assert stats["forced_resyncs"] == 0
     assert client.transport == transport
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_edits_reactions_and_unsends_reach_the_timeline_live_and_after_resume(
+    client: BrowserClient, chat: Chat, demo_server: ServerProcess, transport: str
+) -> None:
+    client.connect(chat.alice, transports=[transport])
+    typo, regret = chat.send_as_bob("helo"), chat.send_as_bob("card 4111")
+    client.wait_for_bodies(chat.room, ["helo", "card 4111"])
+
+    chat.change_as_bob("PATCH", typo["id"], body="hello")
+    chat.change_as_bob("DELETE", regret["id"])
+    mine = client.page.evaluate(
+        "([c, m]) => client.react(c, m, 'ok').then((x) => x.reactions)", [chat.room, typo["id"]]
+    )
+    client.wait_for_bodies(chat.room, ["hello", ""])
+    block(client.page, transport)
+    demo_server.stop()
+    demo_server.start()
+    chat.change_as_bob("PATCH", typo["id"], body="hello, Alice")
+    unblock(client.page, transport)
+    client.wait_for_bodies(chat.room, ["hello, Alice"])
+
+    assert mine == [{"emoji": "ok", "count": 1, "user_ids": [mine[0]["user_ids"][0]]}]
+    held = client.page.evaluate(
+        """(c) => client.timeline(c).map(
+            (m) => [m.seq, m.body, Boolean(m.deleted_at), m.reactions.length])""",
+        chat.room,
+    )
+    assert held == [[1, "hello, Alice", False, 1], [2, "", True, 0]]
+    updates = [(e["seq"], e["change"]) for e in client.events("message.updated")]
+    assert updates[:2] == [(1, "edited"), (2, "deleted")]
+    assert updates[-1] == (1, "edited")  # missed while away: the resume brought it
+    assert sorted(updates[2:-1]) == [(1, None)] or updates[2:-1] == [(1, "reactions")]
+    assert_timeline_is_the_servers(client, chat)
 
 
 def test_send_retried_after_a_lost_response_is_stored_once(

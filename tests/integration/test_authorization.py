@@ -26,19 +26,22 @@ class Room:
     bob: Person
     carol: Person
     cid: int
+    first: int = 0  # alice's first message
 
 
 @pytest.fixture
 async def room(people: PeopleFactory) -> Room:
     alice, bob, carol = await people.add(), await people.add(), await people.add()
     cid = await create_conversation(alice, bob)
+    ids = []
     for n in (1, 2):
         sent = await alice.http.post(
             f"/v1/conversations/{cid}/messages", json={"client_msg_id": f"m{n}", "body": f"{n}"}
         )
         assert sent.status_code == 201
+        ids.append(sent.json()["id"])
     await create_conversation(carol)
-    return Room(alice, bob, carol, cid)
+    return Room(alice, bob, carol, cid, ids[0])
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Endpoint:
     body: dict[str, Any] | None = None
 
     async def call(self, client: httpx.AsyncClient, cid: int, room: Room) -> httpx.Response:
-        path = self.path.format(cid=cid, owner=room.alice.user.id)
+        path = self.path.format(cid=cid, owner=room.alice.user.id, first=room.first)
         return await client.request(self.method, path, json=self.body)
 
     def __str__(self) -> str:
@@ -64,6 +67,17 @@ CONVERSATION_ENDPOINTS = [
     Endpoint("POST", "/v1/conversations/{cid}/members", {"members": ["nobody-else"]}),
     Endpoint("DELETE", "/v1/conversations/{cid}/members/{owner}"),
     Endpoint("POST", "/v1/conversations/{cid}/typing"),
+    # The rich timeline (docs/timeline.md).
+    Endpoint("GET", "/v1/conversations/{cid}/messages/{first}"),
+    Endpoint("PATCH", "/v1/conversations/{cid}/messages/{first}", {"body": "changed"}),
+    Endpoint("DELETE", "/v1/conversations/{cid}/messages/{first}"),
+    Endpoint("GET", "/v1/conversations/{cid}/messages/{first}/history"),
+    Endpoint("GET", "/v1/conversations/{cid}/messages/{first}/reactions"),
+    Endpoint("PUT", "/v1/conversations/{cid}/messages/{first}/reactions/ok"),
+    Endpoint("DELETE", "/v1/conversations/{cid}/messages/{first}/reactions/ok"),
+    Endpoint("GET", "/v1/conversations/{cid}/threads"),
+    Endpoint("GET", "/v1/conversations/{cid}/threads/{first}"),
+    Endpoint("POST", "/v1/conversations/{cid}/threads/{first}/read", {"read_seq": 1}),
 ]
 endpoints = pytest.mark.parametrize("endpoint", CONVERSATION_ENDPOINTS, ids=str)
 
@@ -125,6 +139,9 @@ async def test_members_can_use_every_conversation_endpoint(room: Room) -> None:
         for endpoint in CONVERSATION_ENDPOINTS
         if endpoint.method != "DELETE"
     }
+    bob_deletes_alices = await room.bob.http.delete(
+        f"/v1/conversations/{room.cid}/messages/{room.first}"
+    )
     owner_removes_bob = await room.alice.http.delete(
         f"/v1/conversations/{room.cid}/members/{room.bob.user.id}"
     )
@@ -138,7 +155,17 @@ async def test_members_can_use_every_conversation_endpoint(room: Room) -> None:
         # The endpoint is open to members; the name itself is unknown.
         "POST /v1/conversations/{cid}/members": 422,
         "POST /v1/conversations/{cid}/typing": 204,
+        "GET /v1/conversations/{cid}/messages/{first}": 200,
+        # Only its author edits a message (bob is a member, alice wrote it).
+        "PATCH /v1/conversations/{cid}/messages/{first}": 403,
+        "GET /v1/conversations/{cid}/messages/{first}/history": 200,
+        "GET /v1/conversations/{cid}/messages/{first}/reactions": 200,
+        "PUT /v1/conversations/{cid}/messages/{first}/reactions/ok": 200,
+        "GET /v1/conversations/{cid}/threads": 200,
+        "GET /v1/conversations/{cid}/threads/{first}": 200,
+        "POST /v1/conversations/{cid}/threads/{first}/read": 200,
     }
+    assert_error(bob_deletes_alices, 403, "ERR_FORBIDDEN")
     assert owner_removes_bob.status_code == 204
 
 

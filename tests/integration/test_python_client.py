@@ -293,6 +293,95 @@ async def test_mark_read_only_moves_forward(
     assert_no_p0_breach(alice, bob)
 
 
+# ---- the rich timeline: edits, reactions, unsends, threads, unread, search -----------
+
+
+def updates(received: list[Event], conversation_id: int) -> list[tuple[str, str, int]]:
+    return [
+        (e.source, e.data.get("change", "-"), e.message.seq)
+        for e in received
+        if e.type == "message.updated" and e.conversation_id == conversation_id and e.message
+    ]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@bounded(90)
+async def test_edits_reactions_and_unsends_reach_the_other_client_live_and_after_resume(
+    deployment: Deployment, transport: TransportName
+) -> None:
+    cid = await deployment.conversation("alice", "bob")
+    alice = deployment.client("alice", transport)
+    bob = deployment.client("bob", transport)
+    seen_by_alice: list[Event] = []
+    seen_by_bob: list[Event] = []
+    alice.on(seen_by_alice.append)
+    bob.on(seen_by_bob.append)
+    await alice.connect()
+    await bob.connect()
+    typo = await alice.send(cid, "helo")
+    regret = await alice.send(cid, "card 4111")
+    await eventually(lambda: len(bob.timeline(cid)) == 2)
+
+    await alice.edit(cid, typo.id, "hello")
+    await bob.react(cid, typo.id, "ok")
+    await alice.unsend(cid, regret.id)
+    await eventually(lambda: len(updates(seen_by_bob, cid)) == 3, what="bob's 3 updates")
+    await eventually(lambda: len(updates(seen_by_alice, cid)) == 3, what="alice's 3 updates")
+
+    # Each change shows once: one's own from its answer or the stream, whichever came first.
+    assert [(source, seq) for source, _, seq in updates(seen_by_bob, cid)] in (
+        [("stream", 1), ("update", 1), ("stream", 2)],
+        [("stream", 1), ("stream", 1), ("stream", 2)],
+    )
+    assert [seq for _, _, seq in updates(seen_by_alice, cid)] == [1, 1, 2]
+    assert updates(seen_by_alice, cid)[1][:2] == ("stream", "reactions")
+    for client in (alice, bob):
+        first, second = client.timeline(cid)
+        assert first.body == "hello" and first.edited_at is not None
+        assert [r["emoji"] for r in first.reactions] == ["ok"]
+        assert second.deleted and second.body == "" and second.seq == 2
+    assert_no_p0_breach(alice, bob)
+
+    saved = bob.cursor
+    await bob.close()
+    await alice.edit(cid, typo.id, "hello, Bob")
+    again = deployment.client("bob", transport, cursor=saved)
+    events = again.events()
+    await again.connect()
+    missed = await events.next(timeout=10)
+    while missed.type != "message.updated":
+        missed = await events.next(timeout=10)
+    assert missed.message is not None and missed.message.body == "hello, Bob"
+    assert missed.data["change"] == "edited"
+
+
+@bounded(60)
+async def test_threads_unread_and_search_through_the_client(deployment: Deployment) -> None:
+    cid = await deployment.conversation("alice", "bob")
+    alice = deployment.client("alice", "ws")
+    bob = deployment.client("bob", "ws")
+    await alice.connect()
+    await bob.connect()
+    root = await alice.send(cid, "release checklist for friday")
+    reply = await bob.send(cid, "@alice canary looks green", thread_root_id=root.id)
+
+    unread = await alice.unread(cid)
+    (conversation,) = unread["conversations"]
+    (thread,) = conversation["threads"]
+    assert (thread["root_id"], thread["unread"], thread["mentions"]) == (root.id, 1, 1)
+    assert (await alice.thread(cid, root.id))["replies"][0].id == reply.id
+    assert await alice.mark_thread_read(cid, root.id, reply.seq) == reply.seq
+    assert (await alice.unread(cid))["mentions"] == 0
+    found = await bob.search("canary", conversation_id=cid)
+    assert [r["message"].id for r in found["results"]] == [reply.id]
+    assert [f["text"] for f in found["results"][0]["snippet"] if f["hit"]] == ["canary"]
+    await alice.send(cid, "one more")
+    assert (await bob.mark_all_read())["unread"] == 0
+    assert [v["body"] for v in await alice.history(cid, root.id)] == [
+        "release checklist for friday"
+    ]
+
+
 # ---- resume ---------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""The event stream over WebSocket, SSE and long-poll, against a real server process.
+"""The event stream over WebSocket, SSE and long-poll, against a real server process: messages,
+and changes to them (edits, reactions, unsends), live and after a resume.
 
 Each backend (SQLite + memory bus; PostgreSQL + memory bus) gets one server for the module;
 each test makes its own conversation, so tests do not see each other's messages.
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 
 from tests.support.servers import ServerProcess, free_port
+from tests.support.waiting import eventually
 
 TRANSPORTS = ["ws", "sse", "poll"]
 
@@ -457,3 +459,125 @@ async def test_typing_receipts_and_presence_reach_other_members(
     assert typing["conversation_id"] == cid and typing["expires_in_ms"] == 5000
     assert (receipt["read_seq"], receipt["delivered_seq"]) == (1, 1)
     assert len(online.json()["online"]) >= 2
+
+
+# -- changes to messages: edits, reactions, unsends (docs/timeline.md) ---------------------------
+
+
+class Follower(Listener):
+    """A stream listener whose cursor follows every positioned event, changes included."""
+
+    def _got(self, event: dict[str, Any]) -> None:
+        super()._got(event)
+        if event.get("pos") is not None:
+            self.cursor = str(event["pos"])
+
+    def changes(self, cid: int) -> list[dict[str, Any]]:
+        return [
+            e for e in self.events if e["type"] == "message.updated" and e["conversation_id"] == cid
+        ]
+
+    async def wait_for_changes(self, cid: int, count: int) -> list[dict[str, Any]]:
+        await eventually(
+            lambda: len(self.changes(cid)) >= count,
+            what=f"{count} changes over {self.transport} (have {len(self.changes(cid))})",
+        )
+        return self.changes(cid)
+
+
+async def _edit(
+    http: httpx.AsyncClient, node: Node, who: str, cid: int, mid: int, body: str
+) -> None:
+    answer = await http.patch(
+        f"/v1/conversations/{cid}/messages/{mid}",
+        headers=node.auth(who),
+        json={"body": body, "client_op_id": uuid.uuid4().hex},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def _unsend(http: httpx.AsyncClient, node: Node, who: str, cid: int, mid: int) -> None:
+    answer = await http.delete(f"/v1/conversations/{cid}/messages/{mid}", headers=node.auth(who))
+    assert answer.status_code == 200, answer.text
+
+
+async def _react(http: httpx.AsyncClient, node: Node, who: str, cid: int, mid: int) -> None:
+    answer = await http.put(
+        f"/v1/conversations/{cid}/messages/{mid}/reactions/ok", headers=node.auth(who)
+    )
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_edits_reactions_and_unsends_arrive_live(
+    node: Node, http: httpx.AsyncClient, transport: str
+) -> None:
+    cid = await _conversation(http, node, "ann", "ben")
+    async with Follower(node, "ben", transport) as ben:
+        typo = await _send(http, node, "ann", cid, "helo")
+        regret = await _send(http, node, "ann", cid, "something regrettable")
+        await ben.wait_for_messages(cid, 2)
+        await _edit(http, node, "ann", cid, typo["id"], "hello")
+        await _react(http, node, "ben", cid, typo["id"])
+        await _unsend(http, node, "ann", cid, regret["id"])
+        changes = await ben.wait_for_changes(cid, 3)
+
+    assert [(c["change"], c["seq"]) for c in changes] == [
+        ("edited", typo["seq"]),
+        ("reactions", typo["seq"]),
+        ("deleted", regret["seq"]),
+    ]
+    assert changes[0]["message"]["body"] == "hello"
+    assert changes[1]["message"]["reactions"][0]["emoji"] == "ok"
+    tombstone = changes[2]["message"]
+    assert tombstone["body"] == "" and tombstone["deleted_at"] is not None
+    positions = [e["pos"] for e in ben.events if e.get("pos") is not None]
+    assert positions == sorted(positions) and len(positions) == len(set(positions)) == 5
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_changes_missed_while_away_arrive_on_resume(
+    node: Node, http: httpx.AsyncClient, transport: str
+) -> None:
+    cid = await _conversation(http, node, "ann", "ben")
+    async with Follower(node, "ben", transport) as ben:
+        sent = [await _send(http, node, "ann", cid, f"m{n}") for n in range(3)]
+        await ben.wait_for_messages(cid, 3)
+        await asyncio.sleep(0.2)  # let the poll transport's cursor catch up
+    cursor = ben.cursor
+    await _edit(http, node, "ann", cid, sent[0]["id"], "m0, edited")
+    await _edit(http, node, "ann", cid, sent[1]["id"], "my card number is 4111")
+    await _unsend(http, node, "ann", cid, sent[1]["id"])
+    await _react(http, node, "ann", cid, sent[2]["id"])
+    later = await _send(http, node, "ann", cid, "m3")
+
+    async with Follower(node, "ben", transport, cursor=cursor) as again:
+        await again.wait_for_messages(cid, 1)
+        changes = await again.wait_for_changes(cid, 4)
+        await asyncio.sleep(0.3)
+
+    assert [e["message"]["body"] for e in again.messages(cid)] == ["m3"]
+    assert [m["seq"] for m in (e["message"] for e in again.messages(cid))] == [later["seq"]]
+    assert [(c["change"], c["seq"]) for c in again.changes(cid)] == [
+        ("edited", sent[0]["seq"]),
+        ("edited", sent[1]["seq"]),
+        ("deleted", sent[1]["seq"]),
+        ("reactions", sent[2]["seq"]),
+    ]
+    # Replayed changes carry the message as it is now: the unsent text is never re-sent.
+    assert changes[0]["message"]["body"] == "m0, edited"
+    assert all("4111" not in str(event) for event in again.events)
+    assert changes[1]["message"]["deleted_at"] is not None
+    positions = [e["pos"] for e in again.events if e.get("pos") is not None]
+    assert positions == sorted(positions) and int(cursor) < positions[0]
+
+
+async def test_outsiders_get_no_changes(node: Node, http: httpx.AsyncClient) -> None:
+    cid = await _conversation(http, node, "ann", "ben")
+    async with Follower(node, "dan", "ws") as dan, Follower(node, "ben", "ws") as ben:
+        sent = await _send(http, node, "ann", cid, "private")
+        await _edit(http, node, "ann", cid, sent["id"], "still private")
+        await ben.wait_for_changes(cid, 1)
+        await asyncio.sleep(0.3)
+
+    assert dan.changes(cid) == [] and dan.messages(cid) == []

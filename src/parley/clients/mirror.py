@@ -53,6 +53,15 @@ class Mirror:
         self.invariants.received(transport, message.conversation_id, message.seq)
         return arrival is Arrival.NEW
 
+    def take_update(self, message: Message) -> bool:
+        """A message's new state (a change on the stream, or this client's own edit, delete or
+        reaction answered over REST). True when it is news: it changed what is held, or the
+        message is not held at all (the app may show it elsewhere, e.g. in a thread)."""
+        timeline = self.timeline(message.conversation_id)
+        if message.seq not in timeline:
+            return True
+        return timeline.update(message)
+
     def take_ack(self, ack: Ack, message: Message) -> bool:
         """A send the server stored: hold it, start its write-receipt clock; True if new."""
         timeline = self.timeline(ack.conversation_id)

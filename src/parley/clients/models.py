@@ -29,6 +29,22 @@ class Message:
     created_at: str | None = None
     pos: int | None = None
     local: bool = False
+    reply_to_id: int | None = None
+    thread_root_id: int | None = None
+    reply_count: int = 0
+    last_reply_seq: int | None = None
+    mentions: list[int] = field(default_factory=list)
+    mentions_here: bool = False
+    # [{"emoji", "count", "user_ids"}], as the server sent them.
+    reactions: list[dict[str, Any]] = field(default_factory=list)
+    edited_at: str | None = None
+    deleted_at: str | None = None
+    deleted_by: str | None = None
+
+    @property
+    def deleted(self) -> bool:
+        """A tombstone: the message was unsent or removed; its seq stays, its content is gone."""
+        return self.deleted_at is not None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Message:
@@ -44,10 +60,20 @@ class Message:
             metadata=dict(data.get("metadata") or {}),
             created_at=data.get("created_at"),
             pos=data.get("pos"),
+            reply_to_id=data.get("reply_to_id"),
+            thread_root_id=data.get("thread_root_id"),
+            reply_count=int(data.get("reply_count") or 0),
+            last_reply_seq=data.get("last_reply_seq"),
+            mentions=list(data.get("mentions") or []),
+            mentions_here=bool(data.get("mentions_here", False)),
+            reactions=list(data.get("reactions") or []),
+            edited_at=data.get("edited_at"),
+            deleted_at=data.get("deleted_at"),
+            deleted_by=data.get("deleted_by"),
         )
 
 
-MessageSource = Literal["stream", "ack", "history", "fill"]
+MessageSource = Literal["stream", "ack", "history", "fill", "update"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +83,11 @@ class Event:
     A `message` event comes once per message, the first time the client learns of it, with
     `message` parsed and `source` saying how: `stream`, `ack` (its own send; the stream's copy
     then replaces it in the timeline silently), `history` (a full-state or history page) or
-    `fill` (a gap filled over REST). A `receipt` event carries the maximum seen so far, and
-    comes only when that moved. `resync` says the server could not resume: state is reloaded.
+    `fill` (a gap filled over REST). A `message.updated` event comes when a held message
+    changed (edited, deleted — a tombstone —, or its reactions), from the stream or (`source`
+    "update") from this client's own edit, delete or reaction; `message` is the new state.
+    A `receipt` event carries the maximum seen so far, and comes only when that moved.
+    `resync` says the server could not resume: state is reloaded.
     """
 
     type: str

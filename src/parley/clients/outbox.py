@@ -24,16 +24,25 @@ class PendingSend:
     attachments: list[str]
     metadata: dict[str, Any]
     waiter: asyncio.Future[Ack] | None = None
+    reply_to_id: int | None = None
+    thread_root_id: int | None = None
 
-    def frame(self) -> dict[str, Any]:
-        return {
-            "type": "send",
-            "conversation_id": self.conversation_id,
+    def fields(self) -> dict[str, Any]:
+        """The send's fields, as the WebSocket frame and the REST body both carry them."""
+        fields = {
             "client_msg_id": self.client_msg_id,
             "body": self.body,
             "attachments": self.attachments,
             "metadata": self.metadata,
         }
+        if self.reply_to_id is not None:
+            fields["reply_to_id"] = self.reply_to_id
+        if self.thread_root_id is not None:
+            fields["thread_root_id"] = self.thread_root_id
+        return fields
+
+    def frame(self) -> dict[str, Any]:
+        return {"type": "send", "conversation_id": self.conversation_id, **self.fields()}
 
     def provisional(self, ack: Ack, sender_id: int | None) -> Message:
         """The message as known from its ack, until the stream brings the stored copy."""
@@ -48,6 +57,8 @@ class PendingSend:
             metadata=self.metadata,
             pos=ack.pos,
             local=True,
+            reply_to_id=self.reply_to_id,
+            thread_root_id=self.thread_root_id,
         )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from parley.clients.actions import TimelineActions
 from parley.clients.catchup import NEWEST_PAGE, fill_gap, load_newest_page
 from parley.clients.invariants import Invariants, TransportStats
 from parley.clients.listeners import EventCallback, EventStream, Listeners
@@ -117,7 +118,7 @@ class _Lost(Exception):
     """The WebSocket a send waited on is gone; the send goes again."""
 
 
-class ParleyClient:
+class ParleyClient(TimelineActions):
     """An async client of one Parley deployment, signed in with a bearer token.
 
     `base_url` may be a list (or pass `base_urls`): the client moves to the next URL when a
@@ -328,8 +329,12 @@ class ParleyClient:
         attachments: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
         client_msg_id: str | None = None,
+        reply_to_id: int | None = None,
+        thread_root_id: int | None = None,
     ) -> Ack:
         """Send a message; returns once the server has stored it.
+
+        `reply_to_id` quotes a message; `thread_root_id` posts in that message's thread.
 
         Over the WebSocket when it is open, else over REST (also while reconnecting). Retried
         with the same `client_msg_id` (pass one to retry a send from before a restart) until
@@ -343,6 +348,8 @@ class ParleyClient:
             body=body,
             attachments=list(attachments or ()),
             metadata=dict(metadata or {}),
+            reply_to_id=reply_to_id,
+            thread_root_id=thread_root_id,
         )
         self._outbox.add(pending)
         try:
@@ -446,11 +453,7 @@ class ParleyClient:
 
     async def _send_rest(self, pending: PendingSend) -> Ack:
         message, duplicate = await self._rest.send_message(
-            pending.conversation_id,
-            client_msg_id=pending.client_msg_id,
-            body=pending.body,
-            attachments=pending.attachments,
-            metadata=pending.metadata,
+            pending.conversation_id, pending.fields()
         )
         ack = Ack(
             conversation_id=message.conversation_id,
@@ -598,6 +601,8 @@ class ParleyClient:
         kind = data.get("type")
         if kind == "message":
             await self._on_message(data, transport)
+        elif kind == "message.updated":
+            await self._on_message_updated(data, transport)
         elif kind == "ack":
             await self._on_ack(data, transport)
         elif kind == "error" and data.get("ref") is not None:
@@ -626,6 +631,15 @@ class ParleyClient:
             await self._fill_gap(gap, message.conversation_id, transport)
         if self._mirror.take_streamed(message, transport):
             await self._listeners.emit(Event("message", data, transport, message))
+
+    async def _on_message_updated(self, data: dict[str, Any], transport: TransportName) -> None:
+        """A stored message changed: replace it where it is held, and hand the event out unless
+        it told nothing new (this client's own change, already applied from its answer)."""
+        if data.get("pos") is not None:
+            self._cursor = str(data["pos"])
+        message = Message.from_json(data["message"])
+        if self._mirror.take_update(message):
+            await self._listeners.emit(Event("message.updated", data, transport, message))
 
     async def _on_ack(self, data: dict[str, Any], transport: TransportName) -> None:
         pending = self._outbox.waiting_for(data.get("ref"))

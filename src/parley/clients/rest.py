@@ -1,4 +1,5 @@
-"""The REST calls the Python client makes: send, pages, receipts, reports, who am I."""
+"""The REST calls the Python client makes: send, pages, receipts, reports, who am I, and the
+calls on one message (edit, delete, react) and on threads, unread and search."""
 
 from __future__ import annotations
 
@@ -21,25 +22,35 @@ class RestApi:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     async def send_message(
-        self,
-        conversation_id: int,
-        *,
-        client_msg_id: str,
-        body: str,
-        attachments: list[str],
-        metadata: dict[str, Any],
+        self, conversation_id: int, fields: dict[str, Any]
     ) -> tuple[Message, bool]:
         """Store a message; returns it and whether it was a retry of a stored one (200)."""
-        payload = {
-            "client_msg_id": client_msg_id,
-            "body": body,
-            "attachments": attachments,
-            "metadata": metadata,
-        }
         status, data = await self._call(
-            "POST", f"/v1/conversations/{conversation_id}/messages", payload
+            "POST", f"/v1/conversations/{conversation_id}/messages", fields
         )
         return Message.from_json(data), status == 200
+
+    async def message_call(
+        self,
+        method: str,
+        conversation_id: int,
+        message_id: int,
+        tail: str = "",
+        payload: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A call on one message (`/v1/conversations/{c}/messages/{m}{tail}`)."""
+        path = f"/v1/conversations/{conversation_id}/messages/{message_id}{tail}"
+        _, data = await self._call(method, path, payload, params=params)
+        return data
+
+    async def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        _, data = await self._call("GET", path, params=params)
+        return data
+
+    async def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        _, data = await self._call("POST", path, payload)
+        return data
 
     async def list_conversations(self) -> list[dict[str, Any]]:
         _, data = await self._call("GET", "/v1/conversations")
@@ -88,7 +99,7 @@ class RestApi:
         path: str,
         payload: dict[str, Any] | None = None,
         *,
-        params: dict[str, int] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """The response's status and JSON object; errors raise `ParleyClientError`."""
         try:

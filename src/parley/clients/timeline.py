@@ -97,6 +97,19 @@ class Timeline:
         self._advance()
         return True
 
+    def update(self, message: Message) -> bool:
+        """Take the new state of a held message (edited, deleted, reacted to); True if it
+        differs from what was held. A message not held is left for history to load."""
+        held = self._by_seq.get(message.seq)
+        if held is None or held.id != message.id or held.deleted:
+            return False  # nothing comes back from a tombstone
+        # The same state; or an older one than held: a change that was committed before this
+        # client's own edit, whose answer it applied already (the edit's own event follows).
+        if held == message or (held.edited_at and not message.edited_at and not message.deleted):
+            return False
+        self._by_seq[message.seq] = message
+        return True
+
     def mark_complete_through(self, seq: int) -> None:
         """Declare every seq up to `seq` accounted for (after a gap fill answered)."""
         if self.complete_through is None or seq > self.complete_through:

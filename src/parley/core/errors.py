@@ -88,6 +88,10 @@ class ErrorCode(StrEnum):
     RESTORE_MISMATCH = "ERR_RESTORE_MISMATCH"
     ANONYMIZE_UNCOVERED = "ERR_ANONYMIZE_UNCOVERED"
     DEPLOY_FAILED = "ERR_DEPLOY_FAILED"
+    # The rich timeline: a change to a tombstone, an edit after the window, too many emoji.
+    MESSAGE_DELETED = "ERR_MESSAGE_DELETED"
+    EDIT_WINDOW_CLOSED = "ERR_EDIT_WINDOW_CLOSED"
+    TOO_MANY_REACTIONS = "ERR_TOO_MANY_REACTIONS"
 
 
 class ParleyError(Exception):

@@ -62,6 +62,7 @@ class LastMessage:
     sender_id: int
     seq: int
     created_at: datetime
+    deleted: bool = False  # a tombstone (unsent or removed): its body is empty
 
 
 @dataclass(frozen=True, slots=True)

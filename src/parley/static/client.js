@@ -11,6 +11,10 @@
  *   await client.connect();                       // resolves on the first `hello`
  *   const ack = await client.send(conversationId, "hi", { attachments: [], metadata: {} });
  *   client.markRead(conversationId, ack.seq);
+ *   await client.send(conversationId, "me too", { replyTo: messageId });   // quote a message
+ *   await client.send(conversationId, "in thread", { threadRoot: rootId }); // reply in a thread
+ *   await client.edit(conversationId, ack.id, "hi!");   // also unsend(), react(), unreact()
+ *   const { results } = await client.search("invoice from:bob");
  *   client.timeline(conversationId);              // messages it has seen, by seq, no repeats
  *   await client.close();                         // also sends the last counter report
  *
@@ -51,6 +55,12 @@
  *                                  "history" or "fill" (a gap filled over REST). One built from
  *                                  a WebSocket ack has `local: true` until the stream's copy
  *                                  replaces it in the timeline.
+ *   "message.updated" (message, {source, change})   a held (or unknown) message changed:
+ *                                  edited, deleted (a tombstone: `deleted_at` set, body and
+ *                                  attachments empty) or its reactions; `change` is "edited" |
+ *                                  "deleted" | "reactions" from the stream, null for one's own
+ *                                  change (source "update"), shown once, whichever came first
+ *   "thread.receipt" (event)       this user's read cursor in a thread moved (another tab)
  *   "receipt" (receipt)            {conversation_id, user_id, delivered_seq, read_seq}, only
  *                                  forward: the maximum seen so far
  *   "typing", "presence", "conversation.updated" (event)   as the server sent them
@@ -77,6 +87,7 @@ import { Counters } from "./client/counters.js";
 import { BearerEndpoints, WidgetEndpoints } from "./client/endpoints.js";
 import { LINKS, failure, failureFromError } from "./client/links.js";
 import { ParleyError, Rest } from "./client/rest.js";
+import { RichTimeline } from "./client/rich.js";
 import { Timeline } from "./client/timeline.js";
 
 export { ParleyError };
@@ -136,6 +147,7 @@ export class ParleyClient {
   #awaitingEcho = new Map(); // "conversation:seq" -> {ackedAt, transport, timer, late}
   #counters = new Counters();
   #rest;
+  #rich;
   #endpoints;
   #switches = [];
   #attempts = [];
@@ -168,6 +180,7 @@ export class ParleyClient {
     const { baseUrl, token, requestTimeoutMs } = this.options;
     this.#rest = new Rest({ baseUrl, token: options.widget ? null : token, timeoutMs: requestTimeoutMs });
     this.#endpoints = options.widget ? new WidgetEndpoints(options.widget.session) : new BearerEndpoints();
+    this.#rich = new RichTimeline((...args) => this.request(...args), { widget: Boolean(options.widget) });
     this.cursor = options.cursor ?? null;
     // The device this client is (a tab, an app install) for calls: keep it across reloads.
     this.deviceId = options.deviceId ?? newClientMsgId().replaceAll("-", "");
@@ -228,9 +241,76 @@ export class ParleyClient {
    * (pass `clientMsgId` to retry one from before a page reload); rejects only on an error that
    * retrying cannot fix (ERR_VALIDATION, ERR_NOT_FOUND, ...) or on close().
    */
-  send(conversationId, body = "", { attachments = [], metadata = {}, clientMsgId } = {}) {
+  send(conversationId, body = "", { attachments = [], metadata = {}, clientMsgId, replyTo, threadRoot } = {}) {
     clientMsgId ??= newClientMsgId();
-    return this.#deliver({ conversationId, body, attachments, metadata, clientMsgId });
+    return this.#deliver({ conversationId, body, attachments, metadata, clientMsgId, replyTo, threadRoot });
+  }
+
+  // -- the rich timeline (client/rich.js): over REST, answers applied to held timelines ------
+
+  /** Edit your message (within the server's window); resolves with the message as it is now. */
+  async edit(conversationId, messageId, body, options) {
+    return this.#applied(await this.#rich.edit(conversationId, messageId, body, options));
+  }
+
+  /** Delete a message for everyone (yours; anyone's for staff): a tombstone keeps its seq. */
+  async unsend(conversationId, messageId, options) {
+    return this.#applied(await this.#rich.unsend(conversationId, messageId, options));
+  }
+
+  async react(conversationId, messageId, emoji) {
+    return this.#applied(await this.#rich.react(conversationId, messageId, emoji));
+  }
+
+  async unreact(conversationId, messageId, emoji) {
+    return this.#applied(await this.#rich.react(conversationId, messageId, emoji, { remove: true }));
+  }
+
+  /** One message (e.g. the one a reply quotes, when the timeline does not hold it). */
+  message(conversationId, messageId) {
+    return this.#rich.message(conversationId, messageId);
+  }
+
+  /** Every version of a message's text, oldest first: [{version, body, written_at, ...}]. */
+  history(conversationId, messageId) {
+    return this.#rich.history(conversationId, messageId);
+  }
+
+  reactions(conversationId, messageId) {
+    return this.#rich.reactions(conversationId, messageId);
+  }
+
+  /** A thread: {root, replies, following, read_seq, unread}. */
+  thread(conversationId, rootId, options) {
+    return this.#rich.thread(conversationId, rootId, options);
+  }
+
+  /** The conversation's threads, newest reply first: [{root, following, read_seq, unread}]. */
+  threads(conversationId, options) {
+    return this.#rich.threads(conversationId, options);
+  }
+
+  /** Mark a thread read up to `seq` (the cursor never moves back). */
+  markThreadRead(conversationId, rootId, seq) {
+    return this.#rich.markThreadRead(conversationId, rootId, seq);
+  }
+
+  /** Unread and mention counts per conversation and followed thread. */
+  unread(conversationId) {
+    return this.#rich.unread(conversationId);
+  }
+
+  /** Mark everything (or one conversation, with its threads) read; resolves with the counts. */
+  markAllRead(conversationId) {
+    return this.#rich.markAllRead(conversationId);
+  }
+
+  /**
+   * Search the messages this user can read: {results: [{message, snippet}], next_cursor}.
+   * `snippet` is [{text, hit}]: render it as text (e.g. <mark> built with the DOM for hits).
+   */
+  search(query, options) {
+    return this.#rich.search(query, options);
   }
 
   /**
@@ -587,6 +667,17 @@ export class ParleyClient {
   }
 
   /**
+   * A message's new state: replace it where held and emit "message.updated" if it is news (a
+   * change to what is held, or a message not held at all). Resolves callers with the message.
+   */
+  #applied(message, { source = "update", change = null } = {}) {
+    const timeline = this.#timeline(message.conversation_id);
+    const held = timeline.bySeq.has(message.seq);
+    if (timeline.update(message) || !held) this.#emit("message.updated", message, { source, change });
+    return message;
+  }
+
+  /**
    * Apply a receipt as the maximum seen. One from the stream that is lower than what the stream
    * said before is a rollback; a REST snapshot (`transport` null) may just be older, so it is not.
    */
@@ -654,6 +745,10 @@ export class ParleyClient {
         break;
       case "message":
         this.#onStreamMessage(event, link.name);
+        break;
+      case "message.updated":
+        if (Number.isInteger(event.pos)) this.cursor = String(event.pos);
+        this.#applied(event.message, { source: "stream", change: event.change });
         break;
       case "receipt":
         this.#onReceipt(event, link.name);
@@ -858,6 +953,8 @@ export class ParleyClient {
         attachments: job.attachments,
         metadata: job.metadata,
       };
+      if (job.replyTo) frame.reply_to_id = job.replyTo;
+      if (job.threadRoot) frame.thread_root_id = job.threadRoot;
       if (!link.send(frame)) waiter.reject(new ParleyError("ERR_NETWORK", "the WebSocket is not open"));
     }).then((ack) => {
       const message = {
@@ -871,6 +968,9 @@ export class ParleyClient {
         attachments: job.attachments.map((id) => ({ id })),
         metadata: job.metadata,
         created_at: new Date().toISOString(),
+        reply_to_id: job.replyTo ?? null,
+        thread_root_id: job.threadRoot ?? null,
+        reactions: [],
         local: true, // built from the ack; the stream's copy replaces it
       };
       return this.#accept(ack, message, link.name);

@@ -312,6 +312,7 @@ def _listing() -> Any:
             messages.c.sender_id.label("last_sender_id"),
             messages.c.seq.label("last_seq"),
             messages.c.created_at.label("last_created_at"),
+            messages.c.deleted_at.label("last_deleted_at"),
         )
         .join(conversations, conversations.c.id == _state.c.conversation_id)
         .outerjoin(
@@ -332,5 +333,6 @@ def _listed_from_row(row: Any) -> ListedConversation:
             sender_id=row.last_sender_id,
             seq=row.last_seq,
             created_at=utc(row.last_created_at),
+            deleted=row.last_deleted_at is not None,
         )
     return ListedConversation(state=_state_from_row(row), last_message=last)

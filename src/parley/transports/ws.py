@@ -230,6 +230,8 @@ async def _send(
             body=send.body,
             attachment_ids=send.attachments,
             metadata=send.metadata,
+            reply_to_id=send.reply_to_id,
+            thread_root_id=send.thread_root_id,
         )
     except ParleyError as exc:
         _reply_error(session, exc.code, exc.message, ref=ref)

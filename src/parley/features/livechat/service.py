@@ -117,7 +117,14 @@ def conversation_item(view: StaffView) -> dict[str, Any]:
         "updated_at": iso(state.updated_at),
         "last_message_at": iso(last.created_at if last else state.last_message_at),
         "last_message": (
-            {"body": last.body, "sender_id": last.sender_id, "seq": last.seq} if last else None
+            {
+                "body": last.body,
+                "sender_id": last.sender_id,
+                "seq": last.seq,
+                "deleted": last.deleted,
+            }
+            if last
+            else None
         ),
     }
 

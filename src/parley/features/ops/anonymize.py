@@ -82,7 +82,15 @@ POLICY: dict[str, dict[str, str]] = {
         "body": TEXT,
         "attachments": ATTACHMENT_REFS,
         "metadata": JSON_TEXT,
+        "mentions": KEEP,  # user ids
+        "reactions": KEEP,  # emoji, counts, user ids
+        "deleted_by": KEEP,
+        "delete_reason": TEXT,
     },
+    # -- the rich timeline (migration 0006) --
+    "message_changes": {"kind": KEEP, "client_op_id": KEEP},
+    "message_edits": {"body": TEXT},  # earlier versions of a message's text
+    "message_reactions": {"emoji": KEEP},
     "attachments": {
         "id": KEEP,
         "file_name": FILE_NAME,

@@ -25,8 +25,10 @@ export class BearerEndpoints {
     return { path: `/v1/conversations/${conversationId}/messages`, params: { before, after, limit } };
   }
 
-  send(conversationId, { clientMsgId, body, attachments, metadata }) {
+  send(conversationId, { clientMsgId, body, attachments, metadata, replyTo, threadRoot }) {
     const json = { client_msg_id: clientMsgId, body, attachments, metadata };
+    if (replyTo) json.reply_to_id = replyTo;
+    if (threadRoot) json.thread_root_id = threadRoot;
     return { path: `/v1/conversations/${conversationId}/messages`, json };
   }
 

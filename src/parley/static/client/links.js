@@ -8,6 +8,8 @@ const PING_INTERVAL_MS = 20_000;
 const STREAM_EVENTS = [
   "hello",
   "message",
+  "message.updated",
+  "thread.receipt",
   "receipt",
   "typing",
   "presence",

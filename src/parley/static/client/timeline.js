@@ -22,6 +22,21 @@ export class Timeline {
     return !had;
   }
 
+  /**
+   * Take a held message's new state (edited, deleted, reacted to); true if it changed what is
+   * held. A message not held is left for history; nothing comes back from a tombstone, and an
+   * older state (a change committed before one's own edit, whose answer was applied) is ignored.
+   */
+  update(message) {
+    const held = this.bySeq.get(message.seq);
+    if (!held || held.id !== message.id || held.deleted_at) return false;
+    if (held.edited_at && !message.edited_at && !message.deleted_at) return false;
+    if (JSON.stringify(held) === JSON.stringify(message)) return false;
+    this.bySeq.set(message.seq, message);
+    this.sorted = null;
+    return true;
+  }
+
   /** Accept everything up to `seq` as history, so a hole below it is no longer a gap. */
   rebase(seq) {
     if (this.contiguous === null || seq > this.contiguous) this.contiguous = seq;

@@ -1,12 +1,14 @@
 // The operator console: sign in, then a live conversation list (filters) and one conversation
 // (reply / internal note, status, priority, assignee, visitor details). Live updates come from
-// ParleyClient's stream: `livechat.conversation`, `livechat.note`, `message`, `receipt`,
-// `typing`. Served with a strict CSP (no inline script or style); data is rendered as text only.
+// ParleyClient's stream: `livechat.conversation`, `livechat.note`, `message`,
+// `message.updated`, `receipt`, `typing`. A search box finds messages across the operator's
+// conversations. Served with a strict CSP (no inline script or style); data is rendered as text.
 
 import { ParleyClient } from "/static/client.js";
 import { Api, login } from "./api.js";
 import { $, say } from "./dom.js";
 import { ConversationList } from "./list.js";
+import { Search } from "./search.js";
 import { ConversationView } from "./view.js";
 
 const TOKEN_KEY = "parley.console.token";
@@ -55,6 +57,7 @@ async function start(token) {
   });
   page.list = list;
   page.view = view;
+  new Search({ client, list, onOpen: openConversation, onError: showError });
   list.setInboxes(inboxes);
   loadStaff(api, inboxes).then((staff) => list.setStaff(staff), showError);
   listen(client, list, view);
@@ -104,6 +107,10 @@ function listen(client, list, view) {
       view.addMessage(message, { source });
       view.markRead();
     }
+  });
+  client.on("message.updated", (message) => {
+    list.retouch(message);
+    view.updateMessage(message);
   });
   client.on("receipt", (receipt) => view.onReceipt(receipt));
   client.on("typing", (event) => view.onTyping(event));

@@ -79,6 +79,14 @@ export class ConversationList {
     this.render();
   }
 
+  /** A message changed (edited, unsent): if it is the one the list shows, show it as it is. */
+  retouch(message) {
+    const item = this.#items.get(message.conversation_id);
+    if (!item?.last_message || item.last_message.seq !== message.seq) return;
+    item.last_message = { ...item.last_message, body: message.body, deleted: Boolean(message.deleted_at) };
+    this.render();
+  }
+
   /** A message arrived on the stream: move its conversation up and show its text. */
   touch(message) {
     const item = this.#items.get(message.conversation_id);
@@ -148,7 +156,7 @@ export class ConversationList {
     if (id === this.selected) button.setAttribute("aria-current", "true");
     else button.removeAttribute("aria-current");
     const last = item.last_message;
-    const preview = last ? last.body || "(attachment)" : "No messages yet";
+    const preview = last ? (last.deleted ? "(deleted)" : last.body || "(attachment)") : "No messages yet";
     button.replaceChildren(
       el(
         "span",

@@ -1,9 +1,20 @@
 // One conversation on screen: its timeline (visitor and operator messages, internal notes),
 // the visitor's details, status / priority / assignee, read marks, typing, and the composer
 // with its two modes. Notes go to /v1/livechat/.../notes, never into the message timeline the
-// visitor reads; replies go through the JS client like any message.
+// visitor reads; replies go through the JS client like any message. Messages can be quoted,
+// reacted to, edited (one's own) and deleted (one's own; anyone's for admins and moderators).
 
+import {
+  historyList,
+  quoteNode,
+  reactionBar,
+  reactionPicker,
+  tombstoneText,
+  excerpt,
+} from "/static/shared/rich.js";
 import { $, el, formatSize, formatTime, safeLink, setOptions } from "./dom.js";
+
+const STAFF_ROLES = new Set(["admin", "moderator"]);
 
 const MODES = {
   reply: { button: "Send reply", hint: "The visitor sees replies.", placeholder: "Write a reply" },
@@ -24,6 +35,8 @@ export class ConversationView {
   #typing = new Map(); // "conversation:user" -> when their typing indicator expires (ms)
   #mode = "reply";
   #opening = 0;
+  #replyTo = null;
+  #quoted = new Map(); // message id -> a quoted message fetched because it was not held
 
   constructor({ api, client, me, onChanged, onError }) {
     this.api = api;
@@ -54,6 +67,7 @@ export class ConversationView {
     $("timeline").replaceChildren();
     $("not-member").hidden = true;
     $("composer-body").value = "";
+    this.#setReplyTo(null);
     this.#setMode("reply");
     this.#stopTyping();
     $("placeholder").hidden = true;
@@ -154,26 +168,138 @@ export class ConversationView {
   addMessage(message, { source = "history" } = {}) {
     if (message.conversation_id !== this.#id) return;
     const fromVisitor = message.sender_id === this.#item?.visitor.id;
+    const classes = ["entry", "message", fromVisitor ? "visitor" : "operator"];
+    if (message.deleted_at) classes.push("deleted");
+    const meta = el(
+      "div",
+      { className: "meta" },
+      el("span", { className: "sender" }, this.#nameOf(message.sender_id)),
+      el("time", { dateTime: message.created_at }, formatTime(message.created_at)),
+      fromVisitor ? null : el("span", { className: "receipt muted" }),
+    );
     const node = el(
       "li",
       {
-        className: fromVisitor ? "entry message visitor" : "entry message operator",
-        dataset: { seq: message.seq, at: Date.parse(message.created_at) || Date.now(), kind: "m" },
+        className: classes.join(" "),
+        dataset: { seq: message.seq, id: message.id, at: Date.parse(message.created_at) || Date.now(), kind: "m" },
       },
-      el(
-        "div",
-        { className: "meta" },
-        el("span", { className: "sender" }, this.#nameOf(message.sender_id)),
-        el("time", { dateTime: message.created_at }, formatTime(message.created_at)),
-        fromVisitor ? null : el("span", { className: "receipt muted" }),
-      ),
+      meta,
     );
-    if (message.body) node.append(el("p", { className: "body" }, message.body));
-    const files = (message.attachments ?? []).filter((attachment) => attachment.file_name);
-    if (files.length > 0) node.append(this.#attachmentList(files));
+    if (message.deleted_at) {
+      node.append(el("p", { className: "body tombstone" }, tombstoneText(message)));
+    } else {
+      if (message.reply_to_id) node.append(this.#quote(message));
+      if (message.body) node.append(el("p", { className: "body" }, message.body));
+      if (message.edited_at) {
+        const edited = el("button", { type: "button", className: "link edited" }, "edited");
+        edited.addEventListener("click", () => this.#toggleHistory(node, message));
+        meta.append(edited);
+      }
+      const files = (message.attachments ?? []).filter((attachment) => attachment.file_name);
+      if (files.length > 0) node.append(this.#attachmentList(files));
+      node.append(
+        reactionBar(message, {
+          me: this.me.id,
+          nameOf: (id) => this.#nameOf(id),
+          onToggle: (emoji, mine) => this.#react(message, emoji, mine),
+        }),
+      );
+      node.append(this.#actions(message));
+    }
     this.#place(`m:${message.seq}`, node);
     if (!fromVisitor) this.#markReceipt(node);
     else if (source === "stream") this.#stopTyping(); // they sent what they were typing
+  }
+
+  /** A message changed (edited, deleted, reactions): redraw it, and the replies quoting it. */
+  updateMessage(message) {
+    this.#quoted.set(message.id, message);
+    if (message.conversation_id !== this.#id || !this.#nodes.has(`m:${message.seq}`)) return;
+    this.addMessage(message);
+    for (const other of this.client.timeline(this.#id)) {
+      if (other.reply_to_id === message.id) this.addMessage(other);
+    }
+  }
+
+  #actions(message) {
+    const actions = el("div", { className: "actions" });
+    const add = (label, handler) => {
+      const button = el("button", { type: "button", className: "link" }, label);
+      button.addEventListener("click", handler);
+      actions.append(button);
+    };
+    const mine = message.sender_id === this.me.id;
+    add("Quote", () => this.#setReplyTo(message));
+    if (mine) add("Edit", () => this.#startEdit(message));
+    if (mine || STAFF_ROLES.has(this.me.role)) {
+      add("Delete", () => this.client.unsend(message.conversation_id, message.id).catch(this.onError));
+    }
+    actions.append(reactionPicker({ onPick: (emoji) => this.#react(message, emoji, false) }));
+    return actions;
+  }
+
+  #react(message, emoji, mine) {
+    const call = mine ? this.client.unreact : this.client.react;
+    call.call(this.client, message.conversation_id, message.id, emoji).catch(this.onError);
+  }
+
+  #quote(message) {
+    const held = this.client.timeline(message.conversation_id).find((m) => m.id === message.reply_to_id);
+    const quoted = held ?? this.#quoted.get(message.reply_to_id);
+    if (!quoted) {
+      this.client.message(message.conversation_id, message.reply_to_id).then(
+        (found) => {
+          this.#quoted.set(found.id, found);
+          if (message.conversation_id === this.#id) this.addMessage(message);
+        },
+        () => null,
+      );
+    }
+    return quoteNode(quoted, (id) => this.#nameOf(id));
+  }
+
+  async #toggleHistory(node, message) {
+    const shown = node.querySelector(".history");
+    if (shown) {
+      shown.remove();
+      return;
+    }
+    try {
+      node.append(historyList(await this.client.history(message.conversation_id, message.id), formatTime));
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
+  #startEdit(message) {
+    const node = this.#nodes.get(`m:${message.seq}`);
+    if (!node) return;
+    const input = el("input", { type: "text", value: message.body, className: "edit-body" });
+    input.setAttribute("aria-label", "Edit message");
+    const cancel = el("button", { type: "button", className: "link" }, "Cancel");
+    const form = el("form", { className: "edit" }, input, el("button", { type: "submit" }, "Save"), cancel);
+    cancel.addEventListener("click", () => this.addMessage(message));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const body = input.value.trim();
+      if (!body || body === message.body) return this.addMessage(message);
+      this.client.edit(message.conversation_id, message.id, body).catch((error) => {
+        this.addMessage(message);
+        this.onError(error);
+      });
+    });
+    node.querySelector(".body")?.replaceWith(form);
+    input.focus();
+  }
+
+  #setReplyTo(message) {
+    this.#replyTo = message;
+    $("replying").hidden = message === null;
+    if (message) {
+      $("replying-to").textContent = `${this.#nameOf(message.sender_id)}: ${excerpt(message.body, 60)}`;
+      this.#setMode("reply");
+      $("composer-body").focus();
+    }
   }
 
   /** An internal note: staff only, styled apart from messages, labelled so no one mistakes it. */
@@ -299,6 +425,7 @@ export class ConversationView {
     $("assign-me").addEventListener("click", () => this.#run((id) => this.api.assignMe(id)));
     $("mode-reply").addEventListener("click", () => this.#setMode("reply"));
     $("mode-note").addEventListener("click", () => this.#setMode("note"));
+    $("replying-cancel").addEventListener("click", () => this.#setReplyTo(null));
     $("composer").addEventListener("submit", (event) => {
       event.preventDefault();
       this.#submit();
@@ -360,7 +487,9 @@ export class ConversationView {
       if (this.#mode === "note") {
         this.addNote(await this.api.addNote(id, body));
       } else {
-        await this.client.send(id, body);
+        const replyTo = this.#replyTo?.id;
+        this.#setReplyTo(null);
+        await this.client.send(id, body, { replyTo });
       }
       if (id === this.#id) input.value = "";
     } catch (error) {

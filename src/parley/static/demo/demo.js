@@ -1,81 +1,65 @@
-// The demo page: sign in as alice or bob, pick a conversation, chat over the REST API.
+// The demo page: sign in as alice or bob and chat through the JS client (static/client.js):
+// live over WebSocket, SSE or long-poll; edit, unsend, reply, threads, reactions, mentions,
+// search and unread counts. `?transport=sse` (or ws, poll) forces one transport.
 // Text from users reaches the page only as text nodes (append/textContent), never as HTML.
 
+import { ParleyClient } from "/static/client.js";
+import {
+  el,
+  excerpt,
+  historyList,
+  quoteNode,
+  reactionBar,
+  reactionPicker,
+  snippetNode,
+  tombstoneText,
+} from "/static/shared/rich.js";
+
 const SESSION_KEY = "parley.demo.session";
-const TRANSPORT = "polling";
-const POLL_MS = 1000;
 const HISTORY = 50; // messages shown when a conversation opens
-const SEND_ATTEMPTS = 5;
+const LIST_REFRESH_MS = 250; // unread counts are re-read this long after a burst of events
 
 const $ = (id) => document.getElementById(id);
 
 const state = {
   // sessionStorage, not localStorage: each tab signs in on its own, so two tabs can be two people.
   session: JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? "null"),
+  client: null,
   conversations: new Map(), // id -> the list item from GET /v1/conversations
-  items: new Map(), // id -> its sidebar <li>, kept so polling never swaps a button mid-click
+  items: new Map(), // id -> its sidebar <li>
   names: new Map(), // user id -> display name
-  open: null, // {id, cursor, seen: Set of seq} for the conversation on screen
-  readSent: new Map(), // conversation id -> highest read_seq sent; receipts only move forward
+  open: null, // the conversation id on screen
+  thread: null, // the root id of the thread on screen
+  replyTo: null, // the message the composer quotes
+  quoted: new Map(), // message id -> message, for quotes of messages not in the timeline
+  listTimer: null,
 };
-
-class HttpError extends Error {
-  constructor(status, message, code = null) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-// --- maintenance mode: a banner with the operators' message while the API refuses us ----------
-
-function showMaintenance(message) {
-  const banner = $("maintenance");
-  banner.hidden = !message;
-  banner.textContent = message ?? "";
-}
-
-async function checkMaintenance() {
-  try {
-    const status = await (await fetch("/v1/maintenance")).json();
-    showMaintenance(status.active ? status.message : null);
-  } catch {
-    // the server is unreachable: the status line says so
-  }
-}
-
-async function api(path, { method = "GET", json, form } = {}) {
-  const headers = {};
-  if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
-  let body = form;
-  if (json !== undefined) {
-    headers["Content-Type"] = "application/json";
-    body = JSON.stringify(json);
-  }
-  const response = await fetch(path, { method, headers, body });
-  if (response.status === 401 && state.session) forgetSession();
-  if (!response.ok) {
-    const problem = await response.json().catch(() => null);
-    if (problem?.error?.code === "ERR_MAINTENANCE") showMaintenance(problem.error.message);
-    throw new HttpError(response.status, problem?.error?.message ?? response.statusText, problem?.error?.code);
-  }
-  return response;
-}
-
-function el(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
 
 function setStatus(text) {
   $("status").textContent = text;
 }
 
+function me() {
+  return state.session.user.id;
+}
+
+function nameOf(userId) {
+  return state.names.get(userId) ?? `user ${userId}`;
+}
+
+function fail(what) {
+  return (error) => setStatus(`${what} failed (${error.message})`);
+}
+
 // --- signing in -----------------------------------------------------------------------------
 
 async function signIn(name) {
-  const response = await api("/demo/session", { method: "POST", json: { name } });
+  const response = await fetch("/demo/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name }),
+  });
+  if (!response.ok) throw new Error(response.statusText);
   state.session = await response.json();
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(state.session));
   start();
@@ -87,66 +71,87 @@ function forgetSession() {
 }
 
 async function signOut() {
-  await api("/v1/auth/logout", { method: "POST" }).catch(() => null);
+  await state.client?.request("POST", "/v1/auth/logout").catch(() => null);
+  await state.client?.close().catch(() => null);
   forgetSession();
 }
 
 function start() {
-  const me = state.session.user;
-  state.names.set(me.id, me.display_name);
-  $("me-name").textContent = me.display_name;
-  $("transport").textContent = TRANSPORT;
+  const user = state.session.user;
+  state.names.set(user.id, user.display_name);
+  $("me-name").textContent = user.display_name;
   $("picker").hidden = true;
   $("whoami").hidden = false;
   $("chat").hidden = false;
-  poll();
+  const forced = new URLSearchParams(location.search).get("transport");
+  const options = forced ? { transports: [forced] } : {};
+  const client = new ParleyClient({ token: state.session.token, ...options });
+  state.client = client;
+  client.on("transport", (name) => ($("transport").textContent = name));
+  client.on("state", (connection) => {
+    setStatus(connection === "open" ? "Connected" : `${connection}…`);
+    if (connection === "open") {
+      showMaintenance(null);
+      refreshConversations().catch(fail("Loading conversations"));
+    }
+  });
+  client.on("error", (error) => {
+    if (error.status === 401) forgetSession();
+    else setStatus(error.message);
+  });
+  client.on("conversations", (list) => list.forEach(showConversation));
+  client.on("message", onMessage);
+  client.on("message.updated", onMessageUpdated);
+  client.on("resync", () => state.open && openConversation(state.open));
+  client.on("maintenance", ({ active, message }) => {
+    showMaintenance(active ? message : null);
+    if (active) setStatus("Down for maintenance, retrying…");
+  });
+  client.on("thread.receipt", () => scheduleListRefresh());
+  client.connect().then(
+    async () => {
+      $("transport").textContent = client.transport;
+      await refreshConversations();
+      if (!state.open && state.conversations.size > 0) {
+        await openConversation([...state.conversations.keys()][0]);
+      }
+    },
+    (error) => setStatus(`Could not connect (${error.message})`),
+  );
 }
 
-// --- polling --------------------------------------------------------------------------------
-
-async function poll() {
-  try {
-    if (state.open) await fetchMessages(state.open);
-    await refreshConversations();
-    showMaintenance(null);
-    setStatus(`Connected, checking every ${POLL_MS / 1000} s`);
-  } catch (error) {
-    const what = error.code === "ERR_MAINTENANCE" ? "Down for maintenance" : `Connection problem (${error.message})`;
-    setStatus(`${what}, retrying…`);
-  }
-  setTimeout(poll, POLL_MS);
-}
+// --- the conversation list ------------------------------------------------------------------
 
 async function refreshConversations() {
-  const { conversations } = await (await api("/v1/conversations")).json();
+  const { conversations } = await state.client.request("GET", "/v1/conversations");
   for (const conversation of conversations) {
     if (conversation.member_ids.some((id) => !state.names.has(id))) {
       await loadNames(conversation.id);
     }
     state.conversations.set(conversation.id, conversation);
-    const sent = state.readSent.get(conversation.id) ?? 0;
-    state.readSent.set(conversation.id, Math.max(sent, conversation.read_seq));
     showConversation(conversation);
   }
-  if (!state.open && conversations.length > 0) await openConversation(conversations[0].id);
+}
+
+function scheduleListRefresh() {
+  clearTimeout(state.listTimer);
+  state.listTimer = setTimeout(() => refreshConversations().catch(() => null), LIST_REFRESH_MS);
 }
 
 async function loadNames(conversationId) {
-  const { members } = await (await api(`/v1/conversations/${conversationId}/members`)).json();
+  const { members } = await state.client.request("GET", `/v1/conversations/${conversationId}/members`);
   for (const member of members) state.names.set(member.user_id, member.display_name);
 }
 
 function conversationTitle(conversation) {
   if (conversation.title) return conversation.title;
-  const others = conversation.member_ids.filter((id) => id !== state.session.user.id);
+  const others = conversation.member_ids.filter((id) => id !== me());
   return others.map(nameOf).join(", ") || "Just you";
 }
 
-function nameOf(userId) {
-  return state.names.get(userId) ?? `user ${userId}`;
-}
-
 function showConversation(conversation) {
+  if (!state.conversations.has(conversation.id)) return;
+  conversation = state.conversations.get(conversation.id);
   let item = state.items.get(conversation.id);
   if (!item) {
     const button = el("button", { type: "button", className: "conversation-button" });
@@ -160,116 +165,300 @@ function showConversation(conversation) {
     el("span", { className: "name" }, conversationTitle(conversation)),
     el("span", { className: "kind muted" }, conversation.kind),
   );
+  if (conversation.mentions > 0) {
+    button.append(el("span", { className: "mentions", title: "mentions of you" }, `@${conversation.mentions}`));
+  }
   if (conversation.unread > 0) {
     button.append(el("span", { className: "unread", title: "unread" }, `${conversation.unread}`));
   }
-  if (state.open?.id === conversation.id) button.setAttribute("aria-current", "true");
+  if (state.open === conversation.id) button.setAttribute("aria-current", "true");
   else button.removeAttribute("aria-current");
+}
+
+async function markAllRead() {
+  await state.client.markAllRead();
+  await refreshConversations();
 }
 
 // --- one conversation -----------------------------------------------------------------------
 
-async function openConversation(id) {
+async function openConversation(id, { focusSeq } = {}) {
   const conversation = state.conversations.get(id);
-  const view = { id, cursor: Math.max(0, conversation.last_seq - HISTORY), seen: new Set() };
-  state.open = view;
+  if (!conversation) return;
+  state.open = id;
+  closeThread();
+  setReplyTo(null);
   $("title").textContent = conversationTitle(conversation);
   $("messages").replaceChildren();
   $("composer").hidden = false;
   for (const each of state.conversations.values()) showConversation(each);
   try {
-    await fetchMessages(view);
+    await state.client.loadHistory(id, { limit: HISTORY });
   } catch (error) {
     setStatus(`Could not load messages (${error.message})`);
   }
+  if (state.open !== id) return;
+  for (const message of state.client.timeline(id)) showMessage(message);
+  if (focusSeq) highlight(focusSeq);
+  markRead();
 }
 
-async function fetchMessages(view) {
-  const path = `/v1/conversations/${view.id}/messages?after=${view.cursor}&limit=200`;
-  const { messages } = await (await api(path)).json();
-  if (view !== state.open) return; // the person switched conversations meanwhile
-  for (const message of messages) {
-    view.cursor = Math.max(view.cursor, message.seq);
-    showMessage(view, message);
+function onMessage(message, { source }) {
+  if (message.conversation_id !== state.open) {
+    if (source === "stream") scheduleListRefresh();
+    return;
   }
-  await markRead(view);
+  showMessage(message);
+  if (message.thread_root_id) countReply(message);
+  markRead();
 }
 
-async function markRead(view) {
-  const sent = state.readSent.get(view.id) ?? 0;
-  if (document.visibilityState !== "visible" || view.cursor <= sent) return;
-  // Recorded before the request: a failed one may still have reached the server, and a
-  // later, lower read_seq would look like a rollback. The next message sends a higher one.
-  state.readSent.set(view.id, view.cursor);
-  await api(`/v1/conversations/${view.id}/receipts`, {
-    method: "POST",
-    json: { read_seq: view.cursor },
-  });
+/** A new reply in a thread: its root (as the client holds it) counts one more, once. */
+function countReply(reply) {
+  const root = state.client.timeline(reply.conversation_id).find((m) => m.id === reply.thread_root_id);
+  if (!root || (root.last_reply_seq ?? 0) >= reply.seq) return;
+  root.reply_count = (root.reply_count ?? 0) + 1;
+  root.last_reply_seq = reply.seq;
+  showMessage(root);
 }
 
-function showMessage(view, message) {
-  // Our own sends show up twice (the send's answer, then the poll): seq decides.
-  if (view.seen.has(message.seq)) return;
-  view.seen.add(message.seq);
-  const list = $("messages");
+function onMessageUpdated(message) {
+  state.quoted.set(message.id, message);
+  if (message.conversation_id !== state.open) {
+    scheduleListRefresh();
+    return;
+  }
+  showMessage(message);
+  // Replies quoting it show the new text (or that it is gone).
+  for (const other of state.client.timeline(state.open)) {
+    if (other.reply_to_id === message.id) showMessage(other);
+  }
+}
+
+function markRead() {
+  if (state.open === null || document.visibilityState !== "visible") return;
+  const messages = state.client.timeline(state.open).filter((m) => !m.local);
+  if (messages.length === 0) return;
+  const seq = messages[messages.length - 1].seq;
+  state.client.markRead(state.open, seq).then(
+    (sent) => sent && scheduleListRefresh(),
+    () => null,
+  );
+}
+
+// --- one message ----------------------------------------------------------------------------
+
+/** Put a message on screen (or replace it): in the timeline, or in the open thread. */
+function showMessage(message) {
+  const inThread = state.thread !== null && (message.thread_root_id === state.thread || message.id === state.thread);
+  if (message.thread_root_id === null || message.thread_root_id === undefined) {
+    place($("messages"), message);
+  }
+  if (inThread) place($("thread-messages"), message);
+}
+
+function place(list, message) {
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  const mine = message.sender_id === state.session.user.id;
-  const item = el(
-    "li",
-    { className: mine ? "message mine" : "message" },
-    el(
-      "div",
-      { className: "meta" },
-      el("span", { className: "sender" }, nameOf(message.sender_id)),
-      el("time", { dateTime: message.created_at }, formatTime(message.created_at)),
-    ),
-  );
-  item.dataset.seq = `${message.seq}`;
-  if (message.body) item.append(el("p", { className: "body" }, message.body));
-  if (message.attachments.length > 0) item.append(attachmentList(message.attachments));
-  // Pending sends (no seq yet) stay at the end; stored messages go in seq order.
-  const later = [...list.children].find(
-    (li) => !li.dataset.seq || Number(li.dataset.seq) > message.seq,
-  );
+  const item = renderMessage(message, { inThread: list.id === "thread-messages" });
+  const old = list.querySelector(`:scope > li[data-seq="${message.seq}"]`);
+  if (old) {
+    old.replaceWith(item);
+    return;
+  }
+  const later = [...list.children].find((li) => !li.dataset.seq || Number(li.dataset.seq) > message.seq);
   list.insertBefore(item, later ?? null);
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
-function attachmentList(attachments) {
-  return el(
-    "ul",
-    { className: "attachments" },
-    ...attachments.map((attachment) => {
-      const link = el("a", { href: "#", className: "download" }, attachment.file_name);
-      link.addEventListener("click", (event) => {
-        event.preventDefault();
-        download(attachment).catch((error) => setStatus(`Download failed (${error.message})`));
-      });
-      const size = el("span", { className: "muted" }, ` ${formatSize(attachment.size)}`);
-      return el("li", {}, link, size);
+function renderMessage(message, { inThread }) {
+  const mine = message.sender_id === me();
+  const mentionsMe = (message.mentions ?? []).includes(me()) || (message.mentions_here && !mine);
+  const classes = ["message", mine ? "mine" : "", message.deleted_at ? "deleted" : "", mentionsMe ? "mentioned" : ""];
+  const item = el("li", { className: classes.filter(Boolean).join(" "), dataset: { seq: message.seq, id: message.id } });
+  const meta = el(
+    "div",
+    { className: "meta" },
+    el("span", { className: "sender" }, nameOf(message.sender_id)),
+    el("time", { dateTime: message.created_at }, formatTime(message.created_at)),
+  );
+  item.append(meta);
+  if (message.deleted_at) {
+    item.append(el("p", { className: "body tombstone" }, tombstoneText(message)));
+    return item;
+  }
+  if (message.reply_to_id) item.append(quoteFor(message));
+  if (message.body) item.append(el("p", { className: "body" }, message.body));
+  if (message.edited_at) {
+    const edited = el("button", { type: "button", className: "link edited" }, "edited");
+    edited.addEventListener("click", () => toggleHistory(item, message));
+    meta.append(edited);
+  }
+  if ((message.attachments ?? []).some((a) => a.file_name)) item.append(attachmentList(message.attachments));
+  item.append(
+    reactionBar(message, {
+      me: me(),
+      nameOf,
+      onToggle: (emoji, mine) => toggleReaction(message, emoji, mine),
     }),
   );
+  if (!inThread && message.reply_count > 0) {
+    const replies = el("button", { type: "button", className: "link replies" }, `${message.reply_count} ${message.reply_count === 1 ? "reply" : "replies"}`);
+    replies.addEventListener("click", () => openThread(message.id).catch(fail("Opening the thread")));
+    item.append(replies);
+  }
+  item.append(actionsFor(message, { mine, inThread }));
+  return item;
 }
 
-async function download(attachment) {
-  // A plain link cannot carry the bearer header, so fetch the bytes and save them from a blob.
-  const blob = await (await api(`/v1/attachments/${encodeURIComponent(attachment.id)}`)).blob();
-  const url = URL.createObjectURL(blob);
-  const link = el("a", { href: url, download: attachment.file_name });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+function actionsFor(message, { mine, inThread }) {
+  const actions = el("div", { className: "actions" });
+  const add = (label, handler) => {
+    const button = el("button", { type: "button", className: "link" }, label);
+    button.addEventListener("click", handler);
+    actions.append(button);
+  };
+  if (!inThread) {
+    add("Reply", () => setReplyTo(message));
+    add("Reply in thread", () => openThread(message.id).catch(fail("Opening the thread")));
+  }
+  if (mine) {
+    add("Edit", () => startEdit(message));
+    add("Delete", () => state.client.unsend(message.conversation_id, message.id).catch(fail("Deleting")));
+  }
+  actions.append(
+    reactionPicker({ onPick: (emoji) => state.client.react(message.conversation_id, message.id, emoji).catch(fail("Reacting")) }),
+  );
+  return actions;
+}
+
+function quoteFor(message) {
+  const held = state.client.timeline(message.conversation_id).find((m) => m.id === message.reply_to_id);
+  const quoted = held ?? state.quoted.get(message.reply_to_id);
+  if (!quoted) {
+    state.client.message(message.conversation_id, message.reply_to_id).then(
+      (found) => {
+        state.quoted.set(found.id, found);
+        showMessage(message);
+      },
+      () => null,
+    );
+  }
+  return quoteNode(quoted, nameOf);
+}
+
+function toggleReaction(message, emoji, mine) {
+  const call = mine ? state.client.unreact : state.client.react;
+  call.call(state.client, message.conversation_id, message.id, emoji).catch(fail("Reacting"));
+}
+
+async function toggleHistory(item, message) {
+  const shown = item.querySelector(".history");
+  if (shown) {
+    shown.remove();
+    return;
+  }
+  const versions = await state.client.history(message.conversation_id, message.id);
+  item.append(historyList(versions, formatTime));
+}
+
+function startEdit(message) {
+  const item = document.querySelector(`#messages li[data-id="${message.id}"], #thread-messages li[data-id="${message.id}"]`);
+  if (!item) return;
+  const input = el("input", { type: "text", value: message.body, className: "edit-body", "aria-label": "Edit message" });
+  const save = el("button", { type: "submit" }, "Save");
+  const cancel = el("button", { type: "button", className: "link" }, "Cancel");
+  const form = el("form", { className: "edit" }, input, save, cancel);
+  cancel.addEventListener("click", () => showMessage(message));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = input.value.trim();
+    if (!body || body === message.body) return showMessage(message);
+    state.client.edit(message.conversation_id, message.id, body).catch((error) => {
+      setStatus(`Edit failed (${error.message})`);
+      showMessage(message);
+    });
+  });
+  item.querySelector(".body")?.replaceWith(form);
+  input.focus();
+}
+
+function highlight(seq) {
+  const item = document.querySelector(`#messages li[data-seq="${seq}"]`);
+  if (!item) return;
+  item.classList.add("found");
+  item.scrollIntoView({ block: "center" });
+  setTimeout(() => item.classList.remove("found"), 3000);
+}
+
+// --- replies and threads --------------------------------------------------------------------
+
+function setReplyTo(message) {
+  state.replyTo = message;
+  $("replying").hidden = message === null;
+  if (message) {
+    $("replying-to").textContent = `${nameOf(message.sender_id)}: ${excerpt(message.body, 60)}`;
+    $("body").focus();
+  }
+}
+
+async function openThread(rootId) {
+  const conversationId = state.open;
+  const thread = await state.client.thread(conversationId, rootId, { limit: 200 });
+  if (state.open !== conversationId) return;
+  state.thread = rootId;
+  $("thread").hidden = false;
+  $("thread-messages").replaceChildren();
+  place($("thread-messages"), thread.root);
+  for (const reply of thread.replies) place($("thread-messages"), reply);
+  for (const message of state.client.timeline(conversationId)) {
+    if (message.thread_root_id === rootId) place($("thread-messages"), message);
+  }
+  $("thread-body").focus();
+  markThreadRead();
+}
+
+function closeThread() {
+  state.thread = null;
+  $("thread").hidden = true;
+}
+
+function markThreadRead() {
+  if (state.thread === null) return;
+  const replies = [...$("thread-messages").children].map((li) => Number(li.dataset.seq));
+  const seq = Math.max(...replies);
+  state.client.markThreadRead(state.open, state.thread, seq).then(() => scheduleListRefresh(), () => null);
+}
+
+// --- search ---------------------------------------------------------------------------------
+
+async function onSearch(event) {
+  event.preventDefault();
+  const query = $("search-query").value.trim();
+  if (!query) return;
+  let page;
+  try {
+    page = await state.client.search(query, { limit: 20 });
+  } catch (error) {
+    setStatus(`Search failed: ${error.message}`);
+    return;
+  }
+  $("search-results").hidden = false;
+  const items = page.results.map(({ message, snippet }) => {
+    const conversation = state.conversations.get(message.conversation_id);
+    const button = el(
+      "button",
+      { type: "button", className: "result" },
+      el("span", { className: "where muted" }, `${conversation ? conversationTitle(conversation) : "?"} · ${nameOf(message.sender_id)}`),
+      snippetNode(snippet),
+    );
+    button.addEventListener("click", () => openConversation(message.conversation_id, { focusSeq: message.seq }));
+    return el("li", {}, button);
+  });
+  $("results").replaceChildren(...items);
+  if (items.length === 0) $("results").append(el("li", { className: "muted" }, "No messages match."));
 }
 
 // --- sending --------------------------------------------------------------------------------
-
-function newClientMsgId() {
-  // randomUUID exists only in secure contexts; the demo may be opened over plain http.
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 async function onSubmit(event) {
   event.preventDefault();
@@ -278,37 +467,29 @@ async function onSubmit(event) {
   if (!state.open || (!body && !file)) return;
   $("composer").reset();
   $("file-name").textContent = "";
-  const outgoing = { conversationId: state.open.id, clientMsgId: newClientMsgId(), body, file };
+  const replyTo = state.replyTo?.id;
+  setReplyTo(null);
   const item = el("li", { className: "message mine pending" });
   $("messages").append(item);
-  await deliver(outgoing, item);
+  await deliver({ conversationId: state.open, body, file, replyTo, clientMsgId: crypto.randomUUID?.() }, item);
 }
 
+/** Send through the client (it retries with the same client_msg_id until stored). */
 async function deliver(outgoing, item) {
   const what = outgoing.body || outgoing.file.name;
-  item.replaceChildren(
-    el("p", { className: "body" }, what),
-    el("div", { className: "note" }, "sending…"),
-  );
+  item.replaceChildren(el("p", { className: "body" }, what), el("div", { className: "note" }, "sending…"));
   try {
     if (outgoing.file && !outgoing.attachmentId) {
-      const form = new FormData();
-      form.append("file", outgoing.file);
-      const path = `/v1/conversations/${outgoing.conversationId}/attachments`;
-      outgoing.attachmentId = (await (await api(path, { method: "POST", form })).json()).id;
+      outgoing.attachmentId = (await state.client.upload(outgoing.conversationId, outgoing.file)).id;
     }
-    const message = await withRetries(() =>
-      api(`/v1/conversations/${outgoing.conversationId}/messages`, {
-        method: "POST",
-        json: {
-          client_msg_id: outgoing.clientMsgId,
-          body: outgoing.body,
-          attachments: outgoing.attachmentId ? [outgoing.attachmentId] : [],
-        },
-      }),
-    );
+    const ack = await state.client.send(outgoing.conversationId, outgoing.body, {
+      attachments: outgoing.attachmentId ? [outgoing.attachmentId] : [],
+      clientMsgId: outgoing.clientMsgId,
+      replyTo: outgoing.replyTo,
+    });
+    outgoing.clientMsgId = ack.client_msg_id;
     item.remove();
-    if (state.open?.id === outgoing.conversationId) showMessage(state.open, await message.json());
+    if (state.open === outgoing.conversationId) showMessage(ack.message);
   } catch (error) {
     const retry = el("button", { type: "button", className: "link" }, "Retry");
     retry.addEventListener("click", () => deliver(outgoing, item));
@@ -319,20 +500,50 @@ async function deliver(outgoing, item) {
   }
 }
 
-async function withRetries(attempt) {
-  // Retrying is safe because every try carries the same client_msg_id: the server stores one.
-  for (let n = 1; ; n++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      const transient = !(error instanceof HttpError) || error.status >= 500;
-      if (!transient || n >= SEND_ATTEMPTS) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** n));
-    }
+async function onThreadSubmit(event) {
+  event.preventDefault();
+  const body = $("thread-body").value.trim();
+  if (!body || state.thread === null) return;
+  $("thread-composer").reset();
+  try {
+    const ack = await state.client.send(state.open, body, { threadRoot: state.thread });
+    showMessage(ack.message);
+    markThreadRead();
+  } catch (error) {
+    setStatus(`Reply failed (${error.message})`);
   }
 }
 
-// --- formatting -----------------------------------------------------------------------------
+// --- files and formatting -------------------------------------------------------------------
+
+function attachmentList(attachments) {
+  return el(
+    "ul",
+    { className: "attachments" },
+    ...attachments.map((attachment) => {
+      const link = el("a", { href: "#", className: "download" }, attachment.file_name);
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        download(attachment).catch(fail("Download"));
+      });
+      return el("li", {}, link, el("span", { className: "muted" }, ` ${formatSize(attachment.size)}`));
+    }),
+  );
+}
+
+async function download(attachment) {
+  // A plain link cannot carry the bearer header, so fetch the bytes and save them from a blob.
+  const response = await fetch(`/v1/attachments/${encodeURIComponent(attachment.id)}`, {
+    headers: { Authorization: `Bearer ${state.session.token}` },
+  });
+  if (!response.ok) throw new Error(response.statusText);
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: attachment.file_name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
 
 function formatTime(iso) {
   return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -344,6 +555,24 @@ function formatSize(bytes) {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
+// --- maintenance mode: a banner with the operators' message while the API refuses us ----------
+
+function showMaintenance(message) {
+  const banner = $("maintenance");
+  banner.hidden = !message;
+  banner.textContent = message ?? "";
+}
+
+/** Before signing in there is no stream to hear it on: ask the public status once. */
+async function checkMaintenance() {
+  try {
+    const status = await (await fetch("/v1/maintenance")).json();
+    showMaintenance(status.active ? status.message : null);
+  } catch {
+    // the server is unreachable: the status line says so
+  }
+}
+
 // --- wiring ---------------------------------------------------------------------------------
 
 for (const button of document.querySelectorAll("#picker button[data-name]")) {
@@ -353,11 +582,15 @@ for (const button of document.querySelectorAll("#picker button[data-name]")) {
 }
 $("sign-out").addEventListener("click", signOut);
 $("composer").addEventListener("submit", onSubmit);
+$("thread-composer").addEventListener("submit", onThreadSubmit);
+$("thread-close").addEventListener("click", closeThread);
+$("replying-cancel").addEventListener("click", () => setReplyTo(null));
+$("search").addEventListener("submit", onSearch);
+$("search-close").addEventListener("click", () => ($("search-results").hidden = true));
+$("read-all").addEventListener("click", () => markAllRead().catch(fail("Mark all read")));
 $("file").addEventListener("change", () => {
   $("file-name").textContent = $("file").files[0]?.name ?? "";
 });
-document.addEventListener("visibilitychange", () => {
-  if (state.open) markRead(state.open).catch(() => null);
-});
-if (state.session) start();
+document.addEventListener("visibilitychange", markRead);
 checkMaintenance();
+if (state.session) start();

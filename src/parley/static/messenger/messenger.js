@@ -126,6 +126,7 @@ class Messenger {
     });
     this.#client = client;
     client.on("message", (message, { source }) => this.#onMessage(message, source));
+    client.on("message.updated", (message) => this.#onUpdated(message));
     client.on("receipt", (receipt) => this.#onReceipt(receipt));
     client.on("typing", (event) => {
       if (event.user_id !== visit.visitor_id) this.#view.showTyping(event.expires_in_ms ?? 5000);
@@ -153,6 +154,14 @@ class Messenger {
       if (!this.#open && source !== "history") this.#view.setUnread(++this.#unread);
     }
     this.#markRead();
+  }
+
+  /** An operator edited or removed a message (or the visitor's own was removed): redraw it. */
+  #onUpdated(message) {
+    if (message.conversation_id !== this.#visit?.conversation_id || !this.#view.shows(message.seq)) return;
+    const mine = message.sender_id === this.#visit.visitor_id;
+    this.#view.showMessage(message, { mine, attachmentUrl: (id) => this.#client.attachmentUrl(id) });
+    if (mine) this.#view.setStatus(message.seq, this.#statusOf(message.seq));
   }
 
   #onReceipt(receipt) {

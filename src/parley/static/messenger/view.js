@@ -226,8 +226,11 @@ export class MessengerView {
   showMessage(message, { mine, attachmentUrl }) {
     const known = this.items.get(message.seq);
     if (known) known.item.remove();
-    const item = el("li", { class: mine ? "message mine" : "message theirs", "data-seq": String(message.seq) });
+    const classes = `${mine ? "message mine" : "message theirs"}${message.deleted_at ? " deleted" : ""}`;
+    const item = el("li", { class: classes, "data-seq": String(message.seq) });
+    if (message.deleted_at) item.append(el("div", { class: "body tombstone", text: "This message was removed" }));
     if (message.body) item.append(el("div", { class: "body", text: message.body }));
+    if (message.edited_at && !message.deleted_at) item.append(el("div", { class: "edited", text: "edited" }));
     for (const attachment of message.attachments ?? []) {
       const name = attachment.file_name ?? "attachment";
       const link = el("a", { class: "file-link", href: attachmentUrl(attachment.id), target: "_blank", rel: "noopener", text: name });
@@ -240,6 +243,10 @@ export class MessengerView {
     const next = after === undefined ? null : this.items.get(after).item;
     this.list.insertBefore(item, next);
     if (next === null) this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  shows(seq) {
+    return this.items.has(seq);
   }
 
   /** A visitor's message mark: "Sent", "Delivered" or "Read" (what operators have seen). */
