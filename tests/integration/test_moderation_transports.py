@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from parley.services.timeline import Timeline
 from tests.support.servers import ServerProcess, free_port
 from tests.support.streams import WsReader
 
@@ -290,12 +289,6 @@ async def test_widget_sends_pass_the_inbox_rules_and_sanctions_too(
     assert after.status_code == 201
 
 
-# Tombstones come with issue 17 (rich timeline: `Timeline.do_delete_message`); until that is
-# merged this test cannot run, and a moderator's "remove" of a delivered message fails cleanly
-# (the item is reopened). See features/moderation/service.py `_remove_delivered`.
-@pytest.mark.skipif(
-    not hasattr(Timeline, "do_delete_message"), reason="needs issue 17's message tombstones"
-)
 async def test_a_reported_message_removed_by_a_moderator_becomes_a_tombstone_live(
     node: Node, http: httpx.AsyncClient
 ) -> None:

@@ -198,6 +198,26 @@ async def test_offline_member_gets_one_email_and_one_push_for_a_burst(
     assert 'parley_notification_drop_rate{channel="email"} 0.0' in metrics
 
 
+async def test_a_mention_is_notified_at_once_without_waiting_for_the_delay(
+    people: PeopleFactory, services: Services, rounds: Rounds, smtp: SmtpCapture
+) -> None:
+    await beta_on(services)
+    alice, bob, cid = await pair(people)
+    carol = await people.add()
+    await alice.http.post(f"/v1/conversations/{cid}/members", json={"members": [carol.user.name]})
+    await with_email(bob)
+    await with_email(carol)
+
+    await say(alice, cid, f"@{bob.user.name} can you sign today?")
+    await rounds.run()  # no time has passed: only the mentioned member hears of it now
+
+    [mail] = smtp.to(f"{bob.user.name}@example.com")
+    assert "can you sign today?" in parts(mail)[0]
+    assert smtp.to(f"{carol.user.name}@example.com") == []
+    await rounds.run(after=31)  # carol, not mentioned, waits out the usual delay
+    assert len(smtp.to(f"{carol.user.name}@example.com")) == 1
+
+
 async def test_unsubscribe_link_works_without_login(
     people: PeopleFactory, services: Services, rounds: Rounds, smtp: SmtpCapture
 ) -> None:

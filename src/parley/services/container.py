@@ -102,12 +102,12 @@ class Core:
             blobs=blobs,
             edit_window_seconds=settings.edit_window_seconds,
             on_read_rollback=READ_ROLLBACK_DETECTED.labels("rest").inc,
+            on_send=_send_outcome(settings.release_send_stall_ms / 1000),
         )
         threads = Threads(
             timeline=timeline,
             store=ThreadStore(db),
             on_read_rollback=READ_ROLLBACK_DETECTED.labels("rest").inc,
-            on_send=_send_outcome(settings.release_send_stall_ms / 1000),
         )
         bus: Bus
         ephemeral: Ephemeral

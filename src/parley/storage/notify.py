@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from parley.core.notify import DeliveryStatus, Preferences, QuietHours, Unread
 from parley.storage.database import Database
-from parley.storage.rows import now, utc
+from parley.storage.rows import _json, now, utc
 from parley.storage.schema import (
     conversations,
     inboxes,
@@ -65,6 +65,12 @@ class OutboxItem:
     metadata: dict[str, Any]
     livechat: bool
     recipients: list[Recipient]
+    # Who the message names with @name, and whether it said @here (the rich timeline).
+    mentions: list[int] = field(default_factory=list)
+    mentions_here: bool = False
+
+    def mentions_user(self, user_id: int) -> bool:
+        return self.mentions_here or user_id in self.mentions
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +244,12 @@ class NotifyStore:
     async def _outbox_items(self, conn: AsyncConnection, outbox: Sequence[Any]) -> list[OutboxItem]:
         message_ids = [row.message_id for row in outbox]
         conversation_ids = sorted({row.conversation_id for row in outbox})
+        columns = (messages.c.id, messages.c.body, messages.c.metadata)
+        mentions = (messages.c.mentions, messages.c.mentions_here)
         bodies = {
-            row.id: (row.body, dict(row.metadata or {}))
+            row.id: (row.body, dict(row.metadata or {}), row)
             for row in await conn.execute(
-                select(messages.c.id, messages.c.body, messages.c.metadata).where(
-                    messages.c.id.in_(message_ids)
-                )
+                select(*columns, *mentions).where(messages.c.id.in_(message_ids))
             )
         }
         at = now()
@@ -284,7 +290,7 @@ class NotifyStore:
         }
         items = []
         for row in outbox:
-            body, metadata = bodies.get(row.message_id, ("", {}))
+            body, metadata, found = bodies.get(row.message_id, ("", {}, None))
             items.append(
                 OutboxItem(
                     message_id=row.message_id,
@@ -298,6 +304,8 @@ class NotifyStore:
                     recipients=[
                         r for r in people.get(row.conversation_id, []) if r.user_id != row.sender_id
                     ],
+                    mentions=[int(u) for u in _json(found.mentions)] if found else [],
+                    mentions_here=bool(found.mentions_here) if found else False,
                 )
             )
         return items

@@ -354,9 +354,8 @@ class Moderation:
         """
         if item.message_id is None:
             return
-        # CONNECT (issue 17): the one call into the rich timeline's tombstones. Until issue 17
-        # is merged, Timeline has no do_delete_message: this raises, `_decide` reopens the item.
-        await self.timeline.do_delete_message(  # type: ignore[attr-defined]
+        # The rich timeline's tombstone: the seq stays, every member's client replaces it live.
+        await self.timeline.do_delete_message(
             actor, item.conversation_id, item.message_id, reason=reason, by_staff=True
         )
 

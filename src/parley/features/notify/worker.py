@@ -175,7 +175,10 @@ class NotificationWorker:
                         item.conversation_id,
                     ):
                         continue
-                    urgent = self.rules.is_urgent(item.body, item.metadata, recipient.user_id)
+                    # A mention skips the delays (digest, not-online wait): someone asked for them.
+                    urgent = item.mentions_user(recipient.user_id) or self.rules.is_urgent(
+                        item.body, item.metadata, recipient.user_id
+                    )
                     rows.append(
                         {
                             "user_id": recipient.user_id,
