@@ -22,6 +22,7 @@ from parley.services.container import Core
 from parley.services.identity import Identity
 from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
+from parley.services.volumes import Volumes
 from parley.settings import Settings
 from parley.storage.database import Database
 from parley.storage.inboxes import InboxStore
@@ -46,6 +47,7 @@ class Services:
     widget_challenges: Challenges
     widget_networks: list[Network]
     audit: AuditLog
+    volumes: Volumes
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -91,6 +93,11 @@ class Services:
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
+            volumes=Volumes(
+                {"attachments": settings.attachments_dir}
+                | ({"database": db.sqlite_file.parent} if db.sqlite_file else {}),
+                min_free_bytes=settings.storage_min_free_bytes,
+            ),
         )
 
     async def start(self) -> None:

@@ -109,3 +109,29 @@ WIDGET_REFUSED = Counter(
 AUDIT_ENTRIES = Counter(
     "parley_audit_entries_total", "Staff actions appended to the audit log.", ["action"]
 )
+
+# -- reliability (docs/reliability.md) ---------------------------------------------------------
+BACKGROUND_ERRORS = Counter(
+    "parley_background_errors_total",
+    "Failed iterations of a safety loop (release watcher, hub gap fill, stream background tasks).",
+    ["loop"],
+)
+STORAGE_FREE_BYTES = Gauge(
+    "parley_storage_free_bytes",
+    "Free bytes on the volume of the attachment store and of the embedded database.",
+    ["volume"],
+)
+STORAGE_NEARLY_FULL = Gauge(
+    "parley_storage_nearly_full",
+    "1 when a volume has less free space than PARLEY_STORAGE_MIN_FREE_BYTES.",
+    ["volume"],
+)
+STORAGE_FULL_REFUSALS = Counter(
+    "parley_storage_full_total",
+    "Writes refused because a volume (attachments or database) was full.",
+    ["volume"],
+)
+CLOCK_OFFSET_SECONDS = Gauge(
+    "parley_clock_offset_seconds",
+    "This node's clock minus the database's (PostgreSQL) clock, as last measured.",
+)

@@ -8,7 +8,9 @@
      ├── Conflict                    409 — the state forbids it
      │    └── ResyncRangeUnavailable 409 — the cursor is outside the resume window
      ├── RateLimited                 429 — too often; `retry_after` seconds
-     └── Unavailable                 503 — retry later (database or bus down)
+     ├── Unavailable                 503 — retry later (database or bus down, database volume
+     │                                     full: ERR_STORAGE_FULL)
+     └── StorageFull                 507 — no room for this upload (attachment volume full)
 
 Third-party errors (SQLAlchemy, Redis) are converted in one place at the storage boundary.
 """
@@ -53,6 +55,8 @@ class ErrorCode(StrEnum):
     CHALLENGE_REQUIRED = "ERR_CHALLENGE_REQUIRED"
     CHALLENGE_FAILED = "ERR_CHALLENGE_FAILED"
     ATTACHMENTS_DISABLED = "ERR_ATTACHMENTS_DISABLED"
+    # A volume is full: uploads (507) or, for the database's volume, every write (503, retry).
+    STORAGE_FULL = "ERR_STORAGE_FULL"
 
 
 class ParleyError(Exception):
@@ -109,6 +113,13 @@ class Conflict(ParleyError):
 class Unavailable(ParleyError):
     status = 503
     default_code = ErrorCode.UNAVAILABLE
+
+
+class StorageFull(ParleyError):
+    """507 Insufficient Storage: the attachment store has no room; nothing was kept."""
+
+    status = 507
+    default_code = ErrorCode.STORAGE_FULL
 
 
 class ResyncRangeUnavailable(Conflict):

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from parley.background import LoopHealth
 from parley.realtime.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class Hub:
         self._by_user: dict[int, set[Subscription]] = {}
         self._gap_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._gap_health = LoopHealth("hub_gap_fill", log)
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -164,10 +166,11 @@ class Hub:
             upto = min(self._pending, default=self._known_head + 1) - 1
             try:
                 fetched = await self._fetch_range(missing_from, upto)
-            except Exception:
-                log.exception("filling stream gap (%d, %d] failed; retrying", missing_from, upto)
+            except Exception as exc:
+                self._gap_health.failed(exc, f"reading positions ({missing_from}, {upto}]")
                 await asyncio.sleep(1)
                 continue
+            self._gap_health.succeeded()
             if not fetched and self.processed == missing_from:
                 await asyncio.sleep(self._gap_wait)  # not visible yet on this replica
             self.ingest(fetched)

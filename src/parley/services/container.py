@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parley.background import LoopHealth
 from parley.bus import Bus
 from parley.bus.memory import MemoryBus
 from parley.bus.redis import RedisBus
@@ -51,7 +52,9 @@ class Core:
     @classmethod
     def build(cls, settings: Settings) -> Core:
         db = Database(
-            settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
+            settings.effective_database_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            timeout=settings.database_timeout_seconds,
         )
         users = UserStore(db)
         identity = Identity(users, TokenStore(db))
@@ -62,6 +65,7 @@ class Core:
             shards=settings.writer_shards,
             max_batch=settings.writer_max_batch,
             on_batch=WRITER_BATCH_SIZE.observe,
+            on_failure=LoopHealth("message_writer").failed,
         )
         timeline = Timeline(
             users=users,

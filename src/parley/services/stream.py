@@ -22,6 +22,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from parley import metrics
+from parley.background import LoopHealth
 from parley.bus import Bus
 from parley.core.errors import (
     BadInput,
@@ -60,7 +61,6 @@ TICKET_TTL_SECONDS = 60
 POLL_FREE_LAG = 1_000
 OUTBOX_LIMIT = 10_000
 TYPING_TTL_SECONDS = 5.0
-PRESENCE_TTL_SECONDS = 60.0
 REPORTED_COUNTERS = (
     "ack_without_receipt_10s",
     "timeline_duplicate_detected",
@@ -107,6 +107,7 @@ class StreamService:
         self.bus = bus
         self.ephemeral = ephemeral
         self.mode: TransportMode = "auto"
+        self.presence_ttl = settings.presence_ttl_seconds
         self.hub: Hub | None = None
         storage = limiter_storage or MemoryStorage()
         self._limiter = MovingWindowRateLimiter(storage)
@@ -174,7 +175,10 @@ class StreamService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._flush_outbox()
+        try:
+            await self._flush_outbox()
+        except Exception as exc:
+            LoopHealth("bus_publish", log).failed(exc, "the last publish before stopping")
         if self.hub:
             await self.hub.close()
         await self.bus.stop()
@@ -188,6 +192,7 @@ class StreamService:
 
     async def _poll_head(self) -> None:
         """Read the stream head now and then, so positions the bus lost are fetched anyway."""
+        health = LoopHealth("stream_head_poll", log)
         while True:
             await asyncio.sleep(self.settings.head_poll_seconds)
             metrics.BUS_HEALTHY.set(1 if self.bus.healthy else 0)
@@ -199,19 +204,21 @@ class StreamService:
                     self._positioned = True
                 self.live_hub.notice_head(head)
             except Exception as exc:  # the database may be restarting; try again next tick
-                log.warning("reading the stream head failed: %s", exc)
+                health.failed(exc, "reading the stream head")
+            else:
+                health.succeeded()
 
     async def _refresh_presence(self) -> None:
+        health = LoopHealth("presence_refresh", log)
         while True:
-            await asyncio.sleep(PRESENCE_TTL_SECONDS / 3)
-            for sub in self.live_hub.subscriptions():
-                try:
-                    await self.ephemeral.presence_touch(
-                        sub.user_id, str(sub.id), PRESENCE_TTL_SECONDS
-                    )
-                except Exception as exc:
-                    log.warning("refreshing presence failed: %s", exc)
-                    break
+            await asyncio.sleep(self.presence_ttl / 3)
+            try:
+                for sub in self.live_hub.subscriptions():
+                    await self.ephemeral.presence_touch(sub.user_id, str(sub.id), self.presence_ttl)
+            except Exception as exc:  # Redis away: sessions expire, users show offline
+                health.failed(exc, "refreshing presence")
+            else:
+                health.succeeded()
 
     async def _fetch_range(self, after: int, upto: int) -> list[Envelope]:
         found = await self.store.list_messages_between(after, upto)
@@ -245,10 +252,16 @@ class StreamService:
         self._outbox_ready.set()
 
     async def _publish_outbox(self) -> None:
+        health = LoopHealth("bus_publish", log)
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            await self._flush_outbox()
+            try:
+                await self._flush_outbox()
+            except Exception as exc:  # other nodes still catch up from the database head
+                health.failed(exc, "publishing to the bus")
+            else:
+                health.succeeded()
 
     async def _flush_outbox(self) -> None:
         batch: list[Envelope] = []
@@ -446,9 +459,7 @@ class StreamService:
         self, user: User, session: StreamSession, conversation_ids: list[int]
     ) -> None:
         try:
-            if await self.ephemeral.presence_touch(
-                user.id, str(session.sub.id), PRESENCE_TTL_SECONDS
-            ):
+            if await self.ephemeral.presence_touch(user.id, str(session.sub.id), self.presence_ttl):
                 await self._send(
                     [
                         envelope_for(

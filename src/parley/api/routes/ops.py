@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from parley import metrics
 from parley.api.deps import ServicesDep
 from parley.core.errors import Unavailable
 
@@ -24,28 +25,47 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 
     A bus outage only degrades the node (200, status "degraded"): sends still commit and every
     hub still catches up by polling the database head, just later. So does a
-    PARLEY_DEFAULT_BRANCH_ID naming no branch (conversations then fall back to no branch).
+    PARLEY_DEFAULT_BRANCH_ID naming no branch (conversations then fall back to no branch), a
+    volume with less free space than PARLEY_STORAGE_MIN_FREE_BYTES (text chat goes on; a full
+    attachment volume refuses uploads with 507), and a clock further than
+    PARLEY_CLOCK_SKEW_SECONDS from PostgreSQL's (order never depends on it; tokens may be
+    judged wrongly).
     """
+    settings = services.settings
     bus_ok = services.stream.bus.healthy
     checks = {
         "database": "ok",
         "bus": "ok" if bus_ok else "unavailable; delivery polls the database",
     }
     try:
-        await services.db.ping()
+        offset = await services.db.clock_offset()
         branch_problem = await services.livechat.check_default_branch()
     except Unavailable as exc:
         checks["database"] = str(exc)
         return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+    healthy = bus_ok and not branch_problem
     if branch_problem:
         # Misrouted chats are a configuration error to fix, not a reason to stop serving.
         checks["default_branch"] = branch_problem
-    elif services.settings.default_branch_id is not None:
+    elif settings.default_branch_id is not None:
         checks["default_branch"] = "ok"
-    healthy = bus_ok and not branch_problem
+    for volume in services.volumes.check():
+        checks[volume.name + "_volume"] = volume.describe(settings.storage_min_free_bytes)
+        healthy = healthy and not volume.nearly_full
+    if offset is not None:
+        metrics.CLOCK_OFFSET_SECONDS.set(offset)
+        skewed = abs(offset) > settings.clock_skew_seconds
+        checks["clock"] = (
+            f"{offset:+.1f} s off the database's clock, beyond PARLEY_CLOCK_SKEW_SECONDS "
+            f"({settings.clock_skew_seconds:g} s); fix NTP"
+            if skewed
+            else "ok"
+        )
+        healthy = healthy and not skewed
     return JSONResponse({"status": "ok" if healthy else "degraded", "checks": checks})
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics() -> Response:
+async def metrics_page(services: ServicesDep) -> Response:
+    services.volumes.check()  # free space as of this scrape
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
