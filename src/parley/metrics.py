@@ -135,3 +135,9 @@ CLOCK_OFFSET_SECONDS = Gauge(
     "parley_clock_offset_seconds",
     "This node's clock minus the database's (PostgreSQL) clock, as last measured.",
 )
+STREAM_QUEUED_EVENTS = Gauge(
+    "parley_stream_queued_events",
+    "Events queued for this node's stream connections, not yet written (all of them, and the "
+    "largest queue of one): bounded by PARLEY_STREAM_QUEUE_LIMIT per connection.",
+    ["of"],
+)

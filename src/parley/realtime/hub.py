@@ -60,17 +60,25 @@ class Subscription:
             self._queue.append(envelope)
         self._ready.set()
 
-    async def wait(self, timeout: float | None = None) -> list[Envelope]:
-        """Everything queued, waiting up to `timeout` s for the first (empty list on timeout)."""
+    async def wait(self, timeout: float | None = None, *, most: int = 256) -> list[Envelope]:
+        """Up to `most` queued envelopes, waiting up to `timeout` s for the first (empty list on
+        timeout). Taking a bounded slice keeps a slow writer's memory at the queue limit plus
+        `most`, whatever it is behind."""
         if not self._queue and not self.overflowed and not self.closed:
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
             except TimeoutError:
                 return []
-        self._ready.clear()
-        drained = list(self._queue)
-        self._queue.clear()
+        count = min(most, len(self._queue))
+        drained = [self._queue.popleft() for _ in range(count)]
+        if not self._queue:
+            self._ready.clear()
         return drained
+
+    @property
+    def backlog(self) -> int:
+        """Envelopes queued, not yet taken by the connection's writer."""
+        return len(self._queue)
 
     def close(self) -> None:
         self.closed = True

@@ -68,4 +68,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 async def metrics_page(services: ServicesDep) -> Response:
     services.volumes.check()  # free space as of this scrape
+    if services.stream.hub is not None:
+        queued = [sub.backlog for sub in services.stream.hub.subscriptions()]
+        metrics.STREAM_QUEUED_EVENTS.labels("all").set(sum(queued))
+        metrics.STREAM_QUEUED_EVENTS.labels("largest").set(max(queued, default=0))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
