@@ -6,7 +6,6 @@ from its cursor with nothing lost and nothing twice. Real server processes on lo
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path

@@ -130,8 +130,10 @@ class PrivateRedis(PausableProcess):
         if binary is None:
             unavailable("redis-server is not installed (apt-get install redis-server)")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -231,7 +233,7 @@ class PrivatePostgres(PausableProcess):
                 *("-D", str(self.data), "-p", str(self.port), "-k", str(self.root)),
                 *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
                 *("-c", "full_page_writes=off", "-c", "max_connections=200"),
-                *("-c", f"log_destination=stderr", "-c", "logging_collector=off"),
+                *("-c", "log_destination=stderr", "-c", "logging_collector=off"),
             ),
             stdout=subprocess.DEVNULL,
             stderr=open(log, "ab"),  # noqa: SIM115 - the child keeps it
@@ -253,8 +255,10 @@ class PrivatePostgres(PausableProcess):
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         done = subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database]
-            + ["-v", "ON_ERROR_STOP=1", "-Atc", sql],
+            [
+                *("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"),
+                *("-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql),
+            ],
             capture_output=True,
             text=True,
             timeout=60,

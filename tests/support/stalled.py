@@ -144,4 +144,3 @@ class StalledSse:
             with contextlib.suppress(Exception):
                 await self._stream.__aexit__(None, None, None)
         await self._client.aclose()
-
