@@ -101,7 +101,8 @@ class PausableProcess:
         if self.process is None or self.process.poll() is not None:
             return
         self.resume()
-        server = process_tree(self.process.pid)[-1 if self.via_runuser else 0]
+        tree = process_tree(self.process.pid)
+        server = tree[1] if self.via_runuser and len(tree) > 1 else tree[0]
         with contextlib.suppress(ProcessLookupError):
             os.kill(server, sig)
         try:
