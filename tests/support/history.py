@@ -53,6 +53,7 @@ class History:
         client_msg_id: str,
         *,
         timeout: float = 20,
+        body_chars: int = 0,
     ) -> Op:
         """POST one message and log the operation with its outcome."""
         op = Op(client, client_msg_id, node_url)
@@ -63,7 +64,10 @@ class History:
             ) as http:
                 response = await http.post(
                     f"/v1/conversations/{conversation_id}/messages",
-                    json={"client_msg_id": client_msg_id, "body": f"body of {client_msg_id}"},
+                    json={
+                        "client_msg_id": client_msg_id,
+                        "body": f"body of {client_msg_id}".ljust(body_chars, "."),
+                    },
                 )
         except (httpx.HTTPError, OSError):
             op.outcome = "unknown"
