@@ -141,3 +141,8 @@ STREAM_QUEUED_EVENTS = Gauge(
     "largest queue of one): bounded by PARLEY_STREAM_QUEUE_LIMIT per connection.",
     ["of"],
 )
+DB_CONNECTIONS = Gauge(
+    "parley_db_connections",
+    "Database connections held by this process's pools: open, and in use right now.",
+    ["state"],
+)

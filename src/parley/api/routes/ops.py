@@ -68,6 +68,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 async def metrics_page(services: ServicesDep) -> Response:
     services.volumes.check()  # free space as of this scrape
+    for state, count in services.db.pool_status().items():
+        metrics.DB_CONNECTIONS.labels(state).set(count)
     if services.stream.hub is not None:
         queued = [sub.backlog for sub in services.stream.hub.subscriptions()]
         metrics.STREAM_QUEUED_EVENTS.labels("all").set(sum(queued))
