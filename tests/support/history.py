@@ -54,6 +54,7 @@ class History:
         *,
         timeout: float = 20,
         body_chars: int = 0,
+        metadata: dict[str, Any] | None = None,
     ) -> Op:
         """POST one message and log the operation with its outcome."""
         op = Op(client, client_msg_id, node_url)
@@ -67,6 +68,7 @@ class History:
                     json={
                         "client_msg_id": client_msg_id,
                         "body": f"body of {client_msg_id}".ljust(body_chars, "."),
+                        "metadata": metadata or {},
                     },
                 )
         except (httpx.HTTPError, OSError):

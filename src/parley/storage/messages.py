@@ -7,7 +7,9 @@ the order they arrived, and the conversation's `last_seq` moves in the same tran
 Each stored message also gets the next deployment-wide stream position (`pos`), taken under the
 `stream_head` row lock, so positions are gapless and follow commit order on every node.
 On PostgreSQL the batch is one statement after the head lock; on SQLite, a few statements inside
-one `BEGIN IMMEDIATE` transaction (one fsync).
+one `BEGIN IMMEDIATE` transaction (one fsync). On PostgreSQL `created_at` is the database's
+clock, not the node's: nodes whose clocks disagree still stamp one timeline consistently (order
+never depends on it either way: it is `seq` and `pos`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _PG_APPEND = text(
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS x(
         idx int, conversation_id bigint, sender_id bigint, client_msg_id text, body text,
-        attachments jsonb, metadata jsonb, created_at timestamptz)
+        attachments jsonb, metadata jsonb)
 ),
 firsts AS (
     SELECT DISTINCT ON (conversation_id, sender_id, client_msg_id) * FROM input
@@ -72,7 +74,7 @@ inserted AS (
     INSERT INTO messages (conversation_id, seq, pos, sender_id, client_msg_id, body,
                           attachments, metadata, created_at)
     SELECT conversation_id, seq, pos, sender_id, client_msg_id, body, attachments, metadata,
-           created_at FROM numbered
+           now() FROM numbered
     RETURNING *
 )
 SELECT inserted.*, true AS created FROM inserted
@@ -104,7 +106,6 @@ class MessageStore:
         return _answer_each(batch, stored)
 
     async def _append_postgres(self, batch: list[NewMessage]) -> dict[Key, Appended]:
-        created_at = now().isoformat()
         payload = json.dumps(
             [
                 {
@@ -115,7 +116,6 @@ class MessageStore:
                     "body": send.body,
                     "attachments": [asdict(ref) for ref in send.attachments],
                     "metadata": send.metadata,
-                    "created_at": created_at,
                 }
                 for idx, send in enumerate(batch)
             ]
