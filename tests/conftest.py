@@ -264,9 +264,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 @pytest.fixture
 async def private_database(private_postgres: PrivatePostgres) -> str:
     """A fresh, migrated database on the private cluster; its asyncpg URL."""
-    if not private_postgres.answers():
-        private_postgres.resume()
-        private_postgres.start()
+    private_postgres.ensure_running()
     name = f"parley_p_{uuid.uuid4().hex[:10]}"
     private_postgres.psql(f'CREATE DATABASE "{name}"')
     url = private_postgres.url(name)

@@ -281,6 +281,14 @@ class PrivatePostgres(PausableProcess):
         self.stop()
         self.start()
 
+    def ensure_running(self) -> None:
+        """Up and answering, whatever a test did to it (paused, stopped, mid-restart)."""
+        self.resume()
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        else:
+            _wait(self.answers, f"PostgreSQL on port {self.port} to accept connections", 60)
+
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
