@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from parley import metrics
 from parley.core.errors import ErrorCode, Unavailable
@@ -31,6 +32,10 @@ def translate_db_errors() -> Iterator[None]:
     rest propagate."""
     try:
         yield
+    except PoolTimeout as exc:
+        # Every connection stayed busy for the pool's timeout (found by `parley bench soak` on
+        # an overloaded box): the request may be retried, it is not a server bug.
+        raise Unavailable("the database is busy; retry shortly") from exc
     except DBAPIError as exc:
         if _is_disk_full(exc):
             raise storage_full() from exc
