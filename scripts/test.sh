@@ -21,6 +21,11 @@ if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >
   as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
 fi
 
+say "Tools the fault tests need (docs/reliability.md)"
+if ! compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null && command -v apt-get >/dev/null; then
+  as_root apt-get update -qq && as_root apt-get install -y -qq faketime libfaketime >/dev/null
+fi
+
 say "Chromium for browser tests"
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
   as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null

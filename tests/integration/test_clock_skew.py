@@ -6,6 +6,7 @@ machines tolerates PARLEY_CLOCK_SKEW_SECONDS and reports a node beyond it.
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import uuid
@@ -21,13 +22,13 @@ from tests.support.history import History
 from tests.support.private_services import unavailable
 from tests.support.streams import SseReader, WsReader, assert_in_order_once, eventually
 
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), "")
 AHEAD = 300
 
 
 def faketime(offset_seconds: int) -> dict[str, str]:
     """Environment for a process whose wall clock runs `offset_seconds` off (monotonic is not)."""
-    if not os.path.exists(LIBFAKETIME):
+    if not LIBFAKETIME:
         unavailable("libfaketime is not installed (apt-get install libfaketime)")
     return {
         "LD_PRELOAD": LIBFAKETIME,

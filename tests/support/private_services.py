@@ -228,18 +228,19 @@ class PrivatePostgres(PausableProcess):
         log = self.root / "postgres.log"
         with contextlib.suppress(FileNotFoundError):
             log.unlink()
-        self.process = subprocess.Popen(
-            self._as_owner(
-                str(bindir / "postgres"),
-                *("-D", str(self.data), "-p", str(self.port), "-k", str(self.root)),
-                *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
-                *("-c", "full_page_writes=off", "-c", "max_connections=200"),
-                *("-c", "log_destination=stderr", "-c", "logging_collector=off"),
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=open(log, "ab"),  # noqa: SIM115 - the child keeps it
-            start_new_session=True,
-        )
+        with log.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                self._as_owner(
+                    str(bindir / "postgres"),
+                    *("-D", str(self.data), "-p", str(self.port), "-k", str(self.root)),
+                    *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
+                    *("-c", "full_page_writes=off", "-c", "max_connections=200"),
+                    *("-c", "log_destination=stderr", "-c", "logging_collector=off"),
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,  # the child keeps its own copy of the descriptor
+                start_new_session=True,
+            )
         _wait(self.answers, f"PostgreSQL on port {self.port} to accept connections", 60)
         return self
 
