@@ -276,9 +276,11 @@ def _soak(
         target.stop()
     after = report.machine()["load_average"]
     doc = soak_document(soak, {**machine_before, "load_average_after": after})
-    _print_soak(doc, Console(width=None if sys.stdout.isatty() else 150))
     if json_out:
+        _print_soak(doc, err)
         print(json.dumps(doc, indent=2))
+    else:
+        _print_soak(doc, Console(width=None if sys.stdout.isatty() else 150))
     if report_dir is not None:
         err.print(f"chart: {write_chart(doc, report_dir / 'soak.png')}")
 
