@@ -44,10 +44,11 @@ for arg in "$@"; do
   # Paths or node ids given: run just those, in one process.
   [[ $arg == -* ]] || exec .venv/bin/python -m pytest "$@"
 done
-# Everything but the `serial` tests on two workers; then, alone, the browser tests and the ones
-# that stop or restart the shared PostgreSQL/Redis (marker `serial`, see pyproject.toml).
+# Everything but the `serial` tests on two workers; then, alone, the browser tests (marker
+# `serial`, see pyproject.toml). Fault tests pause, stop and fill private servers and volumes of
+# their own, so they run on the workers with the rest.
 status=0
 .venv/bin/python -m pytest -n 2 -m "not serial" "$@" || status=$?
-say "Tests that run alone (browser, servers restarted)"
+say "Tests that run alone (browser)"
 .venv/bin/python -m pytest -m serial "$@" || status=$?
 exit "$status"
