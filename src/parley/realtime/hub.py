@@ -60,16 +60,19 @@ class Subscription:
             self._queue.append(envelope)
         self._ready.set()
 
-    async def wait(self, timeout: float | None = None, *, most: int = 256) -> list[Envelope]:
-        """Up to `most` queued envelopes, waiting up to `timeout` s for the first (empty list on
-        timeout). Taking a bounded slice keeps a slow writer's memory at the queue limit plus
-        `most`, whatever it is behind."""
+    async def wait(
+        self, timeout: float | None = None, *, most: int | None = None
+    ) -> list[Envelope]:
+        """Queued envelopes (at most `most`), waiting up to `timeout` s for the first (empty list
+        on timeout). A streaming writer takes bounded slices, which keeps a slow connection's
+        memory at the queue limit plus `most`; a long poll takes everything (its cursor says
+        every queued event was handed out)."""
         if not self._queue and not self.overflowed and not self.closed:
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
             except TimeoutError:
                 return []
-        count = min(most, len(self._queue))
+        count = len(self._queue) if most is None else min(most, len(self._queue))
         drained = [self._queue.popleft() for _ in range(count)]
         if not self._queue:
             self._ready.clear()

@@ -27,6 +27,8 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_RESYNC_UNAVAILABLE = 4009
 CLOSE_RATE_LIMITED = 4029
 _MAX_INFLIGHT_SENDS = 64
+# Envelopes a writer takes from its queue at a time (bounds what a blocked writer holds).
+WRITE_SLICE = 256
 
 
 async def serve_websocket(websocket: WebSocket, stream: StreamService) -> None:
@@ -118,7 +120,7 @@ async def _write(websocket: WebSocket, session: StreamSession, send_timeout: flo
     after what it was already given (a resume from its cursor then loses nothing), and one that
     takes nothing for `send_timeout` s is dropped (its socket is aborted by TCP_USER_TIMEOUT)."""
     while True:
-        envelopes = await session.sub.wait()
+        envelopes = await session.sub.wait(most=WRITE_SLICE)
         for envelope in envelopes:
             try:
                 async with asyncio.timeout(send_timeout):
