@@ -305,6 +305,8 @@ def _print_soak(doc: dict[str, Any], console: Console) -> None:
         f"sent {totals['sent']}, acked {totals['acked']}, deliveries {totals['deliveries']}, "
         f"errors {totals['errors']}; flat: {'yes' if verdict['flat'] else 'NO'}"
     )
+    for kind, count in doc.get("errors", {}).items():
+        console.print(f"  {count}: {kind}")
 
 
 def _servers(

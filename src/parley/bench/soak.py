@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,11 +77,13 @@ class Soak:
     totals: dict[str, int] = field(
         default_factory=lambda: {"sent": 0, "acked": 0, "deliveries": 0, "errors": 0}
     )
+    errors_by_kind: Counter[str] = field(default_factory=Counter)
     _pending: dict[str, float] = field(default_factory=dict)
 
-    def error(self) -> None:
+    def error(self, kind: str) -> None:
         self.window.errors += 1
         self.totals["errors"] += 1
+        self.errors_by_kind[kind] += 1
 
 
 async def run_soak(
@@ -175,7 +178,7 @@ async def _read_ws(soak: Soak, ws: ClientConnection) -> None:
                     soak.window.ack_ms.add((time.monotonic() - sent) * 1000)
                     soak.totals["acked"] += 1
             elif kind == "error":
-                soak.error()
+                soak.error(f"ws error frame {event.get('code')}")
 
 
 async def _pace(
@@ -206,9 +209,9 @@ async def _pace(
         }
         try:
             await sockets[index].send(json.dumps(frame))
-        except (WebSocketException, OSError):
+        except (WebSocketException, OSError) as exc:
             soak._pending.pop(ref, None)
-            soak.error()
+            soak.error(f"ws send: {type(exc).__name__}")
 
 
 async def _long_poll(soak: Soak, url: str, user: BenchUser, deadline: float) -> None:
@@ -222,8 +225,8 @@ async def _long_poll(soak: Soak, url: str, user: BenchUser, deadline: float) -> 
             try:
                 response = await http.get("/v1/stream/poll", params=params)
                 response.raise_for_status()
-            except httpx.HTTPError:
-                soak.error()
+            except httpx.HTTPError as exc:
+                soak.error(f"poll: {_describe(exc)}")
                 await asyncio.sleep(1)
                 continue
             body = response.json()
@@ -241,8 +244,8 @@ async def _visitor(soak: Soak, url: str, widget_token: str, deadline: float) -> 
                 json={"widget_token": widget_token, "page_url": f"{WIDGET_ORIGIN}/soak"},
             )
             answer.raise_for_status()
-        except httpx.HTTPError:
-            soak.error()
+        except httpx.HTTPError as exc:
+            soak.error(f"widget bootstrap: {_describe(exc)}")
             return
         session = answer.json()["session"]
         poller = asyncio.create_task(_widget_poll(soak, http, session, deadline))
@@ -261,8 +264,8 @@ async def _visitor(soak: Soak, url: str, widget_token: str, deadline: float) -> 
                     )
                     response.raise_for_status()
                     soak.window.widget_ms.add((time.monotonic() - started) * 1000)
-                except httpx.HTTPError:
-                    soak.error()
+                except httpx.HTTPError as exc:
+                    soak.error(f"widget send: {_describe(exc)}")
                 await asyncio.sleep(VISITOR_SEND_SECONDS)
         finally:
             poller.cancel()
@@ -278,8 +281,8 @@ async def _widget_poll(soak: Soak, http: httpx.AsyncClient, session: str, deadli
         try:
             response = await http.get("/api/widget/poll", params=params)
             response.raise_for_status()
-        except httpx.HTTPError:
-            soak.error()
+        except httpx.HTTPError as exc:
+            soak.error(f"widget poll: {_describe(exc)}")
             await asyncio.sleep(1)
             continue
         cursor = str(response.json()["cursor"])
@@ -308,6 +311,12 @@ async def _sample(soak: Soak, t: float) -> dict[str, Any]:
     }
     soak.samples.append(sample)
     return sample
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return str(exc.response.status_code)
+    return type(exc).__name__
 
 
 def _ms(value: float) -> float | None:
@@ -390,6 +399,7 @@ def document(soak: Soak, machine: dict[str, Any]) -> dict[str, Any]:
         "machine": machine,
         "servers": {"mode": soak.servers.mode, "processes": len(soak.servers.urls)},
         "totals": soak.totals,
+        "errors": dict(soak.errors_by_kind),
         "verdict": verdict(soak.samples),
         "samples": soak.samples,
     }
