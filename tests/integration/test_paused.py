@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.conftest import PostgresDatabases
 from tests.support.cluster import Cluster, Member, create_conversation, readiness, stored_messages
 from tests.support.history import History
-from tests.support.private_services import PrivateRedis
+from tests.support.private_services import PrivatePostgres, PrivateRedis
 from tests.support.servers import ServerProcess
 from tests.support.streams import WsReader, assert_in_order_once, eventually
 
@@ -238,7 +238,7 @@ async def _status_is(node: ServerProcess, status: str) -> bool:
 
 @pytest.mark.redis
 async def test_a_paused_postgres_sends_fail_cleanly_then_recover_with_nothing_lost(
-    private_database: str, private_postgres: object, redis_url: str, tmp_path: Path
+    private_database: str, private_postgres: PrivatePostgres, redis_url: str, tmp_path: Path
 ) -> None:
     cluster = await _make_cluster(private_database, redis_url, tmp_path)
     try:
@@ -264,7 +264,7 @@ async def test_a_paused_postgres_sends_fail_cleanly_then_recover_with_nothing_lo
             asyncio.create_task(keep_sending("bob", bob, node_b)),
         ]
         await eventually(lambda: history.outcomes()["ok"] >= 15, what="sends before the pause")
-        with private_postgres.paused_for_a_while():  # type: ignore[attr-defined]
+        with private_postgres.paused_for_a_while():
             paused_at = time.monotonic()
             await eventually(
                 lambda: _http_status_is(node_a, 503),
