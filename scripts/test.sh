@@ -22,35 +22,26 @@ if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >
 fi
 
 say "Debian packages the tests drive (installed when missing)"
-# package:command — Chromium for the browser tests, openssl for the TLS-expiry checks, coturn's
-# turnserver for the call tests.
+# package:file — Chromium (browser tests), openssl (TLS-expiry checks), coturn (call tests),
+# libfaketime (clock-skew tests), promtool / amtool / systemd-analyze (the deploy/ configs),
+# pg_dump (backups). Only the tools are used: a policy-rc.d keeps packaged daemons from starting.
 missing=()
-for wanted in chromium:/usr/bin/chromium openssl:/usr/bin/openssl coturn:/usr/bin/turnserver; do
+for wanted in chromium:/usr/bin/chromium openssl:/usr/bin/openssl coturn:/usr/bin/turnserver \
+    faketime:/usr/bin/faketime prometheus:/usr/bin/promtool \
+    prometheus-alertmanager:/usr/bin/amtool systemd:/usr/bin/systemd-analyze \
+    postgresql-client:/usr/bin/pg_dump; do
   [ -x "${wanted#*:}" ] || missing+=("${wanted%%:*}")
 done
+compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(libfaketime)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$guard" >/dev/null && as_root chmod +x "$guard"
+  fi
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-say "Operations tools (promtool, amtool, systemd-analyze) for the deploy/ config tests"
-if command -v apt-get >/dev/null; then
-  missing=()
-  command -v promtool >/dev/null || missing+=(prometheus)
-  command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
-  command -v systemd-analyze >/dev/null || missing+=(systemd)
-  command -v pg_dump >/dev/null || missing+=(postgresql-client)
-  if [ "${#missing[@]}" -gt 0 ]; then
-    # Only the tools are used: a policy-rc.d keeps the packaged daemons from starting.
-    guard=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-      guard=/usr/sbin/policy-rc.d
-      printf '#!/bin/sh\nexit 101\n' | as_root tee "$guard" >/dev/null && as_root chmod +x "$guard"
-    fi
-    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ -z "$guard" ] || as_root rm -f "$guard"
-  fi
+  [ -z "$guard" ] || as_root rm -f "$guard"
 fi
 
 say "Lint"
@@ -66,10 +57,11 @@ for arg in "$@"; do
   # Paths or node ids given: run just those, in one process.
   [[ $arg == -* ]] || exec .venv/bin/python -m pytest "$@"
 done
-# Everything but the `serial` tests on two workers; then, alone, the browser tests and the ones
-# that stop or restart the shared PostgreSQL/Redis (marker `serial`, see pyproject.toml).
+# Everything but the `serial` tests on two workers; then, alone, the browser tests (marker
+# `serial`, see pyproject.toml). Fault tests pause, stop and fill private servers and volumes of
+# their own, so they run on the workers with the rest.
 status=0
 .venv/bin/python -m pytest -n 2 -m "not serial" "$@" || status=$?
-say "Tests that run alone (browser, servers restarted)"
+say "Tests that run alone (browser)"
 .venv/bin/python -m pytest -m serial "$@" || status=$?
 exit "$status"

@@ -1,8 +1,10 @@
 """Fixtures that start real things: a migrated SQLite file or PostgreSQL database per test,
 the app with its lifespan, and users with tokens.
 
-PostgreSQL tests run whenever PARLEY_TEST_POSTGRES_URL (default: the local server) answers.
-In CI (CI=true) an unreachable server is a failure, not a skip.
+PostgreSQL tests run whenever PARLEY_TEST_POSTGRES_URL (default: the local server's `test`
+database) answers; Redis tests whenever PARLEY_TEST_REDIS_URL does. In CI (CI=true) an
+unreachable server is a failure, not a skip. Fault tests that pause, fill or restart a server
+use private ones (`tests/support/private_services.py`), never these shared ones.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from parley.assembly import Services
 from parley.core.models import Role, User
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
+from tests.support.private_services import PrivatePostgres, PrivateRedis
 
+# The one variable (README, pyproject's markers): either URL form, asyncpg's or libpq's.
 POSTGRES_ADMIN_DSN = os.environ.get(
-    "PARLEY_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-)
+    "PARLEY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+).replace("postgresql+asyncpg://", "postgresql://", 1)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 RUN_ID = uuid.uuid4().hex[:8]
 
@@ -235,3 +239,34 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_TEST_URL
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A Redis server of this test's own, which it may pause, stop and restart."""
+    server = PrivateRedis().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of this worker's own (tests that pause or restart it leave it up)."""
+    server = PrivatePostgres().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+async def private_database(private_postgres: PrivatePostgres) -> str:
+    """A fresh, migrated database on the private cluster; its asyncpg URL."""
+    private_postgres.ensure_running()
+    name = f"parley_p_{uuid.uuid4().hex[:10]}"
+    private_postgres.psql(f'CREATE DATABASE "{name}"')
+    url = private_postgres.url(name)
+    await asyncio.to_thread(upgrade_to_head, url)
+    return url

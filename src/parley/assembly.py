@@ -39,6 +39,7 @@ from parley.services.search import Search
 from parley.services.stream import StreamService
 from parley.services.threads import Threads
 from parley.services.timeline import Timeline
+from parley.services.volumes import Volumes
 from parley.settings import Settings
 from parley.storage.attachments import AttachmentStore
 from parley.storage.calls import CallStore
@@ -79,6 +80,7 @@ class Services:
     calls: Calls
     sso: SingleSignOn
     maintenance: Maintenance
+    volumes: Volumes
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -176,6 +178,11 @@ class Services:
                 audit=core.audit,
             ),
             maintenance=maintenance,
+            volumes=Volumes(
+                {"attachments": settings.attachments_dir}
+                | ({"database": db.sqlite_file.parent} if db.sqlite_file else {}),
+                min_free_bytes=settings.storage_min_free_bytes,
+            ),
         )
 
     async def check_schema(self) -> tuple[str, bool]:

@@ -62,7 +62,9 @@ def serve(
         port=settings.port,
         log_config=None,
         ws_max_size=settings.ws_max_frame_bytes,
-        http=header_deadline_protocol(settings.http_header_timeout_seconds),
+        http=header_deadline_protocol(
+            settings.http_header_timeout_seconds, settings.stream_send_timeout_seconds
+        ),
         timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=10,
         # Whatever FORWARDED_ALLOW_IPS says: only PARLEY_TRUSTED_PROXIES (in create_app) may set

@@ -257,3 +257,41 @@ def serve_metrics(listen: str) -> None:
     """Serve /metrics on an internal listener `host:port` (a thread; `parley serve` only)."""
     host, _, port = listen.rpartition(":")
     start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+
+
+# -- reliability (docs/reliability.md) ---------------------------------------------------------
+BACKGROUND_ERRORS = Counter(
+    "parley_background_errors_total",
+    "Failed iterations of a safety loop (release watcher, hub gap fill, stream background tasks).",
+    ["loop"],
+)
+STORAGE_FREE_BYTES = Gauge(
+    "parley_storage_free_bytes",
+    "Free bytes on the volume of the attachment store and of the embedded database.",
+    ["volume"],
+)
+STORAGE_NEARLY_FULL = Gauge(
+    "parley_storage_nearly_full",
+    "1 when a volume has less free space than PARLEY_STORAGE_MIN_FREE_BYTES.",
+    ["volume"],
+)
+STORAGE_FULL_REFUSALS = Counter(
+    "parley_storage_full_total",
+    "Writes refused because a volume (attachments or database) was full.",
+    ["volume"],
+)
+CLOCK_OFFSET_SECONDS = Gauge(
+    "parley_clock_offset_seconds",
+    "This node's clock minus the database's (PostgreSQL) clock, as last measured.",
+)
+STREAM_QUEUED_EVENTS = Gauge(
+    "parley_stream_queued_events",
+    "Events queued for this node's stream connections, not yet written (all of them, and the "
+    "largest queue of one): bounded by PARLEY_STREAM_QUEUE_LIMIT per connection.",
+    ["of"],
+)
+DB_CONNECTIONS = Gauge(
+    "parley_db_connections",
+    "Database connections held by this process's pools: open, and in use right now.",
+    ["state"],
+)

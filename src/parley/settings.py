@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # byte, and an idle keep-alive connection is closed after the second figure.
     http_header_timeout_seconds: float = Field(default=10.0, gt=0)
     http_keep_alive_seconds: int = Field(default=5, ge=1)
+    # A user shows offline this long after their last stream's node stopped refreshing it (a node
+    # that died or froze); each node refreshes its streams every third of it.
+    presence_ttl_seconds: float = Field(default=60.0, ge=1)
     # An SSE stream ends after this long (the client reconnects with its cursor).
     sse_max_seconds: int = Field(default=3600, ge=10)
 
@@ -124,6 +127,23 @@ class Settings(BaseSettings):
     preflight_min_free_disk_mb: int = Field(default=1024, ge=0)
     # Preflight fails when the TLS certificate of the public URL expires within this many days.
     preflight_tls_min_days: int = Field(default=14, ge=0)
+    # -- reliability (docs/reliability.md) -----------------------------------------------------
+    # Below this many free bytes on the attachment volume (and, embedded, the database's),
+    # /readyz says "degraded" and parley_storage_nearly_full is 1: room to act before uploads
+    # answer 507 ERR_STORAGE_FULL and, on the database volume, sends 503 ERR_STORAGE_FULL.
+    storage_min_free_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    # How far clocks may disagree — this node's and another node's, or a site's that mints
+    # identity tokens: expiries within it still pass, beyond it they are refused. Order never
+    # depends on clocks (it is the stream position and seq). A node whose clock is further than
+    # this from PostgreSQL's reports "clock" in /readyz (degraded) and parley_clock_offset_seconds.
+    clock_skew_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # A stream write (WS frame, SSE chunk) that the client does not take within this many seconds
+    # (it stopped reading, its network froze) aborts the connection; the client resumes with
+    # its cursor. A consumer that reads, just slowly, is cut loose by PARLEY_STREAM_QUEUE_LIMIT.
+    stream_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    # PostgreSQL: a statement (or a new connection) that gets no answer within this many seconds
+    # fails with 503 (the server is paused, partitioned or overloaded) instead of hanging.
+    database_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Logs: JSON lines (production) or plain text.
     # Every node reads the API tokens revoked since its last look this often, and closes the

@@ -60,3 +60,31 @@ def test_bench_rooms_reports_its_figures_and_no_p0_violation(tmp_path):
     assert result["connections"]["held"] == 20
     assert result["p0"]["total"] == 0, result["p0"]
     assert result["errors"] == {}
+
+
+def test_bench_soak_samples_memory_fds_connections_and_latency(tmp_path):
+    """Seconds, not minutes: the command works and its samples carry every figure."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "parley", "bench", "soak", "--minutes", "0.15"),
+            *("--sample-seconds", "2", "--clients", "10", "--rate", "10"),
+            *("--visitors", "2", "--pollers", "2", "--json", "--report", str(tmp_path / "out")),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+
+    assert result["scenario"] == "soak"
+    assert len(result["samples"]) >= 3
+    for sample in result["samples"]:
+        assert sample["rss_mb"] > 0 and sample["fds"] > 0 and sample["db_connections"] >= 1
+    assert result["totals"]["sent"] > 0
+    assert result["totals"]["acked"] == result["totals"]["sent"]
+    assert result["totals"]["errors"] == 0
+    assert {"rss_mb", "fds", "db_connections", "ack_p95_ms", "flat"} <= set(result["verdict"])
+    assert (tmp_path / "out" / "soak.png").stat().st_size > 10_000

@@ -4,20 +4,17 @@ carries a node's batches to the other nodes (never back to itself), also across 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 
 import pytest
 import redis as sync_redis
-import redis.asyncio as redis
 
 from parley.bus.redis import RedisBus
 from parley.core.errors import Unavailable
 from parley.realtime.envelope import Envelope
 from parley.realtime.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
+from tests.support.private_services import PrivateRedis
 from tests.support.servers import free_port
 
 # Long enough for Redis' millisecond expiry to be unambiguous, short enough to wait out.
@@ -288,51 +285,6 @@ async def test_redis_ephemeral_answers_unavailable_when_redis_is_unreachable() -
         await store.close()
 
 
-@dataclass
-class PrivateRedis:
-    """A redis-server of this test's own, so stopping it disturbs no one else."""
-
-    port: int = field(default_factory=free_port)
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *("redis-server", "--bind", "127.0.0.1", "--port", str(self.port)),
-            *("--save", "", "--appendonly", "no"),
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        try:
-            async with asyncio.timeout(10):
-                while True:
-                    with contextlib.suppress(redis.RedisError, OSError):
-                        if await client.ping():
-                            return
-                    await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-
-    async def stop(self) -> None:
-        """A graceful shutdown (SIGTERM), as an operator's restart does."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await self.process.wait()
-
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs the redis-server program")
-    server = PrivateRedis()
-    await server.start()
-    yield server
-    await server.stop()
-
-
 async def test_redis_bus_heals_after_redis_restarts(private_redis: PrivateRedis) -> None:
     sender = RedisBus(private_redis.url, channel="events")
     receiver = RedisBus(private_redis.url, channel="events")
@@ -344,12 +296,12 @@ async def test_redis_bus_heals_after_redis_restarts(private_redis: PrivateRedis)
         await sender.publish([Envelope("typing", '{"n":"before"}')])
         await heard.until(lambda: len(heard.envelopes) == 1)
 
-        await private_redis.stop()
+        await asyncio.to_thread(private_redis.stop)  # SIGTERM: an operator's restart
         async with asyncio.timeout(10):
             while sender.healthy:
                 await asyncio.sleep(0.02)
         await sender.publish([Envelope("typing", '{"n":"lost"}')])
-        await private_redis.start()
+        await asyncio.to_thread(private_redis.start)
         await _until_healthy(sender, receiver)
         # The sender's pooled connection predates the restart: the first publish must not be lost.
         await sender.publish([Envelope("typing", '{"n":"after"}')])

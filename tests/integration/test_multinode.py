@@ -1,6 +1,8 @@
 """Several `parley serve` processes sharing one PostgreSQL and one Redis, and their faults:
 cross-node delivery in order, kill -9 mid-stream, the same send to two nodes, Redis down,
-SIGTERM drain, the `sse_only` switch, and (last: it restarts the server) PostgreSQL restart.
+SIGTERM drain, the `sse_only` switch, and PostgreSQL restart. The tests that stop Redis or
+restart PostgreSQL do it to private servers of their own (tests/support/private_services.py),
+so nothing here needs to run alone.
 
 Every wait has a deadline and waits for a condition; nothing asserts on time.
 """
@@ -8,32 +10,34 @@ Every wait has a deadline and waits for a condition; nothing asserts on time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
-from parley.assembly import Services
 from parley.core.models import Role
-from parley.settings import Settings
-from tests.conftest import POSTGRES_ADMIN_DSN, PostgresDatabases
+from tests.conftest import PostgresDatabases
+from tests.support.cluster import (
+    Cluster,
+    Member,
+    assert_stored_once,
+    create_conversation,
+    post_message,
+    readiness,
+    send_frame,
+    stored_messages,
+)
+from tests.support.private_services import PrivatePostgres, PrivateRedis
 from tests.support.servers import ServerProcess, free_port
 from tests.support.streams import (
     SseReader,
@@ -49,76 +53,9 @@ RECONNECT = {"type": "control", "op": "reconnect", "mode": None, "reason": "shut
 EMBEDDED = {"PARLEY_DATABASE_URL": "", "PARLEY_REDIS_URL": ""}
 
 # Stops Redis and restarts PostgreSQL: scripts/test.sh runs these alone, after the rest.
-pytestmark = pytest.mark.serial
 
 
 # -- the cluster -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Member:
-    id: int
-    name: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-@dataclass
-class Cluster:
-    """Nodes sharing this test's own PostgreSQL database and Redis key prefix."""
-
-    database_url: str
-    redis_url: str
-    prefix: str
-    workdir: Path
-    nodes: list[ServerProcess] = field(default_factory=list)
-
-    def env(self) -> dict[str, str]:
-        return {
-            "PARLEY_DATABASE_URL": self.database_url,
-            "PARLEY_REDIS_URL": self.redis_url,
-            "PARLEY_REDIS_PREFIX": self.prefix,
-            # Hubs notice what the bus lost sooner, so fault tests finish sooner.
-            "PARLEY_HEAD_POLL_SECONDS": "0.2",
-        }
-
-    async def start(self, count: int) -> list[ServerProcess]:
-        nodes = [
-            ServerProcess(port=free_port(), workdir=self.workdir, env=self.env())
-            for _ in range(count)
-        ]
-        self.nodes += nodes
-
-        def start_all() -> None:
-            with ThreadPoolExecutor(max_workers=count) as pool:
-                list(pool.map(ServerProcess.start, nodes))
-
-        await asyncio.to_thread(start_all)
-        return nodes
-
-    async def add_user(self, name: str, role: Role = Role.MEMBER) -> Member:
-        settings = Settings(
-            database_url=self.database_url, redis_url="", data_dir=self.workdir / "cli"
-        )
-        services = Services.build(settings)
-        try:
-            user = await services.identity.do_create_user(name, role=role)
-            token = await services.identity.do_issue_token(user)
-        finally:
-            await services.db.dispose()
-        return Member(user.id, name, token)
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(asyncio.to_thread(node.stop) for node in self.nodes))
-        client = aioredis.Redis.from_url(self.redis_url)
-        with contextlib.suppress(aioredis.RedisError):
-            keys = [key async for key in client.scan_iter(match=f"{self.prefix}*")]
-            if keys:
-                await client.delete(*keys)
-        await client.aclose()
 
 
 @pytest.fixture
@@ -135,64 +72,6 @@ async def cluster(
         yield found
     finally:
         await found.stop()
-
-
-async def create_conversation(node: ServerProcess, owner: Member, *others: Member) -> int:
-    async with httpx.AsyncClient(base_url=node.url, headers=owner.headers) as http:
-        response = await http.post(
-            "/v1/conversations",
-            json={"kind": "group", "title": "t", "members": [m.name for m in others]},
-        )
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
-
-
-def send_frame(conversation_id: int, client_msg_id: str) -> dict[str, Any]:
-    return {
-        "type": "send",
-        "conversation_id": conversation_id,
-        "client_msg_id": client_msg_id,
-        "body": f"body of {client_msg_id}",
-    }
-
-
-async def post_message(
-    node: ServerProcess, member: Member, conversation_id: int, client_msg_id: str
-) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=node.url, headers=member.headers, timeout=30) as http:
-        return await http.post(
-            f"/v1/conversations/{conversation_id}/messages",
-            json={"client_msg_id": client_msg_id, "body": f"body of {client_msg_id}"},
-        )
-
-
-async def stored_messages(
-    node: ServerProcess, member: Member, conversation_id: int
-) -> list[dict[str, Any]]:
-    """The whole timeline over REST, in seq order."""
-    async with httpx.AsyncClient(base_url=node.url, headers=member.headers) as http:
-        response = await http.get(
-            f"/v1/conversations/{conversation_id}/messages", params={"limit": 500}
-        )
-    assert response.status_code == 200, response.text
-    messages: list[dict[str, Any]] = response.json()["messages"]
-    return messages
-
-
-def assert_stored_once(messages: list[dict[str, Any]], client_msg_ids: set[str]) -> None:
-    """Exactly these client_msg_ids, each once, with seqs 1..n."""
-    ids = [m["client_msg_id"] for m in messages]
-    assert len(ids) == len(set(ids)), "a client_msg_id was stored twice"
-    assert set(ids) == client_msg_ids
-    assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
-
-
-async def readiness(node: ServerProcess) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=node.url, timeout=5) as http:
-        response = await http.get("/readyz")
-    body: dict[str, Any] = response.json()
-    body["http_status"] = response.status_code
-    return body
 
 
 # -- cross-node delivery ---------------------------------------------------------------------------
@@ -336,53 +215,28 @@ async def test_the_same_send_to_two_nodes_at_once_is_stored_once(cluster: Cluste
 # -- Redis down ------------------------------------------------------------------------------------
 
 
-def _redis_port(redis_url: str) -> int:
-    parts = urlsplit(redis_url)
-    if parts.hostname not in ("127.0.0.1", "localhost") or shutil.which("redis-server") is None:
-        pytest.skip("stopping Redis needs a local redis-server this test may restart")
-    return parts.port or 6379
-
-
-async def _redis_answers(redis_url: str) -> bool:
-    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(await client.ping())
-    except (aioredis.RedisError, OSError):
-        return False
-    finally:
-        await client.aclose()
-
-
-@contextlib.asynccontextmanager
-async def redis_stopped(redis_url: str) -> AsyncIterator[None]:
-    """Shut the (shared, local) Redis down; start it again on the way out, whatever happened."""
-    port = _redis_port(redis_url)
-    await asyncio.to_thread(_redis_command, "redis-cli", "-p", str(port), "shutdown", "nosave")
-    try:
-        await eventually(lambda: _not(_redis_answers(redis_url)), what="Redis to stop")
-        yield
-    finally:
-        await asyncio.to_thread(
-            _redis_command,
-            *("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port)),
-            *("--save", "", "--appendonly", "no"),
-        )
-        await eventually(lambda: _redis_answers(redis_url), what="Redis to answer again")
-
-
-def _redis_command(*command: str) -> None:
-    subprocess.run(command, capture_output=True, timeout=10, check=False)
-
-
 async def _not(probe: Any) -> bool:
     return not await probe
 
 
 @pytest.mark.postgres
-@pytest.mark.redis
 async def test_with_redis_down_sends_commit_and_delivery_falls_back_to_the_database(
-    cluster: Cluster,
+    postgres_databases: PostgresDatabases, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
+    # Its own Redis: stopping the shared one would fail every other test running now.
+    cluster = Cluster(
+        database_url=await postgres_databases.fresh(),
+        redis_url=private_redis.url,
+        prefix=f"t{uuid.uuid4().hex[:12]}:",
+        workdir=tmp_path,
+    )
+    try:
+        await _redis_down(cluster, private_redis)
+    finally:
+        await cluster.stop()
+
+
+async def _redis_down(cluster: Cluster, private_redis: PrivateRedis) -> None:
     node_a, node_b = await cluster.start(2)
     alice, bob = await cluster.add_user("alice"), await cluster.add_user("bob")
     cid = await create_conversation(node_a, alice, bob)
@@ -393,7 +247,8 @@ async def test_with_redis_down_sends_commit_and_delivery_falls_back_to_the_datab
     acked |= await _send_retrying(node_b, bob, cid, [f"up-{i}" for i in range(5)])
     await ws.wait_for_messages(5)
 
-    async with redis_stopped(cluster.redis_url):
+    await asyncio.to_thread(private_redis.stop)
+    try:
         for node in (node_a, node_b):
             await eventually(lambda n=node: _status_is(n, "degraded"), what="readyz: degraded")
         acked |= await _send_retrying(node_b, bob, cid, [f"down-{i}" for i in range(10)])
@@ -408,6 +263,8 @@ async def test_with_redis_down_sends_commit_and_delivery_falls_back_to_the_datab
             ticket = await http.post("/v1/stream/ticket")
         assert ticket.status_code == 503, ticket.text
         assert ticket.json()["error"]["code"] == "ERR_UNAVAILABLE"
+    finally:
+        await asyncio.to_thread(private_redis.start)
 
     for node in (node_a, node_b):
         await eventually(lambda n=node: _status_is(n, "ok"), what="the bus to reconnect")
@@ -604,52 +461,27 @@ def _cli_user(workdir: Path, name: str, *options: str) -> Member:
     return Member(0, name, result.stdout.strip().splitlines()[-1])
 
 
-# -- PostgreSQL restart (last: it restarts the shared server) --------------------------------------
+# -- PostgreSQL restart --------------------------------------------------------------------------
 
 
-def _postgres_version() -> str | None:
-    """The local cluster's version, if `pg_ctlcluster` manages one here."""
-    if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
-        return None
-    versions = sorted(os.listdir("/etc/postgresql"))
-    return versions[-1] if versions else None
-
-
-def _pg_ctlcluster(action: str) -> int:
-    version = _postgres_version()
-    assert version is not None
-    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
-    return subprocess.run(command, capture_output=True, timeout=150, check=False).returncode
-
-
-async def _postgres_running() -> None:
-    """Wait until PostgreSQL accepts connections, starting it if it stopped.
-
-    A restart under load can outlast pg_ctl's wait and leave the server stopped once its slow
-    shutdown completes; the shared server must be up whatever happened to the test.
-    """
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=2)
-        except (OSError, asyncpg.PostgresError, TimeoutError):
-            pass
-        else:
-            await conn.close()
-            return
-        if await asyncio.to_thread(_pg_ctlcluster, "status") == 3:  # 3: not running
-            await asyncio.to_thread(_pg_ctlcluster, "start")
-        assert time.monotonic() < deadline, "PostgreSQL did not come back"
-        await asyncio.sleep(0.5)
-
-
-@pytest.mark.postgres
 @pytest.mark.redis
 async def test_after_a_postgres_restart_sends_succeed_again_without_a_process_restart(
-    cluster: Cluster,
+    private_database: str, private_postgres: PrivatePostgres, redis_url: str, tmp_path: Path
 ) -> None:
-    if _postgres_version() is None:
-        pytest.skip("restarting PostgreSQL needs a local cluster managed by pg_ctlcluster")
+    # Its own PostgreSQL: restarting the shared one would fail every other test running now.
+    cluster = Cluster(
+        database_url=private_database,
+        redis_url=redis_url,
+        prefix=f"t{uuid.uuid4().hex[:12]}:",
+        workdir=tmp_path,
+    )
+    try:
+        await _postgres_restart(cluster, private_postgres)
+    finally:
+        await cluster.stop()
+
+
+async def _postgres_restart(cluster: Cluster, private_postgres: PrivatePostgres) -> None:
     (node,) = await cluster.start(1)
     alice, bob = await cluster.add_user("alice"), await cluster.add_user("bob")
     cid = await create_conversation(node, alice, bob)
@@ -658,7 +490,7 @@ async def test_after_a_postgres_restart_sends_succeed_again_without_a_process_re
     await ws.wait_for_messages(1)
 
     try:
-        restart = asyncio.create_task(asyncio.to_thread(_pg_ctlcluster, "restart"))
+        restart = asyncio.create_task(asyncio.to_thread(private_postgres.restart))
         attempt = 0
         while not restart.done():
             client_msg_id = f"during-{attempt}"
@@ -669,10 +501,9 @@ async def test_after_a_postgres_restart_sends_succeed_again_without_a_process_re
                 acked.add(client_msg_id)
             await asyncio.sleep(0.1)
         await restart
-        await _postgres_running()
         acked |= await _send_retrying(node, bob, cid, ["after"])
     finally:
-        await _postgres_running()
+        await asyncio.to_thread(private_postgres.ensure_running)
 
     assert node.process is not None and node.process.poll() is None
     stored = await stored_messages(node, bob, cid)

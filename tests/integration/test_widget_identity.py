@@ -112,13 +112,14 @@ def _tampered(token: str) -> str:
         pytest.param(lambda secret: None, id="missing"),
         pytest.param(lambda secret: token_for("not-the-secret", "42"), id="hmac-wrong-secret"),
         pytest.param(lambda secret: _tampered(token_for(secret, "42")), id="hmac-tampered"),
-        pytest.param(lambda secret: token_for(secret, "42", ttl=-5), id="hmac-expired"),
+        # Expired by more than PARLEY_CLOCK_SKEW_SECONDS (60 s): within it a token still passes.
+        pytest.param(lambda secret: token_for(secret, "42", ttl=-120), id="hmac-expired"),
         pytest.param(lambda secret: token_for(secret, "42", ttl=3 * 86400), id="hmac-too-long"),
         pytest.param(lambda secret: "v1.garbage", id="hmac-malformed"),
         pytest.param(
             lambda secret: jwt_for("not-the-secret-at-all-32-bytes-long", "42"), id="jwt-wrong"
         ),
-        pytest.param(lambda secret: jwt_for(secret, "42", ttl=-5), id="jwt-expired"),
+        pytest.param(lambda secret: jwt_for(secret, "42", ttl=-120), id="jwt-expired"),
         pytest.param(lambda secret: jwt_for(secret, "42", algorithm="HS512"), id="jwt-hs512"),
         pytest.param(lambda secret: _unsigned_jwt("42"), id="jwt-alg-none"),
         pytest.param(lambda secret: "not a token at all", id="junk"),

@@ -37,7 +37,7 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.workdir / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 30) -> ServerProcess:
+    def start(self, timeout: float = 60) -> ServerProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "parley", "serve", "--port", str(self.port), *self.args],
@@ -51,7 +51,8 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                # A busy box (several nodes starting at once) may take seconds to answer.
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

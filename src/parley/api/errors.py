@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from collections.abc import Sequence
@@ -114,6 +115,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # A full volume outside the stores (the request body's spool in the temp dir).
+            log.warning("a volume is full: %s", exc)
+            return error_response(
+                507, ErrorCode.STORAGE_FULL, "the server's disk is full; retry later"
+            )
         log.error("unhandled error", exc_info=exc)
         return error_response(500, ErrorCode.INTERNAL, "internal error; it has been logged")
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from parley.bench import report
 from parley.bench.scenarios import BenchConfig, run_scenario
@@ -24,6 +25,8 @@ from parley.bench.servers import (
     raise_fd_limit,
     start_servers,
 )
+from parley.bench.soak import SoakConfig, create_widget_inbox, run_soak, write_chart
+from parley.bench.soak import document as soak_document
 
 HELP = """Load-test a Parley server from a separate process (loopback only,
 bounded in time and count).
@@ -39,6 +42,13 @@ Scenarios:
   ramp    rooms at each rate of --rates in turn until a step is not
           sustainable (< 99.9 % delivered, any error, or delivered p95
           above --max-p95-ms); the last good step is the sustainable rate.
+  soak    a steady mixed load for --minutes: C WebSocket clients in
+          rooms of 10 (default 100) sending --rate msgs/s (default 20),
+          --visitors widget visitors (send + long-poll), --pollers
+          long-pollers; every --sample-seconds (10) it records server
+          RSS, open fds, DB connections and send->ack p50/p95, and says
+          whether they stayed flat (last third vs middle third).
+          --report DIR writes DIR/soak.png; --json prints every sample.
 
 \b
 Measured, from each send's scheduled moment: p50/p95/p99 of send->ack,
@@ -70,6 +80,7 @@ class Scenario(StrEnum):
     DIRECT = "direct"
     IDLE = "idle"
     RAMP = "ramp"
+    SOAK = "soak"
 
 
 class Start(StrEnum):
@@ -83,7 +94,7 @@ class Loop(StrEnum):
 
 
 def bench(
-    scenario: Annotated[Scenario, typer.Argument(help="rooms | direct | idle | ramp.")],
+    scenario: Annotated[Scenario, typer.Argument(help="rooms | direct | idle | ramp | soak.")],
     clients: Annotated[
         int | None,
         typer.Option("--clients", "-c", min=1, help="Connections (default 1,000; idle 10,000)."),
@@ -151,7 +162,38 @@ def bench(
         typer.Option("--report", help="Write an HTML page with charts here (needs [bench])."),
     ] = None,
     loop: Annotated[Loop, typer.Option(help="The bench's own event loop.")] = Loop.UVLOOP,
+    minutes: Annotated[float, typer.Option(min=0.05, help="soak: how long to hold the load.")] = 30,
+    sample_seconds: Annotated[
+        float, typer.Option(min=0.5, help="soak: seconds between samples.")
+    ] = 10,
+    visitors: Annotated[int, typer.Option(min=0, help="soak: widget visitors.")] = 20,
+    pollers: Annotated[int, typer.Option(min=0, help="soak: long-polling users.")] = 20,
+    widget_token: Annotated[
+        str | None, typer.Option(help="soak with --url: an inbox's widget token (bench.example).")
+    ] = None,
 ) -> None:
+    if scenario is Scenario.SOAK:
+        _soak(
+            SoakConfig(
+                minutes=minutes,
+                sample_seconds=sample_seconds,
+                chat_clients=clients or 100,
+                rate=rate if rate != 1000 else 20,
+                visitors=visitors,
+                pollers=pollers,
+                body_bytes=body_bytes,
+            ),
+            url,
+            server_pid,
+            start,
+            servers,
+            users,
+            widget_token,
+            json_out,
+            report_dir,
+            loop,
+        )
+        return
     count = clients or (10_000 if scenario is Scenario.IDLE else 1000)
     config = BenchConfig(
         scenario=scenario.value,
@@ -199,6 +241,72 @@ def bench(
         err.print(f"report: {page}")
     if doc["p0"]["total"]:
         raise typer.Exit(1)
+
+
+def _soak(
+    config: SoakConfig,
+    url: list[str] | None,
+    pids: list[int] | None,
+    start: Start | None,
+    count: int,
+    users: Path | None,
+    widget_token: str | None,
+    json_out: bool,
+    report_dir: Path | None,
+    loop: Loop,
+) -> None:
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+    if report_dir is not None:
+        _check_matplotlib()
+    raise_fd_limit()
+    machine_before = report.machine()
+    target = _servers(url, pids, start, count, err)
+    needed = config.chat_clients + config.pollers + 1
+    try:
+        if users is not None:
+            soak_users = load_users(users.read_text())[:needed]
+        else:
+            err.print(f"creating {needed} users")
+            soak_users = provision_users(f"soak{secrets.token_hex(3)}", needed, target.env)
+        if widget_token is None and not url and config.visitors:
+            widget_token = create_widget_inbox(target.env, soak_users[-1].name)
+        err.print(f"soaking for {config.minutes:g} min, a sample every {config.sample_seconds:g} s")
+        soak = _run_loop(loop, run_soak(config, target, soak_users, widget_token, _progress(err)))
+    finally:
+        target.stop()
+    after = report.machine()["load_average"]
+    doc = soak_document(soak, {**machine_before, "load_average_after": after})
+    if json_out:
+        _print_soak(doc, err)
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_soak(doc, Console(width=None if sys.stdout.isatty() else 150))
+    if report_dir is not None:
+        err.print(f"chart: {write_chart(doc, report_dir / 'soak.png')}")
+
+
+def _print_soak(doc: dict[str, Any], console: Console) -> None:
+    table = Table(title="soak: middle third vs last third of the run")
+    for column in ("figure", "middle", "last", "growth", "flat"):
+        table.add_column(column)
+    verdict = doc["verdict"]
+    for name in ("rss_mb", "fds", "db_connections", "ack_p95_ms"):
+        row = verdict[name]
+        table.add_row(
+            name,
+            str(row["middle"]),
+            str(row["last"]),
+            str(row["growth"]),
+            "yes" if row["flat"] else "[red]NO[/red]",
+        )
+    console.print(table)
+    totals = doc["totals"]
+    console.print(
+        f"sent {totals['sent']}, acked {totals['acked']}, deliveries {totals['deliveries']}, "
+        f"errors {totals['errors']}; flat: {'yes' if verdict['flat'] else 'NO'}"
+    )
+    for kind, count in doc.get("errors", {}).items():
+        console.print(f"  {count}: {kind}")
 
 
 def _servers(

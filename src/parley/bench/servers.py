@@ -120,6 +120,15 @@ def bench_env(workdir: Path, base: dict[str, str] | None = None) -> dict[str, st
     # Every bench client comes from 127.0.0.1: the per-address cap would refuse most of them.
     env.setdefault("PARLEY_STREAM_MAX_PER_IP", "1000000")
     env.setdefault("PARLEY_RESUME_RATE", "100000/minute")
+    # The soak's widget visitors also all come from 127.0.0.1.
+    for name, value in (
+        ("PARLEY_WIDGET_BOOTSTRAP_RATE_PER_IP", "1000000/minute"),
+        ("PARLEY_WIDGET_BOOTSTRAP_RATE_PER_TOKEN", "1000000/minute"),
+        ("PARLEY_WIDGET_SEND_RATE_PER_IP", "1000000/minute"),
+        ("PARLEY_WIDGET_POLL_MIN_INTERVAL_SECONDS", "0"),
+        ("PARLEY_WIDGET_CHALLENGE_AFTER_PER_IP", ""),
+    ):
+        env.setdefault(name, value)
     return env
 
 

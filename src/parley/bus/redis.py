@@ -3,6 +3,10 @@
 One PUBLISH per committed batch (not per message, not per recipient). While Redis is down,
 publishes fail fast and are dropped: the other nodes' hubs notice the stream head moving
 (they poll it) and read the missing messages from the database, so delivery catches up by itself.
+
+A Redis that is paused rather than down (SIGSTOP, a frozen VM) keeps its sockets open and says
+nothing: the listener pings it every `HEALTH_EVERY` seconds and, without a pong in
+`PING_TIMEOUT`, reports itself unhealthy and resubscribes.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 import redis.asyncio as redis
@@ -19,6 +24,9 @@ from parley.bus import Deliver
 from parley.realtime.envelope import Envelope, decode_batch, encode_batch
 
 log = logging.getLogger(__name__)
+
+HEALTH_EVERY = 2.0
+PING_TIMEOUT = 2.0
 
 
 class RedisBus:
@@ -72,21 +80,33 @@ class RedisBus:
                 await pubsub.subscribe(self.channel)
                 self._listening = self._publishing = True  # Redis answers again
                 log.info("redis bus subscribed to %s", self.channel)
-                async for message in pubsub.listen():
-                    if message["type"] != "message":
-                        continue
-                    node, envelopes = decode_batch(message["data"])
-                    if node != self.node_id and self._deliver:
-                        self._deliver(envelopes)
+                checked = time.monotonic()
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        node, envelopes = decode_batch(message["data"])
+                        if node != self.node_id and self._deliver:
+                            self._deliver(envelopes)
+                    if time.monotonic() - checked >= HEALTH_EVERY:
+                        await self._check_alive()
+                        checked = time.monotonic()
             except asyncio.CancelledError:
                 await _close_quietly(pubsub)
                 raise
             except (RedisError, OSError) as exc:
                 if self._listening:
                     log.warning("redis bus connection lost; reconnecting: %s", exc)
+                self._publishing = False
                 self._listening = False
                 await _close_quietly(pubsub)
                 await asyncio.sleep(0.5)
+
+    async def _check_alive(self) -> None:
+        try:
+            async with asyncio.timeout(PING_TIMEOUT):
+                await self._client.ping()
+        except TimeoutError:
+            raise RedisError(f"no answer to PING within {PING_TIMEOUT} s") from None
 
     async def ping(self) -> bool:
         try:

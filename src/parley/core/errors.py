@@ -9,7 +9,9 @@
      │    ├── ResyncRangeUnavailable 409 — the cursor is outside the resume window
      │    └── Held                   409 — a send waits for a moderator (not in the timeline)
      ├── RateLimited                 429 — too often; `retry_after` seconds
-     └── Unavailable                 503 — retry later (database or bus down)
+     ├── StorageFull                 507 — no room for this upload (attachment volume full)
+     └── Unavailable                 503 — retry later (database or bus down, database volume
+          │                                full: ERR_STORAGE_FULL)
           └── UnderMaintenance       503 — maintenance mode; `retry_after` seconds
 
 Third-party errors (SQLAlchemy, Redis) are converted in one place at the storage boundary.
@@ -92,6 +94,8 @@ class ErrorCode(StrEnum):
     MESSAGE_DELETED = "ERR_MESSAGE_DELETED"
     EDIT_WINDOW_CLOSED = "ERR_EDIT_WINDOW_CLOSED"
     TOO_MANY_REACTIONS = "ERR_TOO_MANY_REACTIONS"
+    # A volume is full: uploads (507) or, for the database's volume, every write (503, retry).
+    STORAGE_FULL = "ERR_STORAGE_FULL"
 
 
 class ParleyError(Exception):
@@ -158,6 +162,13 @@ class UnderMaintenance(Unavailable):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StorageFull(ParleyError):
+    """507 Insufficient Storage: the attachment store has no room; nothing was kept."""
+
+    status = 507
+    default_code = ErrorCode.STORAGE_FULL
 
 
 class ResyncRangeUnavailable(Conflict):

@@ -15,7 +15,12 @@ class BlobStore(Protocol):
     """
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
-        """Store the stream under `key`; return its size. Raise PayloadTooLarge past max."""
+        """Store the stream under `key`; return its size. Raise PayloadTooLarge past max,
+        StorageFull when the volume fills up (nothing is kept under `key` either way)."""
+        ...
+
+    def free_bytes(self) -> int:
+        """Room left for new blobs."""
         ...
 
     def open(self, key: str) -> AsyncIterator[bytes]:

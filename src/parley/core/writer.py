@@ -39,11 +39,13 @@ class MessageWriter:
         max_batch: int = 512,
         on_commit: OnCommit | None = None,
         on_batch: Callable[[int], None] | None = None,
+        on_failure: Callable[[Exception, str], None] | None = None,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
         self.on_commit = on_commit
         self._on_batch = on_batch
+        self._on_failure = on_failure
         self._queues: list[asyncio.Queue[Pending]] = [asyncio.Queue() for _ in range(shards)]
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -79,11 +81,17 @@ class MessageWriter:
             try:
                 await self._commit(batch)
             except Exception as exc:  # a shard's loop must outlive any one batch
-                log.exception("group commit failed unexpectedly")
+                self._report_failure(exc, "group commit")
                 _fail(batch, exc)
             finally:
                 for _ in batch:
                     queue.task_done()
+
+    def _report_failure(self, exc: Exception, what: str) -> None:
+        if self._on_failure is not None:
+            self._on_failure(exc, what)
+        else:
+            log.error("%s failed", what, exc_info=exc)
 
     async def _commit(self, batch: list[Pending]) -> None:
         try:
@@ -104,8 +112,8 @@ class MessageWriter:
         if self.on_commit:
             try:
                 await self.on_commit(results)
-            except Exception:  # delivery is best-effort after commit; resume fills gaps
-                log.exception("publishing committed messages failed")
+            except Exception as exc:  # delivery is best-effort after commit; resume fills gaps
+                self._report_failure(exc, "publishing committed messages")
 
 
 def _fail(batch: list[Pending], exc: Exception) -> None:

@@ -112,16 +112,49 @@ class MemoryEphemeral:
         return None
 
 
+# Presence expiries are judged by Redis's clock (TIME), never a node's: a node whose clock runs
+# ahead or behind must not keep users online too long or show them offline at once.
+_PRESENCE_TOUCH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local before = redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.floor(tonumber(ARGV[2])) + 1)
+return before
+"""
+_PRESENCE_LEAVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+_PRESENCE_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('ZCOUNT', key, now, '+inf')
+end
+return counts
+"""
+
+
 class RedisEphemeral:
-    """Keys: `{prefix}ticket:<t>` and `{prefix}once:<k>` (GETDEL), `{prefix}claim:<k>` (SET NX EX),
-    and one sorted set
-    per user, `{prefix}presence:<uid>`, of sessions scored by their expiry time.
+    """Keys: `{prefix}ticket:<t>` and `{prefix}once:<k>` (GETDEL), `{prefix}claim:<k>` (SET NX
+    EX), and one sorted set per user, `{prefix}presence:<uid>`, of sessions scored by their expiry
+    time on Redis's clock. Every TTL is Redis's, so no node's clock decides when a ticket, claim
+    or session expires.
 
     Redis being unreachable raises `Unavailable` (a retryable 503), never a driver error."""
 
     def __init__(self, url: str, *, prefix: str = "parley:") -> None:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._prefix = prefix
+        self._touch = self._redis.register_script(_PRESENCE_TOUCH)
+        self._leave = self._redis.register_script(_PRESENCE_LEAVE)
+        self._count = self._redis.register_script(_PRESENCE_COUNT)
 
     async def put_ticket(self, ticket: str, holder: str, ttl: float) -> None:
         with _redis_errors():
@@ -150,34 +183,20 @@ class RedisEphemeral:
     async def presence_touch(self, user_id: int, session: str, ttl: float) -> bool:
         with _redis_errors():
             key = f"{self._prefix}presence:{user_id}"
-            now = time.time()
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(key, "-inf", now)
-                pipe.zcard(key)
-                pipe.zadd(key, {session: now + ttl})
-                pipe.expire(key, int(ttl) + 1)
-                _, before, _, _ = await pipe.execute()
+            before = await self._touch(keys=[key], args=[session, ttl])
             return int(before) == 0
 
     async def presence_leave(self, user_id: int, session: str) -> bool:
         with _redis_errors():
-            key = f"{self._prefix}presence:{user_id}"
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(key, session)
-                pipe.zremrangebyscore(key, "-inf", time.time())
-                pipe.zcard(key)
-                _, _, left = await pipe.execute()
+            left = await self._leave(keys=[f"{self._prefix}presence:{user_id}"], args=[session])
             return int(left) == 0
 
     async def online(self, user_ids: list[int]) -> set[int]:
         with _redis_errors():
             if not user_ids:
                 return set()
-            now = time.time()
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for uid in user_ids:
-                    pipe.zcount(f"{self._prefix}presence:{uid}", now, "+inf")
-                counts = await pipe.execute()
+            keys = [f"{self._prefix}presence:{uid}" for uid in user_ids]
+            counts = await self._count(keys=keys)
             return {uid for uid, count in zip(user_ids, counts, strict=True) if count}
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from parley.background import LoopHealth
 from parley.realtime.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -59,17 +60,28 @@ class Subscription:
             self._queue.append(envelope)
         self._ready.set()
 
-    async def wait(self, timeout: float | None = None) -> list[Envelope]:
-        """Everything queued, waiting up to `timeout` s for the first (empty list on timeout)."""
+    async def wait(
+        self, timeout: float | None = None, *, most: int | None = None
+    ) -> list[Envelope]:
+        """Queued envelopes (at most `most`), waiting up to `timeout` s for the first (empty list
+        on timeout). A streaming writer takes bounded slices, which keeps a slow connection's
+        memory at the queue limit plus `most`; a long poll takes everything (its cursor says
+        every queued event was handed out)."""
         if not self._queue and not self.overflowed and not self.closed:
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
             except TimeoutError:
                 return []
-        self._ready.clear()
-        drained = list(self._queue)
-        self._queue.clear()
+        count = len(self._queue) if most is None else min(most, len(self._queue))
+        drained = [self._queue.popleft() for _ in range(count)]
+        if not self._queue:
+            self._ready.clear()
         return drained
+
+    @property
+    def backlog(self) -> int:
+        """Envelopes queued, not yet taken by the connection's writer."""
+        return len(self._queue)
 
     def close(self) -> None:
         self.closed = True
@@ -99,6 +111,7 @@ class Hub:
         self._by_user: dict[int, set[Subscription]] = {}
         self._gap_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._gap_health = LoopHealth("hub_gap_fill", log)
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -164,10 +177,11 @@ class Hub:
             upto = min(self._pending, default=self._known_head + 1) - 1
             try:
                 fetched = await self._fetch_range(missing_from, upto)
-            except Exception:
-                log.exception("filling stream gap (%d, %d] failed; retrying", missing_from, upto)
+            except Exception as exc:
+                self._gap_health.failed(exc, f"reading positions ({missing_from}, {upto}]")
                 await asyncio.sleep(1)
                 continue
+            self._gap_health.succeeded()
             if not fetched and self.processed == missing_from:
                 await asyncio.sleep(self._gap_wait)  # not visible yet on this replica
             self.ingest(fetched)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import filetype
 
+from parley import metrics
 from parley.core import limits
-from parley.core.errors import BadInput, ErrorCode, NotFound
+from parley.core.errors import BadInput, ErrorCode, NotFound, StorageFull
 from parley.core.models import Attachment, User
 from parley.core.ports import BlobStore
 from parley.services.timeline import Timeline
@@ -86,9 +87,39 @@ class Attachments:
         self.max_bytes = max_bytes
 
     async def do_upload(
-        self, actor: User, conversation_id: int, file_name: str, chunks: AsyncIterator[bytes]
+        self,
+        actor: User,
+        conversation_id: int,
+        file_name: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        size_hint: int | None = None,
     ) -> Attachment:
+        """Store the file, then its row; a failure at either step keeps neither.
+
+        `size_hint` (the size the request declared) refuses a file that cannot fit before any
+        byte is written; a volume that fills up during the write refuses it the same way.
+        """
         await self.timeline.access_conversation(actor, conversation_id)
+        try:
+            return await self._store_upload(actor, conversation_id, file_name, chunks, size_hint)
+        except StorageFull:
+            metrics.STORAGE_FULL_REFUSALS.labels("attachments").inc()
+            raise
+
+    async def _store_upload(
+        self,
+        actor: User,
+        conversation_id: int,
+        file_name: str,
+        chunks: AsyncIterator[bytes],
+        size_hint: int | None,
+    ) -> Attachment:
+        if size_hint is not None and size_hint > self.blobs.free_bytes():
+            raise StorageFull(
+                "the attachment store has no room for this file; text messages still work, "
+                "try the file later"
+            )
         attachment_id = "att_" + secrets.token_urlsafe(18)
         digest = hashlib.sha256()
         head = bytearray()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from limits.aio.storage import Storage
 
+from parley.background import LoopHealth
 from parley.bus import Bus
 from parley.bus.memory import MemoryBus
 from parley.bus.redis import RedisBus
@@ -64,7 +65,9 @@ class Core:
     @classmethod
     def build(cls, settings: Settings) -> Core:
         db = Database(
-            settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
+            settings.effective_database_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            timeout=settings.database_timeout_seconds,
         )
         users = UserStore(db)
         audit = AuditLog(AuditStore(db))
@@ -91,6 +94,7 @@ class Core:
             shards=settings.writer_shards,
             max_batch=settings.writer_max_batch,
             on_batch=WRITER_BATCH_SIZE.observe,
+            on_failure=LoopHealth("message_writer").failed,
         )
         timeline = Timeline(
             users=users,

@@ -21,6 +21,7 @@ from limits.aio.storage import Storage
 from pydantic import BaseModel
 
 from parley import metrics
+from parley.background import LoopHealth
 from parley.bus import Bus
 from parley.core.errors import (
     BadInput,
@@ -64,7 +65,6 @@ OUTBOX_LIMIT = 10_000
 TYPING_TTL_SECONDS = 5.0
 # A revoked token is remembered this long, for streams whose opening raced the revocation.
 REVOKED_MEMORY_SECONDS = 300.0
-PRESENCE_TTL_SECONDS = 60.0
 REPORTED_COUNTERS = (
     "ack_without_receipt_10s",
     "timeline_duplicate_detected",
@@ -134,6 +134,7 @@ class StreamService:
         self.bus = bus
         self.ephemeral = ephemeral
         self.mode: TransportMode = "auto"
+        self.presence_ttl = settings.presence_ttl_seconds
         self.hub: Hub | None = None
         # While the shared store (Redis) is unreachable each node throttles on its own, and
         # reconnecting clients still resume (delivery already falls back to the database).
@@ -205,7 +206,10 @@ class StreamService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._flush_outbox()
+        try:
+            await self._flush_outbox()
+        except Exception as exc:
+            LoopHealth("bus_publish", log).failed(exc, "the last publish before stopping")
         if self.hub:
             await self.hub.close()
         await self.bus.stop()
@@ -219,6 +223,7 @@ class StreamService:
 
     async def _poll_head(self) -> None:
         """Read the stream head now and then, so positions the bus lost are fetched anyway."""
+        health = LoopHealth("stream_head_poll", log)
         while True:
             await asyncio.sleep(self.settings.head_poll_seconds)
             metrics.BUS_HEALTHY.set(1 if self.bus.healthy else 0)
@@ -230,19 +235,21 @@ class StreamService:
                     self._positioned = True
                 self.live_hub.notice_head(head)
             except Exception as exc:  # the database may be restarting; try again next tick
-                log.warning("reading the stream head failed: %s", exc)
+                health.failed(exc, "reading the stream head")
+            else:
+                health.succeeded()
 
     async def _refresh_presence(self) -> None:
+        health = LoopHealth("presence_refresh", log)
         while True:
-            await asyncio.sleep(PRESENCE_TTL_SECONDS / 3)
-            for sub in self.live_hub.subscriptions():
-                try:
-                    await self.ephemeral.presence_touch(
-                        sub.user_id, str(sub.id), PRESENCE_TTL_SECONDS
-                    )
-                except Exception as exc:
-                    log.warning("refreshing presence failed: %s", exc)
-                    break
+            await asyncio.sleep(self.presence_ttl / 3)
+            try:
+                for sub in self.live_hub.subscriptions():
+                    await self.ephemeral.presence_touch(sub.user_id, str(sub.id), self.presence_ttl)
+            except Exception as exc:  # Redis away: sessions expire, users show offline
+                health.failed(exc, "refreshing presence")
+            else:
+                health.succeeded()
 
     async def _fetch_range(self, after: int, upto: int) -> list[Envelope]:
         return await self._positions_between(after, upto)
@@ -300,10 +307,16 @@ class StreamService:
         self._outbox_ready.set()
 
     async def _publish_outbox(self) -> None:
+        health = LoopHealth("bus_publish", log)
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            await self._flush_outbox()
+            try:
+                await self._flush_outbox()
+            except Exception as exc:  # other nodes still catch up from the database head
+                health.failed(exc, "publishing to the bus")
+            else:
+                health.succeeded()
 
     async def _flush_outbox(self) -> None:
         batch: list[Envelope] = []
@@ -598,9 +611,7 @@ class StreamService:
         self, user: User, session: StreamSession, conversation_ids: list[int]
     ) -> None:
         try:
-            if await self.ephemeral.presence_touch(
-                user.id, str(session.sub.id), PRESENCE_TTL_SECONDS
-            ):
+            if await self.ephemeral.presence_touch(user.id, str(session.sub.id), self.presence_ttl):
                 await self._send(
                     [
                         envelope_for(

@@ -1,17 +1,24 @@
-"""LocalBlobStore: attachment bytes as files in one directory, named by server-made keys."""
+"""LocalBlobStore: attachment bytes as files in one directory, named by server-made keys.
+
+A file is written as `<key>.part`, fsynced, then renamed: a key names either a whole file or
+nothing. A full volume (ENOSPC, EDQUOT) removes the partial file and raises `StorageFull`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from parley.core.errors import PayloadTooLarge
+from parley.core.errors import PayloadTooLarge, StorageFull
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _CHUNK = 64 * 1024
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class LocalBlobStore:
@@ -24,25 +31,34 @@ class LocalBlobStore:
             raise ValueError(f"not a blob key: {key!r}")
         return self.root / key[:2] / key
 
+    def free_bytes(self) -> int:
+        """Free space on the store's volume, for an unprivileged writer."""
+        return shutil.disk_usage(self.root).free
+
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part")
         size = 0
-        handle = await asyncio.to_thread(open, partial, "wb")
         try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"the file is larger than {max_bytes} bytes")
-                await asyncio.to_thread(handle.write, chunk)
-            await asyncio.to_thread(_flush, handle)
-        except BaseException:
-            handle.close()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = await asyncio.to_thread(open, partial, "wb")
+            try:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PayloadTooLarge(f"the file is larger than {max_bytes} bytes")
+                    await asyncio.to_thread(handle.write, chunk)
+                await asyncio.to_thread(_flush, handle)
+            finally:
+                handle.close()
+            partial.replace(path)
+        except BaseException as exc:
             partial.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in _FULL:
+                raise StorageFull(
+                    "the attachment store is full; text messages still work, try the file later"
+                ) from exc
             raise
-        handle.close()
-        partial.replace(path)
         return size
 
     async def open(self, key: str) -> AsyncIterator[bytes]:

@@ -7,6 +7,7 @@ deferred transactions that WAL lets run beside the writer. PostgreSQL uses one p
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +23,9 @@ from parley.storage.errors import translate_db_errors
 class Database:
     """The connection pools of one deployment, with `read()` and `write()` transactions."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "FULL", timeout: float = 10.0
+    ) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
         if self.dialect == "sqlite":
@@ -30,8 +33,25 @@ class Database:
             self._writer = _sqlite_engine(url, sqlite_synchronous, begin="BEGIN IMMEDIATE", pool=1)
             self._reader = _sqlite_engine(url, sqlite_synchronous, begin="BEGIN", pool=8)
         else:
-            engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # A paused or partitioned server must not hang a request: connecting and every
+            # statement give up after `timeout` (a 503, retried by the client).
+            engine = create_async_engine(
+                url,
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
+                pool_timeout=timeout,
+                connect_args={"timeout": timeout, "command_timeout": timeout},
+            )
             self._writer = self._reader = engine
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The embedded database's file (None on PostgreSQL or in memory)."""
+        database = make_url(self.url).database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            return None
+        return Path(database)
 
     @property
     def is_postgres(self) -> bool:
@@ -53,6 +73,29 @@ class Database:
     async def ping(self) -> None:
         async with self.read() as conn:
             await conn.execute(text("SELECT 1"))
+
+    async def clock_offset(self) -> float | None:
+        """This process's clock minus PostgreSQL's, in seconds (None on SQLite: one node)."""
+        if not self.is_postgres:
+            await self.ping()
+            return None
+        async with self.read() as conn:
+            before = time.time()
+            server = (
+                await conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))
+            ).scalar_one()
+            after = time.time()
+        return (before + after) / 2 - float(server)
+
+    def pool_status(self) -> dict[str, int]:
+        """Connections held by this process's pools: checked out, and open in total."""
+        engines = [self._writer] if self._reader is self._writer else [self._writer, self._reader]
+        out = held = 0
+        for engine in engines:
+            pool: Any = engine.sync_engine.pool
+            out += pool.checkedout()
+            held += pool.checkedout() + pool.checkedin()
+        return {"in_use": out, "open": held}
 
     async def dispose(self) -> None:
         await self._writer.dispose()

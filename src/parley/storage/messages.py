@@ -8,7 +8,9 @@ Each stored message also gets the next deployment-wide stream position (`pos`), 
 `stream_head` row lock, so positions are gapless and follow commit order on every node.
 On PostgreSQL the batch is one statement after the head lock; on SQLite, a few statements inside
 one `BEGIN IMMEDIATE` transaction (one fsync). Every new message also gets its row in the
-notification outbox in that same transaction (`features/notify` reads it).
+notification outbox in that same transaction (`features/notify` reads it). On PostgreSQL
+`created_at` is the database's clock, not the node's: nodes whose clocks disagree still stamp
+one timeline consistently (order never depends on it either way: it is `seq` and `pos`).
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ _PG_APPEND = text(
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS x(
         idx int, conversation_id bigint, sender_id bigint, client_msg_id text, body text,
-        attachments jsonb, metadata jsonb, created_at timestamptz, reply_to_id bigint,
-        thread_root_id bigint, mentions jsonb, mentions_here boolean)
+        attachments jsonb, metadata jsonb, reply_to_id bigint, thread_root_id bigint,
+        mentions jsonb, mentions_here boolean)
 ),
 firsts AS (
     SELECT DISTINCT ON (conversation_id, sender_id, client_msg_id) * FROM input
@@ -88,7 +90,7 @@ inserted AS (
                           attachments, metadata, created_at, reply_to_id, thread_root_id,
                           mentions, mentions_here)
     SELECT conversation_id, seq, pos, sender_id, client_msg_id, body, attachments, metadata,
-           created_at, reply_to_id, thread_root_id, mentions, mentions_here FROM numbered
+           now(), reply_to_id, thread_root_id, mentions, mentions_here FROM numbered
     RETURNING {_COLUMNS}
 ),
 outboxed AS (
@@ -124,7 +126,6 @@ class MessageStore:
         return _answer_each(batch, stored)
 
     async def _append_postgres(self, batch: list[NewMessage]) -> dict[Key, Appended]:
-        created_at = now().isoformat()
         payload = json.dumps(
             [
                 {
@@ -135,7 +136,6 @@ class MessageStore:
                     "body": send.body,
                     "attachments": [asdict(ref) for ref in send.attachments],
                     "metadata": send.metadata,
-                    "created_at": created_at,
                     **_rich_columns(send),
                 }
                 for idx, send in enumerate(batch)

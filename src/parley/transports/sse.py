@@ -18,6 +18,8 @@ from parley.transports import bearer_token, client_ip
 KEEPALIVE_SECONDS = 15.0
 # Browsers reconnect after this long if the stream drops (and then send Last-Event-ID).
 RETRY_MS = 1000
+# Envelopes taken from the queue at a time (bounds what a blocked stream holds).
+WRITE_SLICE = 256
 
 
 async def open_sse(request: Request, stream: StreamService) -> StreamingResponse:
@@ -51,7 +53,7 @@ async def _events(
         for envelope in session.backlog:
             yield envelope.sse_frame()
         while time.monotonic() < deadline:
-            envelopes = await session.sub.wait(timeout=KEEPALIVE_SECONDS)
+            envelopes = await session.sub.wait(timeout=KEEPALIVE_SECONDS, most=WRITE_SLICE)
             if not envelopes and not session.sub.overflowed and not session.sub.closed:
                 yield b": keepalive\n\n"
                 continue

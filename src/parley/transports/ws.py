@@ -29,6 +29,8 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_RESYNC_UNAVAILABLE = 4009
 CLOSE_RATE_LIMITED = 4029
 _MAX_INFLIGHT_SENDS = 64
+# Envelopes a writer takes from its queue at a time (bounds what a blocked writer holds).
+WRITE_SLICE = 256
 
 
 async def serve_websocket(websocket: WebSocket, stream: StreamService) -> None:
@@ -100,7 +102,9 @@ async def _run(
     await websocket.send_text(session.hello.model_dump_json())
     for envelope in session.backlog:
         await websocket.send_text(envelope.data)
-    writer = asyncio.create_task(_write(websocket, session))
+    writer = asyncio.create_task(
+        _write(websocket, session, stream.settings.stream_send_timeout_seconds)
+    )
     reader = asyncio.create_task(_read(websocket, stream, session, receive_only=receive_only))
     done, pending = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
@@ -111,11 +115,24 @@ async def _run(
             log.warning("websocket ended with an error: %r", exc)
 
 
-async def _write(websocket: WebSocket, session: StreamSession) -> None:
+async def _write(websocket: WebSocket, session: StreamSession, send_timeout: float) -> None:
+    """Send what the subscription queues; a client too slow for its queue limit gets 4008
+    after what it was already given (a resume from its cursor then loses nothing), and one that
+    takes nothing for `send_timeout` s is dropped (its socket is aborted by TCP_USER_TIMEOUT)."""
     while True:
-        envelopes = await session.sub.wait()
+        envelopes = await session.sub.wait(most=WRITE_SLICE)
         for envelope in envelopes:
-            await websocket.send_text(envelope.data)
+            try:
+                async with asyncio.timeout(send_timeout):
+                    await websocket.send_text(envelope.data)
+            except TimeoutError:
+                metrics.SLOW_CONSUMERS.labels("ws").inc()
+                log.info(
+                    "websocket of user %s took nothing for %g s; dropped",
+                    session.user.id,
+                    send_timeout,
+                )
+                return
             close = _close_code_after(envelope, session)
             if close is not None:
                 await websocket.close(code=close, reason=envelope.type)

@@ -40,7 +40,7 @@ async def upload_attachment(
             yield chunk
 
     attachment = await services.attachments.do_upload(
-        user, conversation_id, file.filename or "file", chunks()
+        user, conversation_id, file.filename or "file", chunks(), size_hint=file.size
     )
     return AttachmentUploaded(
         **AttachmentOut.of(attachment.ref()).model_dump(), sha256=attachment.sha256

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from parley import metrics
 from parley.api.deps import ServicesDep
 from parley.core.errors import Forbidden, Unauthenticated, Unavailable
 from parley.features.ops.version import describe
@@ -29,17 +30,21 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 
     A bus outage only degrades the node (200, status "degraded"): sends still commit and every
     hub still catches up by polling the database head, just later. So does a
-    PARLEY_DEFAULT_BRANCH_ID naming no branch (conversations then fall back to no branch).
-    `version` is what `GET /version` says.
+    PARLEY_DEFAULT_BRANCH_ID naming no branch (conversations then fall back to no branch), a
+    volume with less free space than PARLEY_STORAGE_MIN_FREE_BYTES (text chat goes on; a full
+    attachment volume refuses uploads with 507), and a clock further than
+    PARLEY_CLOCK_SKEW_SECONDS from PostgreSQL's (order never depends on it; tokens may be
+    judged wrongly). `version` is what `GET /version` says.
     """
-    version = await describe(services.settings, services.db)
+    settings = services.settings
+    version = await describe(settings, services.db)
     bus_ok = services.stream.bus.healthy
     checks = {
         "database": "ok",
         "bus": "ok" if bus_ok else "unavailable; delivery polls the database",
     }
     try:
-        await services.db.ping()
+        offset = await services.db.clock_offset()
         schema, can_serve = await services.check_schema()
         branch_problem = await services.livechat.check_default_branch()
     except Unavailable as exc:
@@ -52,12 +57,25 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         return JSONResponse(
             {"status": "unavailable", "checks": checks, "version": version}, status_code=503
         )
+    healthy = bus_ok and not branch_problem and schema == "ok"
     if branch_problem:
         # Misrouted chats are a configuration error to fix, not a reason to stop serving.
         checks["default_branch"] = branch_problem
-    elif services.settings.default_branch_id is not None:
+    elif settings.default_branch_id is not None:
         checks["default_branch"] = "ok"
-    healthy = bus_ok and not branch_problem and schema == "ok"
+    for volume in services.volumes.check():
+        checks[volume.name + "_volume"] = volume.describe(settings.storage_min_free_bytes)
+        healthy = healthy and not volume.nearly_full
+    if offset is not None:
+        metrics.CLOCK_OFFSET_SECONDS.set(offset)
+        skewed = abs(offset) > settings.clock_skew_seconds
+        checks["clock"] = (
+            f"{offset:+.1f} s off the database's clock, beyond PARLEY_CLOCK_SKEW_SECONDS "
+            f"({settings.clock_skew_seconds:g} s); fix NTP"
+            if skewed
+            else "ok"
+        )
+        healthy = healthy and not skewed
     return JSONResponse(
         {"status": "ok" if healthy else "degraded", "checks": checks, "version": version}
     )
@@ -73,12 +91,19 @@ async def version(services: ServicesDep) -> dict[str, object]:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(request: Request, services: ServicesDep) -> Response:
+async def metrics_page(request: Request, services: ServicesDep) -> Response:
     """Prometheus metrics: with PARLEY_METRICS_TOKEN, for its bearer only; else loopback only.
 
     They show release state, traffic and error rates: not for the public API port.
     """
     check_metrics_access(request, services.settings.metrics_token)
+    services.volumes.check()  # free space as of this scrape
+    for state, count in services.db.pool_status().items():
+        metrics.DB_CONNECTIONS.labels(state).set(count)
+    if services.stream.hub is not None:
+        queued = [sub.backlog for sub in services.stream.hub.subscriptions()]
+        metrics.STREAM_QUEUED_EVENTS.labels("all").set(sum(queued))
+        metrics.STREAM_QUEUED_EVENTS.labels("largest").set(max(queued, default=0))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from parley import metrics
+from parley.background import LoopHealth
 from parley.core.rollout import Decision, Stage
 from parley.features.release.gates import GateReport
 from parley.features.release.rollout import Rollout, state_json
@@ -50,6 +51,7 @@ class ReleaseWatcher:
         self._last_full = rollout.clock() - GATES_EVERY
         self._told: set[tuple[str, str]] = set()  # (stage start, level) already notified
         self._alerted_up_to = 0  # the newest P0 report an alert was raised for
+        self._health = LoopHealth("release_watcher", log)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="release-watcher")
@@ -60,8 +62,10 @@ class ReleaseWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
+        try:
             await self.recorder.flush()  # what clients reported last is still evidence
+        except Exception as exc:
+            LoopHealth("release_final_flush", log).failed(exc, "the final evidence flush")
 
     async def _run(self) -> None:
         while True:
@@ -73,7 +77,9 @@ class ReleaseWatcher:
             try:
                 await self.tick()
             except Exception as exc:  # the database may be restarting; the next tick retries
-                log.warning("release watcher tick failed: %s", exc)
+                self._health.failed(exc, "tick")
+            else:
+                self._health.succeeded()
 
     async def tick(self) -> GateReport | None:
         """One round: store samples, announce flag changes, check P0, maybe kill.

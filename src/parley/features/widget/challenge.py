@@ -57,6 +57,8 @@ def solve(challenge_id: str, difficulty: int) -> str:
 class Challenges:
     def __init__(self, settings: Settings, ephemeral: Ephemeral) -> None:
         self.difficulty = settings.widget_challenge_difficulty
+        # Another node (whose clock may run ahead) may have issued the challenge.
+        self.skew = settings.clock_skew_seconds
         self.ephemeral = ephemeral
         if not settings.secret_key:
             log.warning(
@@ -83,7 +85,7 @@ class Challenges:
         reason = self._problem(solution, client_ip)
         if reason is None:
             expires = int(solution.id.split(".")[1])
-            ttl = max(1.0, expires - time.time())
+            ttl = max(1.0, expires + self.skew - time.time())
             if not await self.ephemeral.claim(f"widget-challenge:{solution.id}", ttl):
                 reason = "this challenge was already used"
         if reason is not None:
@@ -101,7 +103,7 @@ class Challenges:
         payload, signature = solution.id.rsplit(".", 1)
         if not hmac.compare_digest(self._sign(payload, client_ip), signature):
             return "not issued to this address by this server"
-        if int(parts[1]) <= time.time():
+        if int(parts[1]) + self.skew <= time.time():
             return "it expired"
         digest = hashlib.sha256(f"{solution.id}:{solution.nonce}".encode()).digest()
         if leading_zero_bits(digest) < int(parts[2]):

@@ -9,6 +9,9 @@ Two formats, both signed with the inbox's `identity_secret`:
   `sub` (user id), `exp` and `jti` (nonce).
 
 A token is good once: its nonce is recorded until it expires, and a second use is a replay.
+The site's clock and this node's may disagree by up to `skew` seconds (PARLEY_CLOCK_SKEW_SECONDS):
+a token expired by less than that is still good, and its lifetime may exceed the cap by as
+much; beyond it the token is refused.
 """
 
 from __future__ import annotations
@@ -51,23 +54,28 @@ def hmac_token(secret: str, user_id: str, expires_unix: int, nonce: str) -> str:
     return f"{HMAC_PREFIX}{payload}.{signature}"
 
 
-def verify_identity(token: str, secret: str, *, now: datetime | None = None) -> VerifiedIdentity:
+def verify_identity(
+    token: str, secret: str, *, now: datetime | None = None, skew: float = 0
+) -> VerifiedIdentity:
     """The site's user id the token vouches for; 401 ERR_IDENTITY_INVALID if it does not."""
     now = now or datetime.now(UTC)
     if token.startswith(HMAC_PREFIX):
         user_id, expires, nonce = _verify_hmac(token, secret)
     else:
-        user_id, expires, nonce = _verify_jwt(token, secret)
+        user_id, expires, nonce = _verify_jwt(token, secret, now=now, skew=skew)
     if not _USER_ID.match(user_id):
         raise invalid("the user id is empty, too long or has control characters")
     if not _NONCE.match(nonce):
         raise invalid("the nonce must be 8-100 characters of A-Z a-z 0-9 _ -")
-    if expires <= now.timestamp():
-        raise invalid("it has expired")
-    if expires > now.timestamp() + MAX_LIFETIME_SECONDS:
+    if expires + skew <= now.timestamp():
+        raise invalid(f"it has expired (clock skew allowed: {skew:g} s)")
+    if expires > now.timestamp() + MAX_LIFETIME_SECONDS + skew:
         raise invalid(f"it expires more than {MAX_LIFETIME_SECONDS} s from now")
+    # The nonce is kept until the token can no longer pass on any node.
     return VerifiedIdentity(
-        external_id=user_id, nonce=nonce, expires_at=datetime.fromtimestamp(expires, UTC)
+        external_id=user_id,
+        nonce=nonce,
+        expires_at=datetime.fromtimestamp(expires + skew, UTC),
     )
 
 
@@ -85,12 +93,15 @@ def _verify_hmac(token: str, secret: str) -> tuple[str, int, str]:
     return user_id, int(expires), nonce
 
 
-def _verify_jwt(token: str, secret: str) -> tuple[str, int, str]:
+def _verify_jwt(token: str, secret: str, *, now: datetime, skew: float) -> tuple[str, int, str]:
     try:
+        # PyJWT judges `exp` (and `nbf`, `iat`) by this node's clock; `leeway` is the skew, and
+        # expiry is checked again below against `now` like the v1 format.
         claims = jwt.decode(
             token,
             secret,
             algorithms=["HS256"],
+            leeway=skew + max(0.0, datetime.now(UTC).timestamp() - now.timestamp()),
             options={"require": ["sub", "exp", "jti"], "verify_aud": False},
         )
     except jwt.ExpiredSignatureError:

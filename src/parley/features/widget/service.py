@@ -97,7 +97,9 @@ class Widget:
         try:
             if not token:
                 raise invalid("this inbox requires a signed identity token")
-            verified = verify_identity(token, inbox.identity_secret)
+            verified = verify_identity(
+                token, inbox.identity_secret, skew=self.settings.clock_skew_seconds
+            )
             if not await self.identities.use_nonce(inbox.id, verified.nonce, verified.expires_at):
                 raise invalid("this token was already used")
         except Unauthenticated:

@@ -170,7 +170,11 @@ async def upload(request: Request, services: ServicesDep, session: SessionQuery)
                 yield chunk
 
         attachment = await services.attachments.do_upload(
-            visit.visitor, visit.session.conversation_id, file.filename or "file", chunks()
+            visit.visitor,
+            visit.session.conversation_id,
+            file.filename or "file",
+            chunks(),
+            size_hint=file.size,
         )
     uploaded = AttachmentUploaded(
         **AttachmentOut.of(attachment.ref()).model_dump(), sha256=attachment.sha256
