@@ -16,6 +16,7 @@ from parley.api.static import ParleyStaticFiles
 from parley.assembly import Services
 from parley.features.audit import routes as audit
 from parley.features.console import routes as console
+from parley.features.export import routes as export
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
 from parley.features.release import routes as release
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         widget_visitor.router,
         console.router,
         audit.router,
+        export.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

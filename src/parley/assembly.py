@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley.core.writer import MessageWriter
+from parley.features.export.service import Exports
 from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
@@ -24,6 +25,7 @@ from parley.services.stream import StreamService
 from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.database import Database
+from parley.storage.exports import ExportStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
 
@@ -46,6 +48,7 @@ class Services:
     widget_challenges: Challenges
     widget_networks: list[Network]
     audit: AuditLog
+    exports: Exports
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -91,16 +94,28 @@ class Services:
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
+            exports=Exports(
+                store=ExportStore(db),
+                blobs=core.attachments.blobs,
+                timeline=timeline,
+                audit=core.audit,
+                directory=settings.data_dir / "exports",
+                keep_hours=settings.export_keep_hours,
+                node=stream.bus.node_id,
+                staff_access=livechat.access_conversation,
+            ),
         )
 
     async def start(self) -> None:
         self.writer.start()
         await self.stream.start()
         await self.release.start()
+        self.exports.start()
 
     async def stop(self) -> None:
         self.stream.drain()
         await self.release.stop()
+        await self.exports.stop()
         await self.writer.stop()
         await self.livechat.stop()
         await self.stream.stop()

@@ -212,3 +212,7 @@ app.add_typer(branch_app, name="branch")
 from parley.features.audit.cli import audit_app  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
+
+from parley.features.export.cli import export_app  # noqa: E402
+
+app.add_typer(export_app, name="export")

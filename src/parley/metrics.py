@@ -109,3 +109,7 @@ WIDGET_REFUSED = Counter(
 AUDIT_ENTRIES = Counter(
     "parley_audit_entries_total", "Staff actions appended to the audit log.", ["action"]
 )
+
+EXPORTS = Counter(
+    "parley_exports_total", "Export packages by kind and outcome.", ["kind", "outcome"]
+)

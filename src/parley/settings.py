@@ -161,3 +161,7 @@ class Settings(BaseSettings):
     # A MaxMind .mmdb file (GeoLite2-Country or City) for the visitor's country, which routing
     # rules can match (empty: no country lookup, `country` rules never match).
     geoip_database: str = ""
+
+    # -- export and privacy (docs/privacy.md) ----------------------------------------------------
+    # A finished export package is kept this long for download, then deleted.
+    export_keep_hours: int = Field(default=72, ge=1, le=24 * 90)

@@ -14,6 +14,7 @@ CLI_MODULES = (
     "parley.features.inbox.cli",
     "parley.features.livechat.cli",
     "parley.features.audit.cli",
+    "parley.features.export.cli",
 )
 
 

@@ -53,6 +53,9 @@ class ErrorCode(StrEnum):
     CHALLENGE_REQUIRED = "ERR_CHALLENGE_REQUIRED"
     CHALLENGE_FAILED = "ERR_CHALLENGE_FAILED"
     ATTACHMENTS_DISABLED = "ERR_ATTACHMENTS_DISABLED"
+    # Exports and privacy: the package is still being made; a legal hold blocks a deletion.
+    EXPORT_NOT_READY = "ERR_EXPORT_NOT_READY"
+    LEGAL_HOLD = "ERR_LEGAL_HOLD"
 
 
 class ParleyError(Exception):
