@@ -11,7 +11,17 @@ from fastapi import FastAPI
 from parley import __version__
 from parley.api.errors import install_error_handlers
 from parley.api.middleware import RequestBodyLimit, RequestObserver
-from parley.api.routes import attachments, auth, conversations, demo, messages, ops, stream
+from parley.api.routes import (
+    attachments,
+    auth,
+    conversations,
+    demo,
+    messages,
+    ops,
+    search,
+    stream,
+    threads,
+)
 from parley.api.static import ParleyStaticFiles
 from parley.assembly import Services
 from parley.features.audit import routes as audit
@@ -54,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth.router,
         conversations.router,
         messages.router,
+        threads.router,
+        search.router,
         attachments.router,
         stream.router,
         demo.router,

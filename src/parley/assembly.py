@@ -21,7 +21,9 @@ from parley.services.attachments import Attachments
 from parley.services.audit import AuditLog
 from parley.services.container import Core
 from parley.services.identity import Identity
+from parley.services.search import Search
 from parley.services.stream import StreamService
+from parley.services.threads import Threads
 from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.database import Database
@@ -36,6 +38,8 @@ class Services:
     db: Database
     identity: Identity
     timeline: Timeline
+    threads: Threads
+    search: Search
     attachments: Attachments
     writer: MessageWriter
     stream: StreamService
@@ -73,6 +77,8 @@ class Services:
             db=db,
             identity=core.identity,
             timeline=timeline,
+            threads=core.threads,
+            search=core.search,
             attachments=core.attachments,
             writer=core.writer,
             stream=stream,

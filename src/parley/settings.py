@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # shards only queue on it (measured: 23-118 ms lock waits with 4, 1.5-4 ms with 1).
     writer_shards: int = Field(default=1, ge=1, le=64)
 
+    # How long after sending authors may still edit a message (seconds; 0: never). Staff
+    # (admins, moderators) edit their own messages at any time. Deleting has no window.
+    edit_window_seconds: int = Field(default=3600, ge=0)
+
     # Attachments: largest upload accepted, in bytes.
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     # Largest JSON request body, in bytes (refused with 413 before it is read whole).

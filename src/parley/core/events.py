@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from parley.core.models import Message
+from parley.core.models import Message, MessageChange
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
 def message_payload(message: Message) -> dict[str, Any]:
-    """A message as clients see it, on the stream and over REST alike."""
+    """A message as clients see it, on the stream and over REST alike.
+
+    A tombstone (`deleted_at` set) keeps its id and seq; its body, attachments, metadata,
+    mentions and reactions are empty.
+    """
     return {
         "id": message.id,
         "conversation_id": message.conversation_id,
@@ -22,7 +31,17 @@ def message_payload(message: Message) -> dict[str, Any]:
         "body": message.body,
         "attachments": [asdict(ref) for ref in message.attachments],
         "metadata": message.metadata,
-        "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": _iso(message.created_at),
+        "reply_to_id": message.reply_to_id,
+        "thread_root_id": message.thread_root_id,
+        "reply_count": message.reply_count,
+        "last_reply_seq": message.last_reply_seq,
+        "mentions": message.mentions,
+        "mentions_here": message.mentions_here,
+        "reactions": [asdict(reaction) for reaction in message.reactions],
+        "edited_at": _iso(message.edited_at),
+        "deleted_at": _iso(message.deleted_at),
+        "deleted_by": message.deleted_by.value if message.deleted_by else None,
     }
 
 
@@ -41,6 +60,41 @@ class MessageEvent(BaseModel):
             seq=message.seq,
             message=message_payload(message),
         )
+
+
+class MessageUpdatedEvent(BaseModel):
+    """A stored message changed: edited, deleted (a tombstone) or its reactions.
+
+    `pos` is the change's own stream position; `message` is the whole message as it is now
+    (replace the one with this `seq`), so applying it twice, or out of date, is harmless.
+    """
+
+    type: Literal["message.updated"] = "message.updated"
+    pos: int
+    conversation_id: int
+    seq: int
+    change: Literal["edited", "deleted", "reactions"]
+    message: dict[str, Any]
+
+    @classmethod
+    def of(cls, change: MessageChange) -> MessageUpdatedEvent:
+        return cls(
+            pos=change.pos,
+            conversation_id=change.message.conversation_id,
+            seq=change.message.seq,
+            change=change.kind.value,
+            message=message_payload(change.message),
+        )
+
+
+class ThreadReceiptEvent(BaseModel):
+    """To the reader's own sessions only: their read cursor in a thread moved."""
+
+    type: Literal["thread.receipt"] = "thread.receipt"
+    conversation_id: int
+    root_id: int
+    user_id: int
+    read_seq: int
 
 
 class ReceiptEvent(BaseModel):
@@ -136,6 +190,8 @@ StaffEvent = LivechatConversationEvent | LivechatNoteEvent
 
 Event = (
     MessageEvent
+    | MessageUpdatedEvent
+    | ThreadReceiptEvent
     | ReceiptEvent
     | TypingEvent
     | PresenceEvent

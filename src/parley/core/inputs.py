@@ -56,6 +56,9 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+MessageId = Annotated[int, Field(ge=1, le=limits.SEQ_MAX)]
+
+
 class SendIn(Input):
     client_msg_id: Text(limits.CLIENT_MSG_ID_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
     body: Text(limits.MESSAGE_BODY_MAX_CHARS) = ""  # type: ignore[valid-type]
@@ -63,8 +66,21 @@ class SendIn(Input):
         default_factory=list, max_length=limits.ATTACHMENTS_PER_MESSAGE_MAX
     )
     metadata: Metadata = Field(default_factory=dict)
+    # Quote a message of the conversation; post in a message's thread.
+    reply_to_id: MessageId | None = None
+    thread_root_id: MessageId | None = None
+
+
+class EditIn(Input):
+    body: Text(limits.MESSAGE_BODY_MAX_CHARS)  # type: ignore[valid-type]
+    # Retrying an edit with the same id changes the message once.
+    client_op_id: Text(limits.CLIENT_OP_ID_MAX_CHARS, min_length=1) | None = None  # type: ignore[valid-type]
 
 
 class ReceiptIn(Input):
     delivered_seq: Seq | None = None
     read_seq: Seq | None = None
+
+
+class ThreadReadIn(Input):
+    read_seq: Seq

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from typing import Any
 
 from parley.core.errors import BadInput, ErrorCode
-from parley.core.limits import METADATA_MAX_BYTES, METADATA_MAX_DEPTH
+from parley.core.limits import EMOJI_MAX_CHARS, METADATA_MAX_BYTES, METADATA_MAX_DEPTH
 
 
 def check_text(value: str) -> str:
@@ -50,4 +51,20 @@ def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     walk(value, 1)
     if len(json.dumps(value, ensure_ascii=False).encode()) > METADATA_MAX_BYTES:
         raise BadInput(f"metadata is larger than {METADATA_MAX_BYTES} bytes")
+    return value
+
+
+def check_emoji(value: str) -> str:
+    """A reaction: an emoji or a short name like ":party:", with no space or control character.
+
+    Any such text is accepted (clients pick the set they offer); it is stored as given, in NFC.
+    """
+    value = unicodedata.normalize("NFC", check_text(value))
+    if not 0 < len(value) <= EMOJI_MAX_CHARS:
+        raise BadInput(f"a reaction is 1 to {EMOJI_MAX_CHARS} characters")
+    for char in value:
+        category = unicodedata.category(char)
+        # Format characters (Cf) stay: zero-width joiners build many emoji.
+        if char.isspace() or (category[0] == "C" and category != "Cf") or char in "/\\":
+            raise BadInput("a reaction has no spaces, slashes or control characters")
     return value

@@ -15,7 +15,9 @@ from parley.core.events import (
     LivechatConversationEvent,
     LivechatNoteEvent,
     MessageEvent,
+    MessageUpdatedEvent,
     PresenceEvent,
+    ThreadReceiptEvent,
 )
 
 
@@ -23,8 +25,9 @@ from parley.core.events import (
 class Envelope:
     """An event on its way to connections.
 
-    `data` is the event's JSON, made once and sent as-is by every transport. Message events carry
-    their stream position `pos`; the rest are delivered as they come. The audience is the members
+    `data` is the event's JSON, made once and sent as-is by every transport. Message events (new
+    messages and changes to them) carry their stream position `pos`; the rest are delivered as
+    they come. The audience is the members
     of `conversation_ids`, plus `user_ids`, or everyone when `broadcast`.
     """
 
@@ -71,8 +74,11 @@ class Envelope:
 def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
     """Wrap an event; `audience` is the conversations a presence change concerns."""
     data = event.model_dump_json()
-    if isinstance(event, MessageEvent):
+    if isinstance(event, MessageEvent | MessageUpdatedEvent):
         return Envelope(event.type, data, pos=event.pos, conversation_ids=(event.conversation_id,))
+    if isinstance(event, ThreadReceiptEvent):
+        # The reader's own sessions only: what someone has read in a thread is theirs.
+        return Envelope(event.type, data, user_ids=(event.user_id,))
     if isinstance(event, ConversationUpdatedEvent):
         return Envelope(
             event.type,

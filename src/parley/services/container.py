@@ -22,16 +22,21 @@ from parley.realtime.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
 from parley.services.attachments import Attachments
 from parley.services.audit import AuditLog
 from parley.services.identity import Identity
+from parley.services.search import Search
 from parley.services.stream import StreamService
+from parley.services.threads import Threads
 from parley.services.timeline import Timeline
 from parley.settings import Settings
 from parley.storage.attachments import AttachmentStore
 from parley.storage.audit import AuditStore
 from parley.storage.blobs import LocalBlobStore
+from parley.storage.changes import MessageChangeStore
 from parley.storage.conversations import ConversationStore
 from parley.storage.database import Database
 from parley.storage.messages import MessageStore
+from parley.storage.search import SearchStore
 from parley.storage.stream import StreamStore
+from parley.storage.threads import ThreadStore
 from parley.storage.users import TokenStore, UserStore
 
 
@@ -42,6 +47,8 @@ class Core:
     users: UserStore
     identity: Identity
     timeline: Timeline
+    threads: Threads
+    search: Search
     attachments: Attachments
     writer: MessageWriter
     stream: StreamService
@@ -57,6 +64,7 @@ class Core:
         identity = Identity(users, TokenStore(db))
         message_store = MessageStore(db)
         attachment_store = AttachmentStore(db)
+        blobs = LocalBlobStore(settings.attachments_dir)
         writer = MessageWriter(
             message_store,
             shards=settings.writer_shards,
@@ -69,6 +77,14 @@ class Core:
             messages=message_store,
             attachments=attachment_store,
             writer=writer,
+            changes=MessageChangeStore(db),
+            blobs=blobs,
+            edit_window_seconds=settings.edit_window_seconds,
+            on_read_rollback=READ_ROLLBACK_DETECTED.labels("rest").inc,
+        )
+        threads = Threads(
+            timeline=timeline,
+            store=ThreadStore(db),
             on_read_rollback=READ_ROLLBACK_DETECTED.labels("rest").inc,
         )
         bus: Bus
@@ -106,10 +122,12 @@ class Core:
             users=users,
             identity=identity,
             timeline=timeline,
+            threads=threads,
+            search=Search(store=SearchStore(db), users=users),
             attachments=Attachments(
                 timeline=timeline,
                 store=attachment_store,
-                blobs=LocalBlobStore(settings.attachments_dir),
+                blobs=blobs,
                 max_bytes=settings.attachment_max_bytes,
             ),
             writer=writer,

@@ -38,6 +38,7 @@ from parley.core.events import (
     Event,
     HelloEvent,
     MessageEvent,
+    MessageUpdatedEvent,
     PresenceEvent,
     ReceiptEvent,
     TypingEvent,
@@ -214,8 +215,28 @@ class StreamService:
                     break
 
     async def _fetch_range(self, after: int, upto: int) -> list[Envelope]:
-        found = await self.store.list_messages_between(after, upto)
-        return [envelope_for(MessageEvent.of(message)) for message in found]
+        return await self._positions_between(after, upto)
+
+    async def _positions_between(
+        self,
+        after: int,
+        upto: int,
+        *,
+        conversation_ids: list[int] | None = None,
+        limit: int = 500,
+    ) -> list[Envelope]:
+        """The events of stream positions in (after, upto] — new messages and changes to
+        messages — in position order, at most `limit` of them."""
+        found = await self.store.list_messages_between(
+            after, upto, conversation_ids=conversation_ids, limit=limit
+        )
+        changes = await self.store.list_changes_between(
+            after, upto, conversation_ids=conversation_ids, limit=limit
+        )
+        envelopes = [envelope_for(MessageEvent.of(message)) for message in found]
+        envelopes += [envelope_for(MessageUpdatedEvent.of(change)) for change in changes]
+        envelopes.sort(key=lambda envelope: envelope.pos or 0)
+        return envelopes[:limit]
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -385,15 +406,15 @@ class StreamService:
                 if age > self.settings.resume_window_seconds:
                     raise self._range_unavailable(transport, after, head)
         conversation_ids = sorted(sub.conversation_ids)
-        messages = await self.store.list_messages_between(
+        backlog = await self._positions_between(
             after,
             max(start, after),
             conversation_ids=conversation_ids,
             limit=self.settings.resume_max_messages + 1,
         )
-        if len(messages) > self.settings.resume_max_messages:
+        if len(backlog) > self.settings.resume_max_messages:
             raise self._range_unavailable(transport, after, head)
-        backlog = [envelope_for(MessageEvent.of(message)) for message in messages]
+        resumed = bool(backlog)
         changed = await self.store.list_conversations_changed_since(conversation_ids, after)
         backlog += [
             envelope_for(ConversationUpdatedEvent(conversation_id=cid, member_ids=member_ids))
@@ -411,7 +432,7 @@ class StreamService:
             )
             for m in members
         ]
-        if messages:
+        if resumed:
             metrics.STREAM_RESUMES.labels(transport).inc()
         return backlog
 

@@ -2,32 +2,54 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from parley.core.coalesce import CoalescedLookup
-from parley.core.errors import BadInput, Conflict, ErrorCode, Forbidden, NotFound
-from parley.core.events import ConversationUpdatedEvent, Event, ReceiptEvent
+from parley.core.errors import BadInput, Conflict, ErrorCode, Forbidden, NotFound, ParleyError
+from parley.core.events import (
+    ConversationUpdatedEvent,
+    Event,
+    MessageUpdatedEvent,
+    ReceiptEvent,
+)
+from parley.core.mentions import find_mentions, may_mention
 from parley.core.models import (
     Appended,
+    Changed,
+    ChangeKind,
     Conversation,
     ConversationKind,
     ConversationSummary,
+    DeletedBy,
     Member,
     MemberRole,
+    Mention,
     Message,
+    MessageChange,
+    MessageVersion,
     NewMessage,
+    ReactionCount,
     Role,
     User,
 )
+from parley.core.ports import BlobStore
 from parley.core.receipts import ReceiptUpdate, advance_receipt
 from parley.core.writer import MessageWriter
 from parley.storage.attachments import AttachmentStore
+from parley.storage.changes import MentionRows, MessageChangeStore
 from parley.storage.conversations import ConversationStore
 from parley.storage.messages import MessageStore
 from parley.storage.users import UserStore
 
+log = logging.getLogger(__name__)
+
 Publish = Callable[[Event], Awaitable[None]]
+STAFF_ROLES = frozenset({Role.ADMIN, Role.MODERATOR})
+# Bulk deletes (personal-data erasure) tombstone this many messages per transaction.
+DELETE_CHUNK = 500
 
 
 async def _publish_nowhere(_event: Event) -> None:
@@ -51,6 +73,9 @@ class Timeline:
         messages: MessageStore,
         attachments: AttachmentStore,
         writer: MessageWriter,
+        changes: MessageChangeStore | None = None,
+        blobs: BlobStore | None = None,
+        edit_window_seconds: int = 3600,
         publish: Publish = _publish_nowhere,
         on_read_rollback: Callable[[int], None] = lambda _n: None,
     ) -> None:
@@ -59,6 +84,9 @@ class Timeline:
         self.messages = messages
         self.attachments = attachments
         self.writer = writer
+        self.changes = changes or MessageChangeStore(messages.db)
+        self.blobs = blobs
+        self.edit_window = timedelta(seconds=edit_window_seconds)
         self.publish = publish
         self.on_read_rollback = on_read_rollback
         # Every send checks membership: checks arriving together share one query.
@@ -159,8 +187,15 @@ class Timeline:
         body: str,
         attachment_ids: list[str],
         metadata: dict[str, object],
+        reply_to_id: int | None = None,
+        thread_root_id: int | None = None,
     ) -> Appended:
-        """Store a message once; a retry with the same `client_msg_id` returns the original."""
+        """Store a message once; a retry with the same `client_msg_id` returns the original.
+
+        `reply_to_id` quotes a message of the conversation; `thread_root_id` puts the message
+        in that message's thread (a reply's own root, if it names a reply). `@name` of a member
+        and `@here` become the message's mentions.
+        """
         await self.access_conversation(actor, conversation_id)
         refs = []
         if attachment_ids:
@@ -180,6 +215,19 @@ class Timeline:
                 refs.append(attachment.ref())
         if not body.strip() and not refs:
             raise BadInput("a message needs a body or an attachment")
+        root: Message | None = None
+        if reply_to_id is not None or thread_root_id is not None:
+            try:
+                root = await self._check_reply(conversation_id, reply_to_id, thread_root_id)
+            except ParleyError:
+                # A retry of a send stored before its target was deleted still gets its answer.
+                stored = await self.messages.find_by_client_msg_id(
+                    conversation_id, actor.id, client_msg_id
+                )
+                if stored is None:
+                    raise
+                return Appended(stored, created=False)
+        mentions = await self._mentions_in(conversation_id, actor.id, body)
         return await self.writer.append(
             NewMessage(
                 conversation_id=conversation_id,
@@ -188,8 +236,216 @@ class Timeline:
                 body=body,
                 attachments=refs,
                 metadata=dict(metadata),
+                reply_to_id=reply_to_id,
+                thread_root_id=root.id if root else None,
+                thread_root_sender_id=root.sender_id if root else None,
+                mentions=mentions.named,
+                mentions_here=mentions.here,
+                here_ids=mentions.here_ids,
             )
         )
+
+    async def _check_reply(
+        self, conversation_id: int, reply_to_id: int | None, thread_root_id: int | None
+    ) -> Message | None:
+        """Check what a send quotes and the thread it joins; returns the thread's root."""
+        wanted = [i for i in (reply_to_id, thread_root_id) if i is not None]
+        found = {m.id: m for m in await self.messages.find_messages(wanted)}
+        for field, message_id in (("reply_to_id", reply_to_id), ("thread_root_id", thread_root_id)):
+            if message_id is None:
+                continue
+            message = found.get(message_id)
+            if message is None or message.conversation_id != conversation_id:
+                raise BadInput(f"{field}: no message {message_id} in this conversation")
+            if message.deleted:
+                raise Conflict(
+                    f"{field}: message {message_id} was deleted", ErrorCode.MESSAGE_DELETED
+                )
+        if thread_root_id is None:
+            return None
+        root = found[thread_root_id]
+        if root.thread_root_id is not None:  # a reply in a thread: its thread is meant
+            root = await self.messages.get_message(root.thread_root_id) or root
+        return root
+
+    async def _mentions_in(self, conversation_id: int, sender_id: int, body: str) -> MentionRows:
+        """The members `body` names; one lookup, and only when the text has an "@" at all."""
+        if not may_mention(body):
+            return MentionRows()
+        found = find_mentions(body)
+        if not found.names and not found.here:
+            return MentionRows()
+        ids = await self.conversations.find_members_named(
+            conversation_id, found.names, everyone=found.here
+        )
+        named = [ids[name] for name in found.names if name in ids and ids[name] != sender_id]
+        named = list(dict.fromkeys(named))
+        here_ids = sorted(set(ids.values()) - set(named) - {sender_id}) if found.here else []
+        return MentionRows(named=named, here=found.here, here_ids=here_ids)
+
+    # -- one message: read, edit, delete, react --------------------------------------------------
+
+    async def access_message(self, actor: User, conversation_id: int, message_id: int) -> Message:
+        """A message of a conversation `actor` is a member of; 404 otherwise, alike."""
+        await self.access_conversation(actor, conversation_id)
+        message = await self.messages.get_message(message_id)
+        if message is None or message.conversation_id != conversation_id:
+            raise NotFound("no such message")
+        return message
+
+    def check_may_edit(self, actor: User, message: Message) -> None:
+        """Only the author edits, within PARLEY_EDIT_WINDOW_SECONDS (staff: any time)."""
+        if message.deleted:
+            raise Conflict("the message was deleted", ErrorCode.MESSAGE_DELETED)
+        if message.sender_id != actor.id:
+            raise Forbidden("only its author can edit a message")
+        if actor.role in STAFF_ROLES:
+            return
+        if datetime.now(UTC) - message.created_at > self.edit_window:
+            raise Forbidden(
+                f"messages can be edited for {int(self.edit_window.total_seconds())} s after "
+                "sending; delete it and send a new one instead",
+                ErrorCode.EDIT_WINDOW_CLOSED,
+            )
+
+    def check_may_delete(self, actor: User, message: Message) -> bool:
+        """Authors delete their own messages, staff (admins, moderators) anyone's.
+
+        Returns whether the delete is a staff action (it is recorded as such).
+        """
+        if message.sender_id == actor.id:
+            return False
+        if actor.role in STAFF_ROLES:
+            return True
+        raise Forbidden("only its author or a moderator can delete a message")
+
+    async def do_edit_message(
+        self,
+        actor: User,
+        conversation_id: int,
+        message_id: int,
+        *,
+        body: str,
+        client_op_id: str | None = None,
+    ) -> Changed:
+        """Replace a message's text (the old one is kept as a version) and tell every member.
+
+        Idempotent: a retry with the same `client_op_id`, or the same text, changes nothing.
+        """
+        message = await self._message_in(conversation_id, message_id)
+        if not body.strip() and not message.attachments:
+            raise BadInput("a message needs a body or an attachment; delete it instead")
+        mentions = await self._mentions_in(conversation_id, message.sender_id, body)
+        changed = await self.changes.edit_message(
+            message_id, actor_id=actor.id, client_op_id=client_op_id, body=body, mentions=mentions
+        )
+        await self._announce(changed, ChangeKind.EDITED)
+        return changed
+
+    async def do_delete_message(
+        self,
+        actor: User | None,
+        conversation_id: int,
+        message_id: int,
+        *,
+        reason: str | None = None,
+        by_staff: bool = False,
+    ) -> Changed:
+        """Turn a message into a tombstone and tell every member; its seq stays.
+
+        For routes (after `check_may_delete`), moderation (`by_staff`, with a reason) and
+        personal-data erasure (`actor` None). Deleting a tombstone again changes nothing.
+        """
+        await self._message_in(conversation_id, message_id)
+        (changed,) = await self.do_delete_messages(
+            [message_id], actor=actor, reason=reason, by=_deleted_by(actor, by_staff)
+        )
+        return changed
+
+    async def do_delete_messages(
+        self,
+        message_ids: list[int],
+        *,
+        actor: User | None,
+        reason: str | None,
+        by: DeletedBy,
+    ) -> list[Changed]:
+        """`do_delete_message` for many messages of any conversations, without any checks."""
+        results: list[Changed] = []
+        for start in range(0, len(message_ids), DELETE_CHUNK):
+            chunk = message_ids[start : start + DELETE_CHUNK]
+            tombstones = await self.changes.delete_messages(
+                chunk, by=by, actor_id=actor.id if actor else None, reason=reason
+            )
+            for changed in tombstones.changes:
+                await self._announce(changed, ChangeKind.DELETED)
+            await self._remove_files(tombstones.orphaned_attachments)
+            results += tombstones.changes
+        return results
+
+    async def do_delete_messages_from(self, sender_id: int, *, reason: str | None) -> int:
+        """Tombstone every message a user sent (personal-data erasure); returns how many."""
+        deleted = 0
+        after = 0
+        while ids := await self.messages.list_message_ids_by_sender(
+            sender_id, after_id=after, limit=DELETE_CHUNK
+        ):
+            changes = await self.do_delete_messages(
+                ids, actor=None, reason=reason, by=DeletedBy.SYSTEM
+            )
+            deleted += sum(1 for change in changes if change.changed)
+            after = ids[-1]
+        return deleted
+
+    async def do_react(
+        self, actor: User, conversation_id: int, message_id: int, emoji: str, *, add: bool
+    ) -> Changed:
+        """Add or remove the actor's `emoji`; repeating either changes nothing (retries)."""
+        await self._message_in(conversation_id, message_id)
+        changed = await self.changes.react(message_id, user_id=actor.id, emoji=emoji, add=add)
+        await self._announce(changed, ChangeKind.REACTIONS)
+        return changed
+
+    async def list_versions(
+        self, actor: User, conversation_id: int, message_id: int
+    ) -> list[MessageVersion]:
+        """A message's edit history, oldest first (a tombstone has none)."""
+        message = await self.access_message(actor, conversation_id, message_id)
+        if message.deleted:
+            return []
+        return await self.changes.list_versions(message)
+
+    async def list_reactions(
+        self, actor: User, conversation_id: int, message_id: int
+    ) -> list[ReactionCount]:
+        await self.access_message(actor, conversation_id, message_id)
+        return await self.changes.list_reactions(message_id)
+
+    async def list_mentions(self, message_id: int) -> list[Mention]:
+        """Who a message mentions (for notifications): named members, and whom @here reached."""
+        return await self.messages.list_mentions(message_id)
+
+    async def _message_in(self, conversation_id: int, message_id: int) -> Message:
+        message = await self.messages.get_message(message_id)
+        if message is None or message.conversation_id != conversation_id:
+            raise NotFound("no such message")
+        return message
+
+    async def _announce(self, changed: Changed, kind: ChangeKind) -> None:
+        if changed.pos is not None:
+            await self.publish(
+                MessageUpdatedEvent.of(MessageChange(changed.pos, kind, changed.message))
+            )
+
+    async def _remove_files(self, attachment_ids: list[str]) -> None:
+        """Delete the bytes of files no message uses any more (their rows are gone already)."""
+        if self.blobs is None:
+            return
+        for attachment_id in attachment_ids:
+            try:
+                await self.blobs.delete(attachment_id)
+            except OSError:
+                log.exception("could not delete the file of attachment %s", attachment_id)
 
     async def list_messages(
         self,
@@ -244,3 +500,9 @@ class Timeline:
                 )
             )
         return outcome
+
+
+def _deleted_by(actor: User | None, by_staff: bool) -> DeletedBy:
+    if actor is None:
+        return DeletedBy.SYSTEM
+    return DeletedBy.STAFF if by_staff else DeletedBy.AUTHOR

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, and_, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,7 +20,8 @@ from parley.core.models import (
 from parley.core.receipts import ReceiptUpdate
 from parley.storage.database import Database
 from parley.storage.rows import conversation_from_row, member_from_row, now
-from parley.storage.schema import conversations, members, messages, stream_head
+from parley.storage.schema import conversations, members, stream_head, users
+from parley.storage.threads import count_mentions, main_unread
 
 # The stream position now: stamped on what changed, so a resuming client gets it again.
 _HEAD = select(stream_head.c.pos).where(stream_head.c.id == 1).scalar_subquery()
@@ -94,20 +95,11 @@ class ConversationStore:
         }
 
     async def list_conversations_for(self, user_id: int) -> list[ConversationSummary]:
-        unread = (
-            select(func.count())
-            .where(
-                messages.c.conversation_id == conversations.c.id,
-                messages.c.seq > members.c.read_seq,
-                messages.c.sender_id != user_id,
-            )
-            .scalar_subquery()
-        )
         query = (
             select(
                 conversations,
                 *[c.label(f"{MEMBER_PREFIX}{c.name}") for c in members.c],
-                unread.label("unread"),
+                main_unread(user_id).label("unread"),
             )
             .join(members, members.c.conversation_id == conversations.c.id)
             .where(members.c.user_id == user_id)
@@ -125,15 +117,33 @@ class ConversationStore:
                 )
                 for conversation_id, member_id in pairs:
                     member_ids[conversation_id].append(member_id)
+            mentions: dict[int, int] = defaultdict(int)
+            for (conversation_id, _thread), count in (await count_mentions(conn, user_id)).items():
+                mentions[conversation_id] += count
         return [
             ConversationSummary(
                 conversation=conversation_from_row(row),
                 member=member_from_row(row, prefix=MEMBER_PREFIX),
                 unread=row.unread,
                 member_ids=member_ids[row.id],
+                mentions=mentions[row.id],
             )
             for row in rows
         ]
+
+    async def find_members_named(
+        self, conversation_id: int, names: list[str], *, everyone: bool = False
+    ) -> dict[str, int]:
+        """Member ids by user name: of `names`, or of every member when `everyone`."""
+        query = (
+            select(users.c.name, users.c.id)
+            .join(members, members.c.user_id == users.c.id)
+            .where(members.c.conversation_id == conversation_id)
+        )
+        if not everyone:
+            query = query.where(users.c.name.in_(names))
+        async with self.db.read() as conn:
+            return {row.name: int(row.id) for row in await conn.execute(query)}
 
     async def list_members(self, conversation_id: int) -> list[Member]:
         async with self.db.read() as conn:

@@ -17,13 +17,15 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import case, insert, select, text, tuple_, update
+from sqlalchemy import bindparam, case, func, insert, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from parley.core.models import Appended, Message, NewMessage
+from parley.core.models import Appended, Mention, Message, NewMessage
 from parley.storage.database import Database
 from parley.storage.rows import message_from_row, now
-from parley.storage.schema import conversations, messages, stream_head
+from parley.storage.schema import conversations, message_mentions, messages, stream_head
+from parley.storage.threads import ThreadFollows, greatest
 
 Key = tuple[int, int, str]
 
@@ -37,7 +39,8 @@ _PG_APPEND = text(
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS x(
         idx int, conversation_id bigint, sender_id bigint, client_msg_id text, body text,
-        attachments jsonb, metadata jsonb, created_at timestamptz)
+        attachments jsonb, metadata jsonb, created_at timestamptz, reply_to_id bigint,
+        thread_root_id bigint, mentions jsonb, mentions_here boolean)
 ),
 firsts AS (
     SELECT DISTINCT ON (conversation_id, sender_id, client_msg_id) * FROM input
@@ -70,9 +73,10 @@ numbered AS (
 ),
 inserted AS (
     INSERT INTO messages (conversation_id, seq, pos, sender_id, client_msg_id, body,
-                          attachments, metadata, created_at)
+                          attachments, metadata, created_at, reply_to_id, thread_root_id,
+                          mentions, mentions_here)
     SELECT conversation_id, seq, pos, sender_id, client_msg_id, body, attachments, metadata,
-           created_at FROM numbered
+           created_at, reply_to_id, thread_root_id, mentions, mentions_here FROM numbered
     RETURNING *
 )
 SELECT inserted.*, true AS created FROM inserted
@@ -116,6 +120,7 @@ class MessageStore:
                     "attachments": [asdict(ref) for ref in send.attachments],
                     "metadata": send.metadata,
                     "created_at": created_at,
+                    **_rich_columns(send),
                 }
                 for idx, send in enumerate(batch)
             ]
@@ -125,12 +130,14 @@ class MessageStore:
             # across nodes, and no two batches can lock conversations in opposite orders.
             head = (await conn.execute(_PG_LOCK_HEAD)).scalar_one()
             rows = (await conn.execute(_PG_APPEND, {"batch": payload, "head": head})).all()
-        return {
-            (row.conversation_id, row.sender_id, row.client_msg_id): Appended(
-                message_from_row(row), created=row.created
-            )
-            for row in rows
-        }
+            stored = {
+                (row.conversation_id, row.sender_id, row.client_msg_id): Appended(
+                    message_from_row(row), created=row.created
+                )
+                for row in rows
+            }
+            await self._store_extras(conn, batch, stored)
+        return stored
 
     async def _append_generic(self, batch: list[NewMessage]) -> dict[Key, Appended]:
         firsts: dict[Key, NewMessage] = {}
@@ -190,6 +197,7 @@ class MessageStore:
                         "attachments": [asdict(ref) for ref in send.attachments],
                         "metadata": send.metadata,
                         "created_at": created_at,
+                        **_rich_columns(send),
                     }
                 )
             inserted = await conn.execute(insert(messages).returning(*messages.c), rows)
@@ -198,7 +206,73 @@ class MessageStore:
                 stored[(message.conversation_id, message.sender_id, message.client_msg_id)] = (
                     Appended(message, created=True)
                 )
+            await self._store_extras(conn, fresh, stored)
         return stored
+
+    async def _store_extras(
+        self, conn: AsyncConnection, batch: list[NewMessage], stored: dict[Key, Appended]
+    ) -> None:
+        """Mention rows, thread counters and thread followers of the new messages that have any.
+
+        Run only for batches that need them, so a plain send costs no extra statement.
+        """
+        firsts: dict[Key, NewMessage] = {}
+        for send in batch:
+            firsts.setdefault(send.idempotency_key, send)
+        extras = [
+            (send, stored[key].message)
+            for key, send in firsts.items()
+            if send.has_extras and stored[key].created
+        ]
+        if not extras:
+            return
+        mention_rows: dict[tuple[int, int], dict[str, Any]] = {}
+        replies: dict[int, list[int]] = {}
+        follows = ThreadFollows()
+        for send, message in extras:
+            explicit = set(send.mentions)
+            mentioned = [uid for uid in (*send.mentions, *send.here_ids) if uid != send.sender_id]
+            for user_id in mentioned:
+                mention_rows.setdefault(
+                    (message.id, user_id),
+                    {
+                        "message_id": message.id,
+                        "user_id": user_id,
+                        "conversation_id": message.conversation_id,
+                        "seq": message.seq,
+                        "thread_root_id": message.thread_root_id,
+                        "via_here": user_id not in explicit,
+                    },
+                )
+            root = message.thread_root_id
+            if root is None:
+                continue
+            replies.setdefault(root, []).append(message.seq)
+            # Writing in a thread reads it; its root's author and whoever is named follow it.
+            follows.add(root, send.sender_id, message.conversation_id, message.seq)
+            for user_id in (send.thread_root_sender_id, *mentioned):
+                if user_id is not None and user_id != send.sender_id:
+                    follows.add(root, user_id, message.conversation_id, 0)
+        if mention_rows:
+            await conn.execute(insert(message_mentions), list(mention_rows.values()))
+        if replies:
+            await conn.execute(
+                update(messages)
+                .where(messages.c.id == bindparam("root_id"))
+                .values(
+                    reply_count=messages.c.reply_count + bindparam("replies"),
+                    last_reply_seq=greatest(
+                        self.db,
+                        func.coalesce(messages.c.last_reply_seq, 0),
+                        bindparam("last_seq"),
+                    ),
+                ),
+                [
+                    {"root_id": root, "replies": len(seqs), "last_seq": max(seqs)}
+                    for root, seqs in replies.items()
+                ],
+            )
+        await follows.store(conn, self.db)
 
     async def list_messages(
         self,
@@ -220,6 +294,62 @@ class MessageStore:
             rows = (await conn.execute(query.limit(limit))).all()
         found = [message_from_row(row) for row in rows]
         return found[::-1] if newest_first else found
+
+    async def get_message(self, message_id: int) -> Message | None:
+        found = await self.find_messages([message_id])
+        return found[0] if found else None
+
+    async def find_messages(self, message_ids: list[int]) -> list[Message]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(messages).where(messages.c.id.in_(message_ids)))
+            return [message_from_row(row) for row in rows]
+
+    async def find_by_client_msg_id(
+        self, conversation_id: int, sender_id: int, client_msg_id: str
+    ) -> Message | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(messages).where(
+                        messages.c.conversation_id == conversation_id,
+                        messages.c.sender_id == sender_id,
+                        messages.c.client_msg_id == client_msg_id,
+                    )
+                )
+            ).first()
+        return message_from_row(row) if row else None
+
+    async def list_mentions(self, message_id: int) -> list[Mention]:
+        """Who `message_id` mentions: named members, and (`via_here`) those @here reached."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(message_mentions.c.user_id, message_mentions.c.via_here)
+                .where(message_mentions.c.message_id == message_id)
+                .order_by(message_mentions.c.user_id)
+            )
+            return [Mention(user_id=row.user_id, via_here=bool(row.via_here)) for row in rows]
+
+    async def list_message_ids_by_sender(
+        self, sender_id: int, *, after_id: int = 0, limit: int = 500, deleted: bool = False
+    ) -> list[int]:
+        """Ids of a user's messages (not deleted ones, unless asked) by id, for paging."""
+        query = select(messages.c.id).where(
+            messages.c.sender_id == sender_id, messages.c.id > after_id
+        )
+        if not deleted:
+            query = query.where(messages.c.deleted_at.is_(None))
+        async with self.db.read() as conn:
+            rows = await conn.execute(query.order_by(messages.c.id).limit(limit))
+            return [int(value) for value in rows.scalars()]
+
+
+def _rich_columns(send: NewMessage) -> dict[str, Any]:
+    return {
+        "reply_to_id": send.reply_to_id,
+        "thread_root_id": send.thread_root_id,
+        "mentions": send.mentions,
+        "mentions_here": send.mentions_here,
+    }
 
 
 def _answer_each(batch: list[NewMessage], stored: dict[Key, Appended]) -> list[Appended]:

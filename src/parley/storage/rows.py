@@ -13,9 +13,11 @@ from parley.core.models import (
     AttachmentRef,
     Conversation,
     ConversationKind,
+    DeletedBy,
     Member,
     MemberRole,
     Message,
+    ReactionCount,
     Role,
     User,
 )
@@ -83,7 +85,21 @@ def message_from_row(row: Row[Any]) -> Message:
         attachments=[AttachmentRef(**ref) for ref in _json(row.attachments)],
         metadata=_json(row.metadata),
         created_at=utc(row.created_at),
+        reply_to_id=row.reply_to_id,
+        thread_root_id=row.thread_root_id,
+        reply_count=row.reply_count,
+        last_reply_seq=row.last_reply_seq,
+        mentions=list(_json(row.mentions)),
+        mentions_here=bool(row.mentions_here),
+        reactions=[ReactionCount(**reaction) for reaction in _json(row.reactions)],
+        edited_at=_utc_or_none(row.edited_at),
+        deleted_at=_utc_or_none(row.deleted_at),
+        deleted_by=DeletedBy(row.deleted_by) if row.deleted_by else None,
     )
+
+
+def _utc_or_none(value: datetime | str | None) -> datetime | None:
+    return utc(value) if value is not None else None
 
 
 def attachment_from_row(row: Row[Any]) -> Attachment:

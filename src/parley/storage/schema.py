@@ -17,6 +17,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
+    literal_column,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -115,10 +118,123 @@ messages = Table(
     Column("attachments", Json, nullable=False),
     Column("metadata", Json, nullable=False),
     Column("created_at", Timestamp, nullable=False),
+    # -- the rich timeline (migration 0006; docs/timeline.md) --
+    # A quoted message of the same conversation, and the root of the thread this reply is in.
+    Column("reply_to_id", Id, nullable=True),
+    Column("thread_root_id", Id, nullable=True),
+    # On a thread's root: its replies that are not deleted, and the seq of the newest reply.
+    Column("reply_count", Integer, nullable=False, server_default="0"),
+    Column("last_reply_seq", BigInteger, nullable=True),
+    # User ids named with @name (members only), and whether @here was used.
+    Column("mentions", Json, nullable=False, server_default="[]"),
+    Column("mentions_here", Boolean, nullable=False, server_default=false()),
+    # [{"emoji", "count", "user_ids"}]: kept in step with message_reactions by every change.
+    Column("reactions", Json, nullable=False, server_default="[]"),
+    Column("edited_at", Timestamp, nullable=True),
+    # A tombstone: body, attachments, metadata, mentions, reactions and edit history are gone;
+    # the seq stays. `deleted_by` is "author" | "staff" | "system" (personal-data erasure).
+    Column("deleted_at", Timestamp, nullable=True),
+    Column("deleted_by", String(16), nullable=True),
+    Column("deleted_by_id", Id, nullable=True),
+    Column("delete_reason", Text, nullable=True),
     UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
     UniqueConstraint(
         "conversation_id", "sender_id", "client_msg_id", name="uq_messages_client_msg_id"
     ),
+    Index("ix_messages_thread_root_id_seq", "thread_root_id", "seq"),
+    # A conversation's threads, newest reply first (only roots are in it).
+    Index(
+        "ix_messages_thread_roots",
+        "conversation_id",
+        "last_reply_seq",
+        sqlite_where=text("last_reply_seq IS NOT NULL"),
+        postgresql_where=text("last_reply_seq IS NOT NULL"),
+    ),
+    # PostgreSQL's full-text index (SQLite has the FTS5 table `messages_fts` instead, kept by
+    # triggers; see migration 0006). Queries must repeat this exact expression to use it.
+    Index(
+        "ix_messages_body_search",
+        func.to_tsvector(literal_column("'simple'::regconfig"), text("body")),
+        postgresql_using="gin",
+    ).ddl_if(dialect="postgresql"),
+)
+
+# Every edit, deletion and reaction change of a message: its own stream position (taken under
+# the stream_head lock, like a message's), so resuming clients get it. The event is rebuilt
+# from the message's current state, so a tombstone never re-sends what was deleted.
+message_changes = Table(
+    "message_changes",
+    metadata,
+    Column("pos", Id, primary_key=True, autoincrement=False),
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # edited | deleted | reactions
+    Column("actor_id", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    # The client's id of an edit or delete: a retry with it changes nothing twice.
+    Column("client_op_id", String(128), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint(
+        "message_id", "actor_id", "client_op_id", name="uq_message_changes_client_op_id"
+    ),
+)
+
+# Earlier versions of edited messages (version 1 is the original); gone with a tombstone.
+message_edits = Table(
+    "message_edits",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("written_at", Timestamp, nullable=False),
+    Column("editor_id", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    UniqueConstraint("message_id", "version", name="uq_message_edits_message_version"),
+)
+
+# One row per (message, emoji, user): adding twice is one reaction.
+message_reactions = Table(
+    "message_reactions",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("emoji", String(64), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# Who a message mentions (@name, and every other member for @here): what notifications and
+# mention counts read. `seq` and `thread_root_id` copy the message's, for unread counting.
+message_mentions = Table(
+    "message_mentions",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("conversation_id", Id, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("thread_root_id", Id, nullable=True),
+    Column("via_here", Boolean, nullable=False),
+    Index("ix_message_mentions_user_conversation_seq", "user_id", "conversation_id", "seq"),
+)
+
+# A user's read cursor in a thread they follow (wrote the root, replied, were mentioned in it,
+# or marked it read). Only moves forward, like a member's read_seq.
+thread_reads = Table(
+    "thread_reads",
+    metadata,
+    Column("root_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "conversation_id",
+        Id,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("read_seq", BigInteger, nullable=False),
+    Index("ix_thread_reads_user_conversation", "user_id", "conversation_id"),
 )
 
 attachments = Table(

@@ -7,12 +7,13 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from parley.core.models import Member, Message
+from parley.core.models import ChangeKind, Member, Message, MessageChange
 from parley.storage.database import Database
 from parley.storage.rows import member_from_row, message_from_row, now, utc
 from parley.storage.schema import (
     conversations,
     members,
+    message_changes,
     messages,
     runtime_settings,
     stream_head,
@@ -55,11 +56,52 @@ class StreamStore:
             rows = await conn.execute(query.order_by(messages.c.pos).limit(limit))
             return [message_from_row(row) for row in rows]
 
+    async def list_changes_between(
+        self,
+        after: int,
+        upto: int,
+        *,
+        conversation_ids: list[int] | None = None,
+        limit: int = 500,
+    ) -> list[MessageChange]:
+        """Edits, deletions and reaction changes with `after < pos <= upto`, by position, each
+        with its message as it is now."""
+        query = (
+            select(
+                messages,
+                message_changes.c.pos.label("change_pos"),
+                message_changes.c.kind.label("change_kind"),
+            )
+            .select_from(
+                message_changes.join(messages, messages.c.id == message_changes.c.message_id)
+            )
+            .where(message_changes.c.pos > after, message_changes.c.pos <= upto)
+        )
+        if conversation_ids is not None:
+            query = query.where(message_changes.c.conversation_id.in_(conversation_ids))
+        async with self.db.read() as conn:
+            rows = await conn.execute(query.order_by(message_changes.c.pos).limit(limit))
+            return [
+                MessageChange(
+                    pos=row.change_pos,
+                    kind=ChangeKind(row.change_kind),
+                    message=message_from_row(row),
+                )
+                for row in rows
+            ]
+
     async def get_message_time(self, pos: int) -> datetime | None:
+        """When the message (or the change to one) at stream position `pos` was stored."""
         async with self.db.read() as conn:
             value = (
                 await conn.execute(select(messages.c.created_at).where(messages.c.pos == pos))
             ).scalar_one_or_none()
+            if value is None:
+                value = (
+                    await conn.execute(
+                        select(message_changes.c.created_at).where(message_changes.c.pos == pos)
+                    )
+                ).scalar_one_or_none()
         return utc(value) if value is not None else None
 
     async def list_members_updated_since(
