@@ -29,6 +29,7 @@ from parley.features.console import routes as console
 from parley.features.export import routes as export
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
+from parley.features.privacy import routes as privacy
 from parley.features.release import routes as release
 from parley.features.widget import routes as widget
 from parley.features.widget import visitor as widget_visitor
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console.router,
         audit.router,
         export.router,
+        privacy.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

@@ -13,6 +13,7 @@ from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
+from parley.features.privacy.service import Privacy
 from parley.features.release.service import Release
 from parley.features.widget.challenge import Challenges
 from parley.features.widget.guard import Network, WidgetLimits, parse_networks
@@ -30,6 +31,7 @@ from parley.storage.database import Database
 from parley.storage.exports import ExportStore
 from parley.storage.inboxes import InboxStore
 from parley.storage.livechat import LivechatStore
+from parley.storage.privacy import PrivacyStore
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Services:
     widget_networks: list[Network]
     audit: AuditLog
     exports: Exports
+    privacy: Privacy
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -71,6 +74,16 @@ class Services:
             geoip=GeoIP(settings.geoip_database),
             publish=stream.publish,
             online=stream.online,
+        )
+        exports = Exports(
+            store=ExportStore(db),
+            blobs=core.attachments.blobs,
+            timeline=timeline,
+            audit=core.audit,
+            directory=settings.data_dir / "exports",
+            keep_hours=settings.export_keep_hours,
+            node=stream.bus.node_id,
+            staff_access=livechat.access_conversation,
         )
         return cls(
             settings=settings,
@@ -100,15 +113,14 @@ class Services:
             widget_challenges=Challenges(settings, core.ephemeral),
             widget_networks=parse_networks(settings.trusted_proxies),
             audit=core.audit,
-            exports=Exports(
-                store=ExportStore(db),
-                blobs=core.attachments.blobs,
+            exports=exports,
+            privacy=Privacy(
+                settings=settings,
+                store=PrivacyStore(db),
                 timeline=timeline,
+                blobs=core.attachments.blobs,
                 audit=core.audit,
-                directory=settings.data_dir / "exports",
-                keep_hours=settings.export_keep_hours,
-                node=stream.bus.node_id,
-                staff_access=livechat.access_conversation,
+                remove_export=exports.remove_file,
             ),
         )
 
@@ -117,11 +129,13 @@ class Services:
         await self.stream.start()
         await self.release.start()
         self.exports.start()
+        self.privacy.start()
 
     async def stop(self) -> None:
         self.stream.drain()
         await self.release.stop()
         await self.exports.stop()
+        await self.privacy.stop()
         await self.writer.stop()
         await self.livechat.stop()
         await self.stream.stop()

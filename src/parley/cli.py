@@ -216,3 +216,7 @@ app.add_typer(audit_app, name="audit")
 from parley.features.export.cli import export_app  # noqa: E402
 
 app.add_typer(export_app, name="export")
+
+from parley.features.privacy.cli import privacy_app  # noqa: E402
+
+app.add_typer(privacy_app, name="privacy")

@@ -113,3 +113,7 @@ AUDIT_ENTRIES = Counter(
 EXPORTS = Counter(
     "parley_exports_total", "Export packages by kind and outcome.", ["kind", "outcome"]
 )
+RETENTION_PURGED = Counter(
+    "parley_retention_purged_total", "Messages the retention job turned into tombstones."
+)
+ERASURES = Counter("parley_erasures_total", "People erased, by policy.", ["policy"])

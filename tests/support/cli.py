@@ -15,6 +15,7 @@ CLI_MODULES = (
     "parley.features.livechat.cli",
     "parley.features.audit.cli",
     "parley.features.export.cli",
+    "parley.features.privacy.cli",
 )
 
 

@@ -259,7 +259,11 @@ class StreamService:
         """
         if not envelopes:
             return
-        self.live_hub.ingest(envelopes)
+        if self.hub is None:
+            # Not serving (a CLI command changed something): serving nodes pick positioned
+            # events up from the database by head polling; there is no one here to tell.
+            return
+        self.hub.ingest(envelopes)
         if len(self._outbox) >= OUTBOX_LIMIT:
             self._outbox.popleft()
         self._outbox.append(envelopes)

@@ -401,6 +401,8 @@ inboxes = Table(
     Column("allow_attachments", Boolean, nullable=False, server_default=true()),
     # Assign a new conversation to the branch's available operator with the fewest open ones.
     Column("auto_assign", Boolean, nullable=False, server_default=false()),
+    # Days this inbox's conversations keep their messages (null: PARLEY_RETENTION_DAYS["livechat"]).
+    Column("retention_days", Integer, nullable=True),
 )
 
 widget_sessions = Table(

@@ -158,6 +158,10 @@ class Exports:
     def path_of(self, job: ExportJob) -> Path:
         return self.directory / f"{job.id}.zip"
 
+    def remove_file(self, export_id: str) -> None:
+        """Delete a package now (its person was erased): the job stays, its file is gone."""
+        (self.directory / f"{export_id}.zip").unlink(missing_ok=True)
+
     # -- running ---------------------------------------------------------------------------------
 
     def start(self) -> None:

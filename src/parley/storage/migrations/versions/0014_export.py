@@ -1,7 +1,7 @@
-"""export jobs and legal holds (export packages, personal data, retention)
+"""export jobs, legal holds, inbox retention (export packages, personal data, retention)
 
 Revision ID: 0014
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-07
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0014"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -63,8 +63,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_legal_holds")),
     )
     op.create_index("ix_legal_holds_conversation_id", "legal_holds", ["conversation_id"])
+    with op.batch_alter_table("inboxes") as batch:
+        batch.add_column(sa.Column("retention_days", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("inboxes") as batch:
+        batch.drop_column("retention_days")
     op.drop_table("legal_holds")
     op.drop_table("export_jobs")
