@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, not_, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    not_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from parley.core.errors import ParleyError
@@ -20,6 +31,7 @@ from parley.storage.schema import (
     inboxes,
     legal_holds,
     livechat_conversations,
+    members,
     messages,
     runtime_settings,
     users,
@@ -126,45 +138,18 @@ class PrivacyStore:
         conversations are left out.
         """
         m = messages.c
-        where = [
-            m.created_at < cutoff,
-            m.deleted_at.is_(None),
-            m.id > after_id,
-            not_(m.conversation_id.in_(_HELD)),
-        ]
-        if kind == "livechat":
-            where.append(
-                m.conversation_id.in_(
-                    select(livechat_conversations.c.conversation_id).where(
-                        livechat_conversations.c.inbox_id == inbox_id
-                    )
-                )
-            )
-        else:
-            where += [
-                m.conversation_id.in_(
-                    select(conversations.c.id).where(conversations.c.kind == kind)
-                ),
-                not_(m.conversation_id.in_(_LIVECHAT)),
-            ]
+        where = _expired(kind, cutoff, inbox_id)
+        where += [m.id > after_id, not_(m.conversation_id.in_(_HELD))]
         query = select(m.id, m.conversation_id).where(and_(*where)).order_by(m.id).limit(limit)
         async with self.db.read() as conn:
             return [(int(r.id), int(r.conversation_id)) for r in (await conn.execute(query)).all()]
 
-    async def list_held_with_expired(self, cutoffs: dict[str, datetime]) -> list[int]:
-        """Held conversations retention skipped: any live message older than its kind's cutoff."""
-        if not cutoffs:
-            return []
-        oldest = min(cutoffs.values())
-        query = (
-            select(messages.c.conversation_id)
-            .where(
-                messages.c.conversation_id.in_(_HELD),
-                messages.c.created_at < oldest,
-                messages.c.deleted_at.is_(None),
-            )
-            .distinct()
-        )
+    async def list_held_with_expired(
+        self, *, kind: str, cutoff: datetime, inbox_id: int | None = None
+    ) -> list[int]:
+        """Held conversations that retention skips: they have messages past `cutoff`."""
+        where = [*_expired(kind, cutoff, inbox_id), messages.c.conversation_id.in_(_HELD)]
+        query = select(messages.c.conversation_id).where(and_(*where)).distinct()
         async with self.db.read() as conn:
             return sorted(int(r[0]) for r in (await conn.execute(query)).all())
 
@@ -179,6 +164,15 @@ class PrivacyStore:
         query = select(attachments.c.id).where(attachments.c.uploader_id == uploader_id)
         async with self.db.read() as conn:
             return [str(r[0]) for r in (await conn.execute(query)).all()]
+
+    async def forget_client_ids_of(self, sender_id: int) -> None:
+        """Client message ids are the client's own strings: after erasure they say nothing."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(messages)
+                .where(messages.c.sender_id == sender_id)
+                .values(client_msg_id=literal("erased-") + cast(messages.c.id, String))
+            )
 
     async def strip_attachments_of(self, sender_id: int) -> None:
         """Drop the file references of a person's messages (anonymize keeps only the text)."""
@@ -198,6 +192,19 @@ class PrivacyStore:
         they asked for. Returns how many widget sessions were ended."""
         erased_name = f"erased-{user_id}"
         async with self.db.write() as conn:
+            old_name = (
+                await conn.execute(select(users.c.name).where(users.c.id == user_id))
+            ).scalar_one()
+            # Titles made from their name (a visitor's "Shop: visitor-…") lose it too.
+            await conn.execute(
+                update(conversations)
+                .where(
+                    conversations.c.id.in_(
+                        select(members.c.conversation_id).where(members.c.user_id == user_id)
+                    )
+                )
+                .values(title=func.replace(conversations.c.title, old_name, ERASED_DISPLAY_NAME))
+            )
             await conn.execute(
                 update(users)
                 .where(users.c.id == user_id)
@@ -259,3 +266,17 @@ class PrivacyStore:
                 return bool(claimed.rowcount)
         except (IntegrityError, ParleyError):
             return False  # another node inserted it first
+
+
+def _expired(kind: str, cutoff: datetime, inbox_id: int | None) -> list[Any]:
+    m = messages.c
+    where: list[Any] = [m.created_at < cutoff, m.deleted_at.is_(None)]
+    if kind == "livechat":
+        inbox_conversations = select(livechat_conversations.c.conversation_id).where(
+            livechat_conversations.c.inbox_id == inbox_id
+        )
+        where.append(m.conversation_id.in_(inbox_conversations))
+    else:
+        of_kind = select(conversations.c.id).where(conversations.c.kind == kind)
+        where += [m.conversation_id.in_(of_kind), not_(m.conversation_id.in_(_LIVECHAT))]
+    return where

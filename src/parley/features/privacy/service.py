@@ -131,8 +131,12 @@ class Privacy:
             chosen = inbox_days or days.get("livechat")
             if chosen:
                 scopes.append(("livechat", inbox_id, chosen))
+        held: set[int] = set()
         for kind, inbox_id, keep_days in scopes:
             cutoff = now - timedelta(days=keep_days)
+            held |= set(
+                await self.store.list_held_with_expired(kind=kind, cutoff=cutoff, inbox_id=inbox_id)
+            )
             after = 0
             while found := await self.store.list_expired_message_ids(
                 kind=kind, cutoff=cutoff, inbox_id=inbox_id, after_id=after, limit=PAGE
@@ -149,8 +153,7 @@ class Privacy:
                     by=DeletedBy.SYSTEM,
                 )
                 run.purged += sum(1 for change in changes if change.changed)
-        oldest = {k: now - timedelta(days=d) for k, d in days.items()}
-        run.held = await self.store.list_held_with_expired(oldest)
+        run.held = sorted(held)
         run.conversations = len(touched)
         if not dry_run:
             metrics.RETENTION_PURGED.inc(run.purged)
@@ -213,6 +216,7 @@ class Privacy:
                 ErrorCode.LEGAL_HOLD,
                 details={"conversations": held},
             )
+        files = await self.store.list_attachment_ids_of(user_id)
         if policy is ErasurePolicy.TOMBSTONE:
             messages = await self.timeline.do_delete_messages_from(
                 user_id, reason="personal data erased"
@@ -220,13 +224,13 @@ class Privacy:
         else:
             messages = 0
             await self.store.strip_attachments_of(user_id)
-        files = await self.store.list_attachment_ids_of(user_id)
-        for attachment_id in files:
+        for attachment_id in files:  # tombstones took their messages' files; the rest go here
             await self.blobs.delete(attachment_id)
         await self.store.delete_attachment_rows(files)
         if self.remove_export is not None:
             for export_id in await self.store.list_export_ids_about(user_id):
                 self.remove_export(export_id)
+        await self.store.forget_client_ids_of(user_id)
         sessions = await self.store.scrub_identity(user_id)
         erasure = Erasure(
             user_id=user_id,
