@@ -51,6 +51,7 @@ async def seed(services: Services, count: int) -> int:
         direct_key=None,
     )
     now = datetime.now(UTC)
+    base = await services.stream.store.get_head()  # positions are deployment-wide and unique
     body = "lorem ipsum dolor sit amet, consectetur adipiscing elit " * 2
     batch = 5000
     for start in range(0, count, batch):
@@ -88,7 +89,7 @@ async def seed(services: Services, count: int) -> int:
                 {
                     "conversation_id": conversation.id,
                     "seq": seq,
-                    "pos": seq,
+                    "pos": base + seq,
                     "sender_id": alice.id if seq % 2 else bob.id,
                     "client_msg_id": f"c{seq}",
                     "body": f"{seq} {body}",
@@ -105,7 +106,7 @@ async def seed(services: Services, count: int) -> int:
             .where(conversations.c.id == conversation.id)
             .values(last_seq=count)
         )
-        await conn.execute(update(stream_head).values(pos=count))
+        await conn.execute(update(stream_head).values(pos=base + count))
     return conversation.id
 
 
