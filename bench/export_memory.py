@@ -59,7 +59,7 @@ async def seed(services: Services, count: int) -> int:
         for seq in range(start + 1, min(count, start + batch) + 1):
             refs = []
             if seq % 1000 == 0:
-                att_id = f"att_bench{seq:010d}"
+                att_id = f"att_bench{conversation.id}x{seq:010d}"
                 data = os.urandom(32 * 1024)
                 path = services.settings.attachments_dir / att_id[:2] / att_id
                 path.parent.mkdir(parents=True, exist_ok=True)
