@@ -31,6 +31,7 @@ from parley.features.audit import routes as audit
 from parley.features.calls import routes as calls
 from parley.features.console import routes as console
 from parley.features.disputes import routes as disputes
+from parley.features.export import routes as export
 from parley.features.inbox import routes as inbox
 from parley.features.livechat import routes as livechat
 from parley.features.moderation import routes as moderation
@@ -38,6 +39,7 @@ from parley.features.notify import routes as notify
 from parley.features.ops import preflight_routes
 from parley.features.ops import routes as ops_routes
 from parley.features.ops.version import git_sha
+from parley.features.privacy import routes as privacy
 from parley.features.release import routes as release
 from parley.features.sso import routes as sso
 from parley.features.widget import routes as widget
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         calls.page_router,
         sso.router,
         ops_routes.router,
+        export.router,
+        privacy.router,
     ):
         app.include_router(router)
     app.mount("/static", ParleyStaticFiles(directory=STATIC_DIR), name="static")

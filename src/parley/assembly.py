@@ -15,6 +15,7 @@ from parley.features.disputes.scheduler import DisputeScheduler
 from parley.features.disputes.service import FLAG as DISPUTE_FLAG
 from parley.features.disputes.service import Disputes
 from parley.features.disputes.webhooks import WebhookSender
+from parley.features.export.service import Exports
 from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
 from parley.features.livechat.geoip import GeoIP
@@ -25,6 +26,7 @@ from parley.features.moderation.service import Moderation
 from parley.features.notify.service import Notifications
 from parley.features.ops.backup import BackupAgeGauge
 from parley.features.ops.maintenance import Maintenance
+from parley.features.privacy.service import Privacy
 from parley.features.release.gates import SafetyCounts
 from parley.features.release.service import Release
 from parley.features.sso.service import SingleSignOn
@@ -45,6 +47,7 @@ from parley.storage.attachments import AttachmentStore
 from parley.storage.calls import CallStore
 from parley.storage.database import Database
 from parley.storage.disputes import DisputeStore
+from parley.storage.exports import ExportStore
 from parley.storage.flags import FlagStore
 from parley.storage.identities import IdentityStore
 from parley.storage.inboxes import InboxStore
@@ -52,6 +55,7 @@ from parley.storage.livechat import LivechatStore
 from parley.storage.migrate import revision_of, running_schema_problem
 from parley.storage.moderation import ModerationStore
 from parley.storage.notify import NotifyStore
+from parley.storage.privacy import PrivacyStore
 
 
 @dataclass
@@ -81,6 +85,8 @@ class Services:
     sso: SingleSignOn
     maintenance: Maintenance
     volumes: Volumes
+    exports: Exports
+    privacy: Privacy
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -137,6 +143,16 @@ class Services:
         stream.greeters.append(calls.greet)
         maintenance = Maintenance(settings, stream.store, users, core.audit)
         stream.admit = maintenance.check_admits
+        exports = Exports(
+            store=ExportStore(db),
+            blobs=core.attachments.blobs,
+            timeline=timeline,
+            audit=core.audit,
+            directory=settings.data_dir / "exports",
+            keep_hours=settings.export_keep_hours,
+            node=stream.bus.node_id,
+            staff_access=livechat.access_conversation,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -183,6 +199,15 @@ class Services:
                 | ({"database": db.sqlite_file.parent} if db.sqlite_file else {}),
                 min_free_bytes=settings.storage_min_free_bytes,
             ),
+            exports=exports,
+            privacy=Privacy(
+                settings=settings,
+                store=PrivacyStore(db),
+                timeline=timeline,
+                blobs=core.attachments.blobs,
+                audit=core.audit,
+                remove_export=exports.remove_file,
+            ),
         )
 
     async def check_schema(self) -> tuple[str, bool]:
@@ -200,6 +225,8 @@ class Services:
         self.maintenance.stream = self.stream
         await self.maintenance.start()
         metrics.BACKUP_AGE.set_function(BackupAgeGauge(self.settings.effective_backup_dir))
+        self.exports.start()
+        self.privacy.start()
 
     async def stop(self) -> None:
         self.stream.drain()
@@ -208,6 +235,8 @@ class Services:
         await self.dispute_scheduler.stop()
         await self.moderation.guard.stop()
         await self.calls.stop()
+        await self.exports.stop()
+        await self.privacy.stop()
         await self.writer.stop()
         await self.notifications.stop()
         await self.livechat.stop()

@@ -328,3 +328,11 @@ app.command("restore")(restore_command)
 app.add_typer(deploy_app, name="deploy")
 app.command("rollback")(rollback_command)
 app.add_typer(alerts_app, name="alerts")
+
+from parley.features.export.cli import export_app  # noqa: E402
+
+app.add_typer(export_app, name="export")
+
+from parley.features.privacy.cli import privacy_app  # noqa: E402
+
+app.add_typer(privacy_app, name="privacy")

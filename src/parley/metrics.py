@@ -295,3 +295,10 @@ DB_CONNECTIONS = Gauge(
     "Database connections held by this process's pools: open, and in use right now.",
     ["state"],
 )
+EXPORTS = Counter(
+    "parley_exports_total", "Export packages by kind and outcome.", ["kind", "outcome"]
+)
+RETENTION_PURGED = Counter(
+    "parley_retention_purged_total", "Messages the retention job turned into tombstones."
+)
+ERASURES = Counter("parley_erasures_total", "People erased, by policy.", ["policy"])

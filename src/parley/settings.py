@@ -455,3 +455,19 @@ class Settings(BaseSettings):
     @property
     def effective_backup_dir(self) -> Path:
         return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"
+
+    # -- export and privacy (docs/privacy.md) ----------------------------------------------------
+    # A finished export package is kept this long for download, then deleted.
+    export_keep_hours: int = Field(default=72, ge=1, le=24 * 90)
+    # Days messages are kept, per conversation kind (`direct`, `group`, `room`, `livechat`); a
+    # kind not named keeps its messages forever. JSON: PARLEY_RETENTION_DAYS='{"livechat": 90}'.
+    # An inbox's own `retention_days` wins for its conversations; a conversation under legal hold
+    # is never purged. Purged messages become tombstones (their seq stays).
+    retention_days: dict[str, int] = Field(default_factory=dict)
+    # How often one node of the deployment runs the retention job (0: only `parley retention
+    # run` or `POST /v1/admin/retention/run`).
+    retention_every_hours: float = Field(default=24.0, ge=0)
+    # The built-in privacy page (/privacy, linked by the widget when no privacy URL is set): who
+    # is responsible for the data (controller) and where people send requests (e-mail or URL).
+    privacy_controller: str = ""
+    privacy_contact: str = ""

@@ -582,3 +582,35 @@ def test_operator_searches_her_conversations(
     assert page.locator("#results b").count() == 0
     results.get_by_role("button").click()
     expect(page.locator("#conversation-title")).to_have_text(visitor.name)
+
+
+def test_the_export_button_saves_the_conversation_package(
+    console: Console, deployment: Deployment, visitors: list[Visitor]
+) -> None:
+    import csv
+    import io
+    import json
+    import zipfile
+
+    console.sign_in("ana", "ana-password")
+    page = console.page
+    visitor = Visitor(deployment)
+    visitors.append(visitor)
+    attachment = visitor.upload("order.txt", b"order 7\n")
+    visitor.send("Where is my order?", [attachment["id"]])
+    console.item(visitor.conversation_id).get_by_role("button").click()
+    page.get_by_role("button", name="Assign to me").click()
+    page.get_by_label("Message").fill("On its way.")
+    page.get_by_role("button", name="Send reply").click()
+    expect(console.timeline_entry("On its way.")).to_be_visible()
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export").click()
+    expect(page.locator("#export-status")).to_contain_text("Export ready (2 messages)")
+    package = zipfile.ZipFile(download.value.path())
+    assert {"README.md", "messages.csv", "metadata.json"} <= set(package.namelist())
+    rows = list(csv.DictReader(io.StringIO(package.read("messages.csv").decode("utf-8-sig"))))
+    assert [r["body"] for r in rows] == ["Where is my order?", "On its way."]
+    files = [n for n in package.namelist() if n.startswith("attachments/")]
+    assert len(files) == 1 and package.read(files[0]) == b"order 7\n"
+    assert json.loads(package.read("metadata.json"))["requested_by"]["name"] == "ana"

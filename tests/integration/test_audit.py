@@ -253,7 +253,8 @@ def test_cli_search_tail_and_export(tmp_path: Any, monkeypatch: pytest.MonkeyPat
     out = tmp_path / "audit.csv"
     exported = runner.invoke(app, ["audit", "export", "--out", str(out), "--format", "csv"])
     assert exported.exit_code == 0, exported.output
-    actions = [row["action"] for row in csv.DictReader(out.open())]
+    with out.open() as exported_file:
+        actions = [row["action"] for row in csv.DictReader(exported_file)]
     assert actions == ["inbox.create", "flag.update", "audit.export"]
     bad = runner.invoke(app, ["audit", "export", "--out", str(out), "--format", "xml"])
     assert bad.exit_code == 2 and "--format is one of" in bad.output

@@ -21,6 +21,8 @@ CLI_MODULES = (
     "parley.features.sso.cli",
     "parley.features.ops.cli",
     "parley.features.ops.preflight_cli",
+    "parley.features.export.cli",
+    "parley.features.privacy.cli",
 )
 
 

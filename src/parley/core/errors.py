@@ -90,6 +90,9 @@ class ErrorCode(StrEnum):
     RESTORE_MISMATCH = "ERR_RESTORE_MISMATCH"
     ANONYMIZE_UNCOVERED = "ERR_ANONYMIZE_UNCOVERED"
     DEPLOY_FAILED = "ERR_DEPLOY_FAILED"
+    # Exports and privacy: the package is still being made; a legal hold blocks a deletion.
+    EXPORT_NOT_READY = "ERR_EXPORT_NOT_READY"
+    LEGAL_HOLD = "ERR_LEGAL_HOLD"
     # The rich timeline: a change to a tombstone, an edit after the window, too many emoji.
     MESSAGE_DELETED = "ERR_MESSAGE_DELETED"
     EDIT_WINDOW_CLOSED = "ERR_EDIT_WINDOW_CLOSED"

@@ -69,6 +69,7 @@ class Inbox:
     branch_id: int | None = None
     allow_attachments: bool = True
     auto_assign: bool = False
+    retention_days: int | None = None
 
     def is_online(self, at: datetime) -> bool:
         return self.working_hours is None or self.working_hours.is_open(at)

@@ -36,6 +36,7 @@ def inbox_from_row(row: Any) -> Inbox:
         branch_id=row.branch_id,
         allow_attachments=bool(row.allow_attachments),
         auto_assign=bool(row.auto_assign),
+        retention_days=row.retention_days,
     )
 
 

@@ -414,6 +414,8 @@ inboxes = Table(
     Column("allow_attachments", Boolean, nullable=False, server_default=true()),
     # Assign a new conversation to the branch's available operator with the fewest open ones.
     Column("auto_assign", Boolean, nullable=False, server_default=false()),
+    # Days this inbox's conversations keep their messages (null: PARLEY_RETENTION_DAYS["livechat"]).
+    Column("retention_days", Integer, nullable=True),
 )
 
 widget_sessions = Table(
@@ -887,4 +889,48 @@ user_identities = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("last_login_at", Timestamp, nullable=False),
     Index("ix_user_identities_user_id", "user_id"),
+)
+
+# -- export and privacy (migration 0014_export; docs/privacy.md) ----------------------------------
+
+# Background export jobs: a conversation's package, or a person's own data (the same shape).
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "exp_" + random: not guessable
+    Column("kind", String(16), nullable=False),  # conversation | person
+    Column("subject_id", Id, nullable=False),  # the conversation id, or the person's user id
+    Column("requested_by", Id, nullable=True),  # null: the CLI
+    Column("requested_by_name", String(100), nullable=False),
+    Column("status", String(16), nullable=False),  # queued | running | done | failed
+    Column("done", BigInteger, nullable=False, server_default="0"),  # progress: items written
+    Column("total", BigInteger, nullable=False, server_default="0"),
+    Column("size", BigInteger, nullable=True),  # the finished ZIP's bytes and sha256
+    Column("sha256", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("params", Json, nullable=False),
+    # The node running it and when it last said so: a job whose runner went quiet is re-run.
+    Column("runner", String(64), nullable=True),
+    Column("heartbeat_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    Column("expires_at", Timestamp, nullable=True),
+    Index("ix_export_jobs_status", "status"),
+    Index("ix_export_jobs_requested_by", "requested_by"),
+)
+
+# A conversation under legal hold is never purged by retention nor erased (e.g. an open dispute).
+legal_holds = Table(
+    "legal_holds",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("reason", Text, nullable=False),
+    Column("placed_by", String(100), nullable=False),
+    Column("placed_at", Timestamp, nullable=False),
+    Column("released_at", Timestamp, nullable=True),
+    Column("released_by", String(100), nullable=True),
+    Index("ix_legal_holds_conversation_id", "conversation_id"),
 )

@@ -33,6 +33,8 @@ class InboxFields(Input):
     branch_id: int | None = Field(default=None, ge=1, le=2**53)
     allow_attachments: bool | None = None
     auto_assign: bool | None = None
+    # Days messages are kept (null: the deployment's default for live chat; docs/privacy.md).
+    retention_days: int | None = Field(default=None, ge=1, le=36_500)
 
 
 class InboxIn(InboxFields):
@@ -59,6 +61,7 @@ class InboxOut(BaseModel):
     branch_id: int | None
     allow_attachments: bool
     auto_assign: bool
+    retention_days: int | None
     created_at: datetime
 
     @classmethod
@@ -79,6 +82,7 @@ class InboxOut(BaseModel):
             branch_id=inbox.branch_id,
             allow_attachments=inbox.allow_attachments,
             auto_assign=inbox.auto_assign,
+            retention_days=inbox.retention_days,
             created_at=inbox.created_at,
         )
 
@@ -93,7 +97,7 @@ def _set_fields(body: InboxFields) -> dict[str, object]:
     return {name: value for name, value in fields.items() if value is not None or name in _NULLABLE}
 
 
-_NULLABLE = {"privacy_url", "privacy_text", "working_hours", "branch_id"}
+_NULLABLE = {"privacy_url", "privacy_text", "working_hours", "branch_id", "retention_days"}
 
 
 @router.post("", response_model=InboxOut, status_code=201)

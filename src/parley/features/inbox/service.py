@@ -202,4 +202,5 @@ def _audited(inbox: Inbox) -> dict[str, Any]:
         "branch_id": inbox.branch_id,
         "allow_attachments": inbox.allow_attachments,
         "auto_assign": inbox.auto_assign,
+        "retention_days": inbox.retention_days,
     }

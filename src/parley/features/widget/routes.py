@@ -153,6 +153,8 @@ async def bootstrap(
             client_ip=_ip(request, services),
         )
     url, text = widget.privacy(inbox)
+    # No policy URL configured: the deployment's own page (docs/privacy.md), never no link.
+    url = url or str(request.url_for("privacy_page"))
     online = await widget.is_online(inbox)
     return BootstrapOut(
         session=done.session_token,

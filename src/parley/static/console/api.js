@@ -90,13 +90,25 @@ export class Api {
     return this.fetch("/v1/auth/logout", { method: "POST" });
   }
 
+  requestExport(id) {
+    return this.json(`/v1/conversations/${id}/exports`, { method: "POST" });
+  }
+
+  exportJob(exportId) {
+    return this.json(`/v1/exports/${encodeURIComponent(exportId)}`);
+  }
+
   /** Save an attachment: a link cannot carry the bearer header, so fetch it and save a blob. */
   async download(attachment) {
-    const response = await this.fetch(`/v1/attachments/${encodeURIComponent(attachment.id)}`);
+    await this.save(`/v1/attachments/${encodeURIComponent(attachment.id)}`, attachment.file_name);
+  }
+
+  async save(path, fileName) {
+    const response = await this.fetch(path);
     const url = URL.createObjectURL(await response.blob());
     const link = document.createElement("a");
     link.href = url;
-    link.download = attachment.file_name;
+    link.download = fileName;
     document.body.append(link);
     link.click();
     link.remove();

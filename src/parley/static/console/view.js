@@ -423,6 +423,7 @@ export class ConversationView {
       this.#change({ assignee_id: value ? Number(value) : null });
     });
     $("assign-me").addEventListener("click", () => this.#run((id) => this.api.assignMe(id)));
+    $("export").addEventListener("click", () => this.#export());
     $("mode-reply").addEventListener("click", () => this.#setMode("reply"));
     $("mode-note").addEventListener("click", () => this.#setMode("note"));
     $("replying-cancel").addEventListener("click", () => this.#setReplyTo(null));
@@ -447,6 +448,29 @@ export class ConversationView {
 
   #change(fields) {
     return this.#run((id) => this.api.change(id, fields));
+  }
+
+  /** Ask for the conversation's export package, follow its progress, then save the ZIP. */
+  async #export() {
+    const status = $("export-status");
+    const button = $("export");
+    button.disabled = true;
+    try {
+      let job = await this.api.requestExport(this.#id);
+      while (job.status === "queued" || job.status === "running") {
+        status.textContent = `Exporting… ${job.done}/${job.total || "?"}`;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        job = await this.api.exportJob(job.id);
+      }
+      if (job.status !== "done") throw new Error(job.error || "the export failed");
+      status.textContent = `Export ready (${job.done} messages)`;
+      await this.api.save(job.download_url, `conversation-${job.subject_id}.zip`);
+    } catch (error) {
+      status.textContent = "";
+      this.onError(error);
+    } finally {
+      button.disabled = false;
+    }
   }
 
   /** Apply a change; on failure put the controls back to what the server last said. */

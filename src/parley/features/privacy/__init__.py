@@ -1,0 +1,1 @@
+"""Privacy: legal holds, retention, personal-data erasure, and the privacy page."""
