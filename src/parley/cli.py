@@ -181,12 +181,13 @@ def user_role(
 ) -> None:
     """Change a user's role (audited); they sign in again (tokens revoked, streams closed)."""
 
-    async def run(services: Services) -> None:
+    async def run(services: Services) -> str:
         user = await services.identity.access_user(name)
         await services.identity.do_set_role(user, role, actor=cli_actor(), reason=reason)
+        return Role(user.role).value
 
-    run_with_services(run)
-    console.print(f"[bold]{name}[/bold] is now {role.value}. {_STREAMS_NOTE}")
+    before = run_with_services(run)
+    console.print(f"[bold]{name}[/bold]: {before} → {role.value}. {_STREAMS_NOTE}")
 
 
 @user_app.command("disable")

@@ -43,6 +43,19 @@ PERSONAL = ["ann.smith@example.com", "Ann Smith", "bob@example.org", "contract s
 # -- a deployment with something in it -------------------------------------------------------------
 
 
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """The suite's settings, but notifications are sent by `parley worker` processes only: these
+    tests compare one state twice, and the in-process worker would drain the outbox between."""
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        log_json=False,
+        sqlite_synchronous="NORMAL",
+        notify_worker="external",
+    )
+
+
 async def populate(people: PeopleFactory) -> dict[str, Any]:
     """Staff, members, a conversation with messages and a file, an inbox with a visitor."""
     admin = await people.add("annsmith", role=Role.ADMIN)

@@ -27,14 +27,14 @@ pytestmark = pytest.mark.postgres
 
 
 def start_worker(env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
-    log = (workdir / "worker.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "parley", "worker"],
-        cwd=workdir,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with (workdir / "worker.log").open("ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "parley", "worker"],
+            cwd=workdir,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def test_kill_9_mid_batch_loses_nothing_and_doubles_nothing(

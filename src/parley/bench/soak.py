@@ -127,6 +127,12 @@ async def run_soak(
                 f"db={sample['db_connections']} ack_p95={sample['ack_p95_ms']}ms "
                 f"errors={soak.totals['errors']}"
             )
+        # The last sends are in flight when the clock runs out: give their acks a moment, so
+        # `unacked` counts sends the server lost, not sends cut off by the end of the run.
+        for _ in range(100):  # up to 5 s
+            if not soak._pending:
+                break
+            await asyncio.sleep(0.05)
     finally:
         for task in tasks:
             task.cancel()

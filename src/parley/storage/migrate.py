@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from parley.core.errors import Unavailable
 from parley.storage.database import Database, _ensure_sqlite_dir
 from parley.storage.errors import translate_db_errors
-from parley.storage.schema import metadata
+from parley.storage.schema import SEARCH_VECTOR_COLUMN, is_search_index, metadata
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 T = TypeVar("T")
@@ -176,8 +176,18 @@ _IGNORED_DIFFS = (
 )
 
 
+# Search structures the migrations create by hand and the models don't declare: SQLite's FTS5
+# table and its shadow tables (messages_fts, messages_fts_data, ...), PostgreSQL's tsvector.
+def _declared(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    if type_ == "table" and name and is_search_index(name):
+        return False
+    return not (type_ == "column" and name == SEARCH_VECTOR_COLUMN and reflected)
+
+
 def _compare(connection: Connection) -> tuple[str | None, list[str]]:
-    context = MigrationContext.configure(connection)
+    context = MigrationContext.configure(connection, opts={"include_object": _declared})
     current = context.get_current_revision()
     drift = []
     for diff in compare_metadata(context, metadata):

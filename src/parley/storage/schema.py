@@ -163,6 +163,14 @@ messages = Table(
 # `messages.search_vector tsvector = to_tsvector('simple', body)` with the GIN index
 # `ix_messages_search_vector`; on SQLite the FTS5 table `messages_fts` over `messages.body`,
 # kept by three triggers. Never select `*` from messages (the vector would come along).
+SEARCH_INDEX_TABLE = "messages_fts"  # and its FTS5 shadow tables messages_fts_data, ...
+SEARCH_VECTOR_COLUMN = "search_vector"
+
+
+def is_search_index(table: str) -> bool:
+    """A table that only indexes messages for search: derived data, rebuilt by the triggers."""
+    return table == SEARCH_INDEX_TABLE or table.startswith(SEARCH_INDEX_TABLE + "_")
+
 
 # Every edit, deletion and reaction change of a message: its own stream position (taken under
 # the stream_head lock, like a message's), so resuming clients get it. The event is rebuilt

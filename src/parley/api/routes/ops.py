@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 
@@ -37,18 +38,23 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     judged wrongly). `version` is what `GET /version` says.
     """
     settings = services.settings
-    version = await describe(settings, services.db)
     bus_ok = services.stream.bus.healthy
     checks = {
         "database": "ok",
         "bus": "ok" if bus_ok else "unavailable; delivery polls the database",
     }
+    # One answer within the database timeout, however many statements it takes: a paused or
+    # unreachable database makes this node unready now, not after each statement timed out.
+    budget = settings.database_timeout_seconds
     try:
-        offset = await services.db.clock_offset()
-        schema, can_serve = await services.check_schema()
-        branch_problem = await services.livechat.check_default_branch()
-    except Unavailable as exc:
-        checks["database"] = str(exc)
+        async with asyncio.timeout(budget):
+            offset = await services.db.clock_offset()
+            schema, can_serve = await services.check_schema()
+            branch_problem = await services.livechat.check_default_branch()
+            version = await describe(settings, services.db)
+    except (Unavailable, TimeoutError) as exc:
+        checks["database"] = str(exc) or f"no answer within {budget:g} s"
+        version = await describe(settings, services.db, database_down=checks["database"])
         return JSONResponse(
             {"status": "unavailable", "checks": checks, "version": version}, status_code=503
         )

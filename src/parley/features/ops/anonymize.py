@@ -260,6 +260,18 @@ POLICY: dict[str, dict[str, str]] = {
         "payload": JSON_AUDIT,  # statuses and ids kept, reasons and names scrambled
         "last_error": TEXT,
     },
+    # -- export packages and privacy (migration 0014) --
+    "export_jobs": {
+        "id": KEEP,
+        "kind": KEEP,
+        "requested_by_name": ACTOR,
+        "status": KEEP,
+        "sha256": KEEP,
+        "error": TEXT,
+        "params": JSON_TEXT,
+        "runner": KEEP,
+    },
+    "legal_holds": {"reason": TEXT, "placed_by": ACTOR, "released_by": ACTOR},
 }
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_.:/-]{0,63}$")

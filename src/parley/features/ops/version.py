@@ -48,15 +48,18 @@ def _checkout_sha() -> str:
     return sha if done.returncode == 0 and _SHA.match(sha) else UNKNOWN
 
 
-async def describe(settings: Settings, db: Database) -> dict[str, Any]:
-    """The body of `GET /version` (and `/readyz`'s `version`)."""
+async def describe(
+    settings: Settings, db: Database, *, database_down: str | None = None
+) -> dict[str, Any]:
+    """The body of `GET /version` (and `/readyz`'s `version`); `database_down`: the caller
+    already knows the database does not answer (its revision is not asked for again)."""
     head = head_revision()
-    try:
-        revision = await read_revision(db)
-    except Exception as exc:  # the database is down: say so, the rest is still true
-        revision, problem = None, f"{type(exc).__name__}"
-    else:
-        problem = None
+    revision, problem = None, database_down
+    if database_down is None:
+        try:
+            revision = await read_revision(db)
+        except Exception as exc:  # the database is down: say so, the rest is still true
+            problem = f"{type(exc).__name__}"
     schema: dict[str, Any] = {
         "revision": revision,
         "head": head,

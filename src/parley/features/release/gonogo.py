@@ -433,7 +433,7 @@ async def _probe_all(run: Run, target: Target, wanted: Resolved | None, profile:
     await run.step("reconnect", "Reconnect", probes.check_reconnect, *up)
     await run.step("fallback", "Fallback", probes.check_fallback, *up)
     await run.step("sso", "Single sign-on login redirect", probes.check_sso, "health")
-    await run.step("calls", "Call signalling relay", probes.check_calls, *up)
+    await run.step("calls", "Call signalling relay", probes.check_calls, *up, "delivery_sse")
     burst_error = ""
     burst = None
     if not any(run.failed(n) for n in up):

@@ -409,7 +409,8 @@ async def check_reconnect(d: Deployment) -> CheckResult:
             "reconnect",
             title,
             False,
-            f"reconnected from cursor {cursor} (hello resumed {resumed}), but message "
+            f"reconnectOk=false: reconnected from cursor {cursor} (hello resumed {resumed}), "
+            f"but message "
             f"{sent['id']} sent while away {how}; forced resyncs {stats.forced_resyncs}",
         )
     elapsed = (time.perf_counter() - started) * 1000
@@ -417,7 +418,8 @@ async def check_reconnect(d: Deployment) -> CheckResult:
         "reconnect",
         title,
         True,
-        f"resumed from cursor {cursor} over {stats.transport} (hello resumed {resumed}): message "
+        f"reconnectOk=true: resumed from cursor {cursor} over {stats.transport} "
+        f"(hello resumed {resumed}): message "
         f"{sent['id']} sent while away arrived on the stream {elapsed:.0f} ms later",
         reconnect_ms=round(elapsed, 1),
     )

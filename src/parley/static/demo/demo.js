@@ -29,6 +29,7 @@ const state = {
   items: new Map(), // id -> its sidebar <li>
   names: new Map(), // user id -> display name
   open: null, // the conversation id on screen
+  maintenance: false, // the API said it is down for maintenance (until a stream opens again)
   thread: null, // the root id of the thread on screen
   replyTo: null, // the message the composer quotes
   quoted: new Map(), // message id -> message, for quotes of messages not in the timeline
@@ -89,8 +90,10 @@ function start() {
   state.client = client;
   client.on("transport", (name) => ($("transport").textContent = name));
   client.on("state", (connection) => {
-    setStatus(connection === "open" ? "Connected" : `${connection}…`);
+    if (connection === "open") setStatus("Connected");
+    else setStatus(state.maintenance ? "Down for maintenance, retrying…" : `${connection}…`);
     if (connection === "open") {
+      state.maintenance = false;
       showMaintenance(null);
       refreshConversations().catch(fail("Loading conversations"));
     }
@@ -104,6 +107,7 @@ function start() {
   client.on("message.updated", onMessageUpdated);
   client.on("resync", () => state.open && openConversation(state.open));
   client.on("maintenance", ({ active, message }) => {
+    state.maintenance = active;
     showMaintenance(active ? message : null);
     if (active) setStatus("Down for maintenance, retrying…");
   });
