@@ -260,6 +260,8 @@ function onMessage(message, { source }) {
     if (source === "stream") scheduleListRefresh();
     return;
   }
+  // Unread while the tab is hidden: the title counter counts the open conversation too.
+  if (source === "stream" && document.visibilityState !== "visible") scheduleListRefresh();
   showMessage(message);
   if (message.thread_root_id) countReply(message);
   showSeen();
