@@ -4,6 +4,8 @@ operator's live-chat conversations."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
@@ -32,6 +34,21 @@ class FakeNotification {
 }
 window.Notification = FakeNotification;
 """
+
+
+def png_dot() -> bytes:
+    """A valid 1 by 1 red PNG, built here (chunks with their CRCs)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def horizontal_overflow(page: Page) -> int:
@@ -198,3 +215,22 @@ def test_an_operators_live_chat_conversations_stay_out_of_the_chat_list(
 
     expect(conversation_button(alice, "Demo room")).to_be_visible()
     expect(alice.get_by_role("navigation", name="Conversations").locator("li")).to_have_count(2)
+
+
+def test_an_image_attachment_shows_as_a_preview_on_the_other_side(
+    sign_in: SignIn, tmp_path: Path
+) -> None:
+    picture = tmp_path / "dot.png"
+    picture.write_bytes(png_dot())
+    alice, bob = sign_in("alice"), sign_in("bob")
+    open_conversation(alice, "Demo room")
+    open_conversation(bob, "Demo room")
+
+    alice.locator("#file").set_input_files(picture)
+    send(alice, "look at this")
+
+    preview = message(bob, "look at this").get_by_role("img", name="dot.png")
+    expect(preview).to_be_visible()
+    assert bob.wait_for_function(
+        "() => document.querySelector('#messages img.preview')?.naturalWidth === 1"
+    )

@@ -22,6 +22,8 @@ const SESSION_KEY = "parley.demo.session";
 const HISTORY = 50; // messages shown when a conversation opens
 const LIST_REFRESH_MS = 250; // unread counts are re-read this long after a burst of events
 const APP_TITLE = "Parley";
+// Image types shown inline (not SVG: it can carry script, so it stays a download).
+const PREVIEWED = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 // Initials sit on these backgrounds in white: each passes WCAG AA contrast (axe-core checks it).
 const AVATAR_COLOURS = ["#0550ae", "#8250df", "#1a7f37", "#bc4c00", "#cf222e", "#6e7781", "#953800"];
 
@@ -42,6 +44,7 @@ const state = {
   readBy: new Map(), // conversation id -> Map(user id -> read_seq) of the other members
   typing: new Map(), // user id -> timer that clears their "is typing" line
   everOpen: false, // the stream has been open once: a later drop shows the banner
+  previews: new Map(), // attachment id -> Promise of its image's blob URL
 };
 
 function setStatus(text) {
@@ -675,18 +678,39 @@ function attachmentList(attachments) {
         event.preventDefault();
         download(attachment).catch(fail("Download"));
       });
-      return el("li", {}, link, el("span", { className: "muted" }, ` ${formatSize(attachment.size)}`));
+      const item = el("li", {}, link, el("span", { className: "muted" }, ` ${formatSize(attachment.size)}`));
+      if (PREVIEWED.has(attachment.content_type)) item.prepend(previewOf(attachment));
+      return item;
     }),
   );
 }
 
-async function download(attachment) {
-  // A plain link cannot carry the bearer header, so fetch the bytes and save them from a blob.
+/** An image attachment shown in the timeline (its bytes need the bearer header: a blob URL). */
+function previewOf(attachment) {
+  const image = el("img", { className: "preview", alt: attachment.file_name });
+  let url = state.previews.get(attachment.id);
+  if (!url) {
+    url = fetchBlob(attachment).then((blob) => URL.createObjectURL(blob));
+    state.previews.set(attachment.id, url);
+  }
+  url.then(
+    (src) => (image.src = src),
+    () => image.remove(),
+  );
+  return image;
+}
+
+async function fetchBlob(attachment) {
   const response = await fetch(`/v1/attachments/${encodeURIComponent(attachment.id)}`, {
     headers: { Authorization: `Bearer ${state.session.token}` },
   });
   if (!response.ok) throw new Error(response.statusText);
-  const url = URL.createObjectURL(await response.blob());
+  return response.blob();
+}
+
+async function download(attachment) {
+  // A plain link cannot carry the bearer header, so fetch the bytes and save them from a blob.
+  const url = URL.createObjectURL(await fetchBlob(attachment));
   const link = el("a", { href: url, download: attachment.file_name });
   document.body.append(link);
   link.click();
