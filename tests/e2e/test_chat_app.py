@@ -234,3 +234,26 @@ def test_an_image_attachment_shows_as_a_preview_on_the_other_side(
     assert bob.wait_for_function(
         "() => document.querySelector('#messages img.preview')?.naturalWidth === 1"
     )
+
+
+def test_on_a_phone_a_thread_covers_the_room_and_escape_closes_it(
+    sign_in: SignIn, artefacts: Path
+) -> None:
+    alice = sign_in("alice")
+    alice.set_viewport_size(PHONE)
+    open_on_phone(alice, "Demo room")
+    send(alice, "start a thread here")
+    message(alice, "start a thread here").get_by_role("button", name="Reply in thread").click()
+
+    thread = alice.get_by_role("complementary", name="Thread")
+    expect(thread).to_be_visible()
+    alice.get_by_role("textbox", name="Thread reply").fill("first reply")
+    alice.get_by_role("button", name="Send in thread").click()
+    expect(alice.locator("#thread-messages .message")).to_have_count(2)
+    assert fully_in_view(alice, "#thread-composer button[type=submit]")
+    assert horizontal_overflow(alice) <= 0
+    screenshot(alice, artefacts, "chat-thread-phone")
+
+    alice.keyboard.press("Escape")
+    expect(thread).to_be_hidden()
+    expect(message(alice, "start a thread here").locator(".replies")).to_have_text("1 reply")

@@ -769,6 +769,10 @@ document.addEventListener("visibilitychange", () => {
   showTitleCounter();
 });
 $("back").addEventListener("click", () => ($("chat").dataset.view = "list"));
+// Escape closes the thread panel (on a phone it covers the conversation).
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && state.thread !== null) closeThread();
+});
 $("notify-ask").addEventListener("click", () => askForNotifications().catch(fail("Notifications")));
 $("body").addEventListener("input", () => {
   if (state.open !== null && $("body").value.trim()) state.client.typing(state.open).catch(() => null);
