@@ -37,7 +37,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port [PARLEY_PORT].")] = None,
     demo: Annotated[
         bool | None,
-        typer.Option("--demo/--no-demo", help="Seed alice & bob and serve the demo page."),
+        typer.Option("--demo/--no-demo", help="Seed alice & bob for / and a demo admin (printed)."),
     ] = None,
     migrate: Annotated[
         bool, typer.Option(help="Apply migrations first (always on for the embedded SQLite).")
