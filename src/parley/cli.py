@@ -37,7 +37,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port [PARLEY_PORT].")] = None,
     demo: Annotated[
         bool | None,
-        typer.Option("--demo/--no-demo", help="Seed alice & bob and serve the demo page."),
+        typer.Option("--demo/--no-demo", help="Seed alice & bob for / and a demo admin (printed)."),
     ] = None,
     migrate: Annotated[
         bool, typer.Option(help="Apply migrations first (always on for the embedded SQLite).")
@@ -51,10 +51,17 @@ def serve(
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
     if settings.is_embedded or migrate:
         upgrade_to_head(settings.effective_database_url)
+    from parley.api.routes.demo import DEMO_ADMIN, DEMO_ADMIN_PASSWORD
     from parley.app import create_app
 
     if settings.demo:
-        console.print(f"Demo: open http://{settings.host}:{settings.port}/ (alice / bob)")
+        base = f"http://{settings.host}:{settings.port}"
+        console.print(f"Demo: open {base}/ (alice / bob)", markup=False)
+        # A demo account on purpose: printed once to the terminal, never to the log.
+        console.print(
+            f"Demo admin: sign in at {base}/admin/release as {DEMO_ADMIN} / {DEMO_ADMIN_PASSWORD}",
+            markup=False,
+        )
     app_instance = create_app(settings)
     config = uvicorn.Config(
         app_instance,

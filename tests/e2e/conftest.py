@@ -111,3 +111,13 @@ def sign_in(browser: Browser, demo_server: ServerProcess) -> Iterator[SignIn]:
     yield open_as
     for context in contexts:
         context.close()
+
+
+@pytest.fixture(scope="session")
+def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: $PARLEY_E2E_ARTEFACTS, else `screens/` in pytest's base temp dir."""
+    wanted = os.environ.get("PARLEY_E2E_ARTEFACTS")
+    folder = Path(wanted) if wanted else tmp_path_factory.getbasetemp() / "screens"
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"e2e screenshots: {folder}")
+    return folder

@@ -4,6 +4,7 @@ release from off to full, kill it, and see gates turn red on a reported P0 breac
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,9 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from tests.support.servers import ServerProcess, free_port
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
 
 ENV = {
     "PARLEY_LOG_JSON": "false",
@@ -127,8 +131,10 @@ def test_an_admin_walks_the_release_to_full_and_kills_it_from_the_page(
     expect(rows.last).to_contain_text("ana")
 
     page.get_by_role("button", name="Promote").click()
-    expect(page.locator("#message")).to_contain_text("promote refused")
-    expect(page.locator("#message")).to_contain_text("kill_switch")
+    expect(page.locator("#message")).to_contain_text("promote refused (canary_1 → canary_10")
+    expect(page.locator("#refusal")).to_contain_text("Rollout gate — kill switch: on since")
+    expect(rows.first).to_contain_text("promote refused")
+    expect(rows.first).to_contain_text("canary_1 → canary_10 refused")
 
 
 def test_a_reported_duplicate_turns_p0_red_and_the_page_refuses_to_promote(
@@ -146,6 +152,7 @@ def test_a_reported_duplicate_turns_p0_red_and_the_page_refuses_to_promote(
     expect(page.locator("[data-check=timeline_duplicate_detected]")).to_contain_text("no")
     page.get_by_role("button", name="Promote").click()
     expect(page.locator("#message")).to_contain_text("promote refused")
+    expect(page.locator("#refusal")).to_contain_text("P0 gate — timeline duplicate detected")
     expect(page.get_by_test_id("stage")).to_have_text("off")
 
 
@@ -165,3 +172,100 @@ def test_the_watcher_kills_a_full_release_on_a_p0_breach_and_the_page_shows_it(
     expect(page.get_by_test_id("kill-state")).to_have_text("ON")  # the page refreshes itself
     expect(page.locator("#state-reason")).to_contain_text("hard stop: p0 invariant breach")
     expect(page.locator("#state-actor")).to_have_text("watcher")
+
+
+@pytest.fixture
+def dwelling(tmp_path: Path) -> Iterator[Deployment]:
+    """A deployment whose canary_1 must run 30 minutes before the next promotion."""
+    deployment = Deployment(tmp_path)
+    deployment.env["PARLEY_RELEASE_DWELL_CANARY_1_SECONDS"] = "1800"
+    deployment.server = ServerProcess(port=free_port(), workdir=tmp_path, env=deployment.env)
+    deployment.add_user("ops", "--role", "admin", "--password", "ops-password")
+    deployment.server.start()
+    yield deployment
+    deployment.server.stop()
+
+
+def sign_in_page(browser: Browser, deployment: Deployment) -> Page:
+    page = browser.new_context(base_url=deployment.server.url).new_page()
+    page.goto("/admin/release")
+    page.get_by_label("Name").fill("ops")
+    page.get_by_label("Password").fill("ops-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#me-name")).to_have_text("ops")
+    return page
+
+
+def horizontal_overflow(page: Page) -> int:
+    return int(page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
+
+
+def test_a_refused_promotion_says_which_gate_and_how_long_to_wait(
+    browser: Browser, dwelling: Deployment
+) -> None:
+    page = sign_in_page(browser, dwelling)
+    page.get_by_role("button", name="Promote").click()
+    expect(page.get_by_test_id("stage")).to_have_text("canary_1")
+
+    page.get_by_role("button", name="Promote").click()
+
+    expect(page.locator("#message")).to_contain_text("promote refused (canary_1 → canary_10")
+    expect(page.locator("#refusal")).to_contain_text(
+        re.compile(r"Rollout gate — dwell: Canary 1 must run (29|30) min more before promotion")
+    )
+    newest = page.locator("#history tbody tr").first
+    expect(newest).to_contain_text("promote refused")
+    expect(newest).to_contain_text("canary_1 → canary_10 refused")
+    expect(page.get_by_test_id("stage")).to_have_text("canary_1")
+    page.context.close()
+
+
+def test_an_admin_edits_a_flags_allow_list_and_sees_who_changed_it(admin_page: Page) -> None:
+    page = admin_page
+    page.get_by_role("button", name="Feature flags").click()
+    flag = page.locator("li.flag[data-flag=chat_full_release]")
+    expect(flag).to_contain_text("off for everyone")
+
+    page.get_by_role("button", name="Edit chat_full_release").click()
+    flag.get_by_label("Always on for user ids").fill("1, 2")
+    flag.get_by_label("Always on for keys").fill("acme")
+    flag.get_by_role("button", name="Save flag").click()
+
+    expect(page.locator("#flag-message")).to_have_text("chat_full_release saved.")
+    expect(flag).to_contain_text("users 1, 2 always on · keys acme always on")
+    expect(flag).to_contain_text("by ops")
+    change = page.locator("#flag-changes tbody tr").first
+    expect(change).to_contain_text("ops")
+    expect(change).to_contain_text("chat_full_release")
+    expect(change).to_contain_text("allow_users: [] → [1, 2]")
+
+
+def test_a_flag_change_the_rules_refuse_is_explained_and_not_saved(admin_page: Page) -> None:
+    page = admin_page
+    page.get_by_role("button", name="Feature flags").click()
+    flag = page.locator("li.flag[data-flag=chat_full_release]")
+    page.get_by_role("button", name="Edit chat_full_release").click()
+
+    flag.get_by_label("Percentage").fill("50")
+    flag.get_by_role("button", name="Save flag").click()
+
+    expect(page.locator("#flag-message")).to_contain_text("not saved")
+    expect(page.locator("#flag-message")).to_contain_text("rollout")
+
+
+@pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_every_screen_fits_the_width_and_is_saved_as_a_screenshot(
+    admin_page: Page, artefacts: Path, size: dict[str, int]
+) -> None:
+    page = admin_page
+    page.set_viewport_size(size)
+    label = "phone" if size is PHONE else "desktop"
+    expect(page.get_by_test_id("decision")).to_have_text("PROCEED")
+    assert horizontal_overflow(page) <= 0
+    page.screenshot(path=str(artefacts / f"release-rollout-{label}.png"), full_page=True)
+
+    page.get_by_role("button", name="Feature flags").click()
+    expect(page.locator("li.flag").first).to_be_visible()
+    assert horizontal_overflow(page) <= 0
+    page.screenshot(path=str(artefacts / f"release-flags-{label}.png"), full_page=True)
+    print(f"screenshots: {artefacts}/release-*-{label}.png")

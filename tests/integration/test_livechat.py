@@ -788,3 +788,22 @@ async def test_pruning_removes_only_idle_empty_anonymous_visits(people: PeopleFa
     again = await site.open(inbox["widget_token"], session=empty["session"])
     assert again["restored"] is False
     assert await store.prune_idle_visits(datetime.now(UTC) - timedelta(days=30)) == 0
+
+
+async def test_the_operators_conversation_list_marks_visitor_conversations_live_chat(
+    people: PeopleFactory,
+) -> None:
+    desk = await Desk.make(people)
+    inbox = await desk.inbox()
+    site = Site(people)
+    opened = await site.open(inbox["widget_token"])
+    await site.send(opened["session"], "Hello shop", "first")
+    room = await desk.operator.http.post(
+        "/v1/conversations", json={"kind": "room", "title": "Team", "members": []}
+    )
+    assert room.status_code == 201, room.text
+
+    listed = (await desk.operator.http.get("/v1/conversations")).json()["conversations"]
+
+    live_chat = {c["id"]: c["live_chat"] for c in listed}
+    assert live_chat == {opened["conversation_id"]: True, room.json()["id"]: False}

@@ -162,9 +162,10 @@ async def test_promotion_is_refused_on_hold_and_an_override_is_recorded_as_such(
     newest, refusal = (await _history(ops))[:2]
     assert (refusal["from_stage"], refusal["to_stage"], refusal["decision"]) == (
         "canary_1",
-        "canary_1",
+        "canary_10",  # the stage asked for; it stayed canary_1
         "HOLD",
     )
+    assert refusal["refused"] is True and newest["refused"] is False
     assert refusal["override"] is False and "refused" in refusal["reason"]
     assert newest["override"] is True
     assert newest["decision"] == "HOLD"

@@ -59,7 +59,7 @@ def test_an_operator_walks_the_release_to_full_and_kills_it(tmp_path: Path) -> N
     assert "ERR_GATES_NOT_PASSED" in refused and "kill_switch" in refused
     assert "canary_50 → full" not in log  # only the newest two
     assert "full → canary_1" in log and "kill" in log and "support tickets spiking" in log
-    assert "canary_1 → canary_1" in log  # the refusal is a decision too
+    assert "promote refused" in log and "canary_1 → canary_10" in log  # a decision too
     exported = json.loads((tmp_path / "release.json").read_text())
     assert [e["to_stage"] for e in reversed(exported["history"])] == [
         "canary_1",
@@ -67,8 +67,9 @@ def test_an_operator_walks_the_release_to_full_and_kills_it(tmp_path: Path) -> N
         "canary_50",
         "full",
         "canary_1",
-        "canary_1",
+        "canary_10",  # asked for and refused: the stage stayed canary_1
     ]
+    assert exported["history"][0]["refused"] is True
     assert exported["history"][-1]["owner"] == "ana"
     assert exported["state"]["killed"] is True
 

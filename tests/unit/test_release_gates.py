@@ -233,12 +233,22 @@ def test_full_is_done_only_after_a_clean_observation_window() -> None:
     assert spoiled.reasons == ["observation: not done: in the observation window P0 report #7"]
 
 
-def test_dwell_time_not_met_holds_with_the_time_so_far() -> None:
+def test_dwell_time_not_met_holds_saying_how_long_to_wait() -> None:
     result = gates(state(Stage.CANARY_10, dwelt=timedelta(minutes=35)), window(BOTH))
 
     assert result.gate_rollout_ok is False
     assert result.rollout_decision is Decision.HOLD
-    assert result.reasons == ["dwell: 35m00s of 2h00m in canary_10"]
+    assert result.reasons == [
+        "dwell: Canary 10 must run 1 h 25 min more before promotion (35m00s of 2h00m in canary_10)"
+    ]
+
+
+def test_a_dwell_nearly_done_rounds_the_wait_up_to_whole_minutes() -> None:
+    dwelt = timedelta(minutes=1, seconds=1)
+    result = gates(state(Stage.CANARY_1, dwelt=dwelt), window(BOTH))
+
+    (dwell,) = [c for c in result.checks if c.name == "dwell"]
+    assert dwell.detail.startswith("Canary 1 must run 29 min more before promotion")
 
 
 def test_kill_switch_on_holds() -> None:

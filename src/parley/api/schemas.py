@@ -218,6 +218,10 @@ class ConversationListItem(ConversationOut):
     delivered_seq: int
     read_seq: int
     member_ids: list[int]
+    live_chat: bool = Field(
+        default=False,
+        description="A website visitor's conversation: the console shows it, the chat app not.",
+    )
 
     @classmethod
     def of_summary(cls, summary: ConversationSummary) -> ConversationListItem:
@@ -228,6 +232,7 @@ class ConversationListItem(ConversationOut):
             delivered_seq=summary.member.delivered_seq,
             read_seq=summary.member.read_seq,
             member_ids=summary.member_ids,
+            live_chat=summary.live_chat,
         )
 
 

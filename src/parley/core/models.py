@@ -74,6 +74,8 @@ class ConversationSummary:
     member_ids: list[int]
     # Unread messages that mention the member (main timeline and followed threads).
     mentions: int = 0
+    # A website visitor is a member: the conversation belongs to an inbox's console.
+    live_chat: bool = False
 
 
 @dataclass(frozen=True, slots=True)

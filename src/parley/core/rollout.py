@@ -94,6 +94,15 @@ class HistoryEntry:
     owner: str
     gates: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def refused(self) -> bool:
+        """A promotion the gates said no to: an accepted one was PROCEED or an override."""
+        return (
+            self.action is Action.PROMOTE
+            and self.decision is not Decision.PROCEED
+            and not self.override
+        )
+
 
 def target_stage(action: Action, current: Stage) -> Stage:
     """Where `action` takes a release at `current`; an illegal move raises `Conflict`."""

@@ -109,14 +109,18 @@ class ConversationStore:
             rows = (await conn.execute(query)).all()
             ids = [row.id for row in rows]
             member_ids: dict[int, list[int]] = defaultdict(list)
+            with_visitor: set[int] = set()
             if ids:
                 pairs = await conn.execute(
-                    select(members.c.conversation_id, members.c.user_id)
+                    select(members.c.conversation_id, members.c.user_id, users.c.visitor)
+                    .join(users, users.c.id == members.c.user_id)
                     .where(members.c.conversation_id.in_(ids))
                     .order_by(members.c.conversation_id, members.c.user_id)
                 )
-                for conversation_id, member_id in pairs:
+                for conversation_id, member_id, visitor in pairs:
                     member_ids[conversation_id].append(member_id)
+                    if visitor:
+                        with_visitor.add(conversation_id)
             mentions: dict[int, int] = defaultdict(int)
             for (conversation_id, _thread), count in (await count_mentions(conn, user_id)).items():
                 mentions[conversation_id] += count
@@ -127,6 +131,7 @@ class ConversationStore:
                 unread=row.unread,
                 member_ids=member_ids[row.id],
                 mentions=mentions[row.id],
+                live_chat=row.id in with_visitor,
             )
             for row in rows
         ]

@@ -1,4 +1,5 @@
-"""The demo: a page where two seeded users, alice and bob, chat (only with PARLEY_DEMO=true).
+"""The demo: the chat app at `/` with two seeded users, alice and bob, and an admin (admin /
+admin) for the release page (only with PARLEY_DEMO=true).
 
 It also seeds the "Demo shop" inbox (operators alice and bob, always online, allowed on
 127.0.0.1 and localhost) and serves /demo/shop, a page that embeds the website widget.
@@ -16,11 +17,14 @@ from parley.api.deps import ServicesDep
 from parley.api.schemas import Input, TokenOut, UserOut
 from parley.assembly import Services
 from parley.core.errors import ErrorCode, NotFound
-from parley.core.models import ConversationKind
+from parley.core.models import ConversationKind, Role
 
 router = APIRouter(tags=["demo"], include_in_schema=False)
 
 DEMO_USERS = ("alice", "bob")
+# The demo's admin, for /admin/release and the console's admin screens; `serve --demo` prints it.
+DEMO_ADMIN = "admin"
+DEMO_ADMIN_PASSWORD = "admin"  # noqa: S105 -- the demo's, printed on purpose
 DEMO_INBOX = "Demo shop"
 DEMO_CSP = (
     "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; "
@@ -68,7 +72,8 @@ async def demo_session(body: DemoSessionIn, request: Request, services: Services
 
 
 async def seed_demo(services: Services) -> None:
-    """Create alice, bob, a room they share and the "Demo shop" inbox, once."""
+    """Create alice, bob, the demo admin, a room alice and bob share and the "Demo shop" inbox,
+    once."""
     existing = {
         u.name: u for u in await services.identity.users.find_users_by_name(list(DEMO_USERS))
     }
@@ -77,6 +82,10 @@ async def seed_demo(services: Services) -> None:
             existing[name] = await services.identity.do_create_user(
                 name, password=name, display_name=name.capitalize()
             )
+    if not await services.identity.users.find_users_by_name([DEMO_ADMIN]):
+        await services.identity.do_create_user(
+            DEMO_ADMIN, role=Role.ADMIN, password=DEMO_ADMIN_PASSWORD, display_name="Demo admin"
+        )
     alice = existing["alice"]
     if not await services.timeline.list_conversations(alice):
         await services.timeline.do_create_conversation(

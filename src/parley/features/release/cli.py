@@ -270,7 +270,7 @@ def history_table(entries: list[HistoryEntry]) -> Table:
         table.add_row(
             str(e.id),
             _utc(e.at),
-            e.action.value,
+            f"{e.action.value} refused" if e.refused else e.action.value,
             f"{e.from_stage} → {e.to_stage}",
             "ON" if e.killed else "",
             f"{e.decision}{' (override)' if e.override else ''}",

@@ -566,7 +566,12 @@ def _rollout_checks(
             ok=dwelt >= needed,
             value=_span(dwelt),
             threshold=_span(needed),
-            detail=f"{_span(dwelt)} of {_span(needed)} in {state.stage}",
+            detail=(
+                f"{_stage_name(state.stage)} must run {_wait(needed - dwelt)} more before "
+                f"promotion ({_span(dwelt)} of {_span(needed)} in {state.stage})"
+                if dwelt < needed
+                else f"{_span(dwelt)} of {_span(needed)} in {state.stage}"
+            ),
         )
     checks, warnings = [kill, dwell], []
     longest = policy.max_stage.get(state.stage)
@@ -624,6 +629,23 @@ def _span(delta: timedelta) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _stage_name(stage: Stage) -> str:
+    """`canary_1` → "Canary 1": how a person says the stage."""
+    return stage.value.replace("_", " ").capitalize()
+
+
+def _wait(delta: timedelta) -> str:
+    """How long is left, rounded up to a whole minute past the first one: "29 min", "1 h 5 min"."""
+    seconds = max(1, int(delta.total_seconds() + 0.999))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = -(-seconds // 60)
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def _iso(moment: datetime) -> str:

@@ -232,7 +232,8 @@ class Rollout:
                 entry, killed = self._entry(action, state, report, actor, owner, reason, override)
             except Conflict as refused:
                 if refused.code is ErrorCode.GATES_NOT_PASSED:
-                    await self._log_refusal(state, report, who, owner, refused.message)
+                    target = target_stage(action, state.stage)
+                    await self._log_refusal(state, target, report, who, owner, refused.message)
                 raise
             moved = await self.store.record_transition(
                 expected=state,
@@ -265,9 +266,16 @@ class Rollout:
         raise Conflict("the rollout changed while deciding; try again", ErrorCode.CONFLICT)
 
     async def _log_refusal(
-        self, state: RolloutState, report: GateReport, who: Actor, owner: str, why: str
+        self,
+        state: RolloutState,
+        target: Stage,
+        report: GateReport,
+        who: Actor,
+        owner: str,
+        why: str,
     ) -> None:
-        """A refused promotion is a decision too: the log shows who asked and why it was no."""
+        """A refused promotion is a decision too: the log shows who asked, for which move
+        (`from → to` names the stage asked for; the stage did not change) and why it was no."""
         actor = who.name if isinstance(who, User) else who
         await self.audit.record(
             who,
@@ -283,7 +291,7 @@ class Rollout:
                 at=self.clock(),
                 action=Action.PROMOTE,
                 from_stage=state.stage,
-                to_stage=state.stage,
+                to_stage=target,
                 killed=state.killed,
                 decision=report.rollout_decision,
                 override=False,
@@ -368,6 +376,7 @@ def entry_json(entry: HistoryEntry) -> dict[str, Any]:
         "killed": entry.killed,
         "decision": entry.decision.value,
         "override": entry.override,
+        "refused": entry.refused,
         "reason": entry.reason,
         "actor": entry.actor,
         "owner": entry.owner,

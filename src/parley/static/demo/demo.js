@@ -1,6 +1,9 @@
-// The demo page: sign in as alice or bob and chat through the JS client (static/client.js):
-// live over WebSocket, SSE or long-poll; edit, unsend, reply, threads, reactions, mentions,
-// search and unread counts. `?transport=sse` (or ws, poll) forces one transport.
+// The chat app at `/` (the demo's people are its seeded data): sign in as alice or bob and chat
+// through the JS client (static/client.js): live over WebSocket, SSE or long-poll with resume;
+// edit, unsend, reply, threads, reactions, mentions, search, unread counts, read receipts,
+// typing, initials avatars, a connection banner, a title counter and desktop notifications.
+// Below 720 px the list and the open conversation are two stacked views (CSS, `data-view`).
+// `?transport=sse` (or ws, poll) forces one transport.
 // Text from users reaches the page only as text nodes (append/textContent), never as HTML.
 
 import { ParleyClient } from "/static/client.js";
@@ -18,6 +21,11 @@ import {
 const SESSION_KEY = "parley.demo.session";
 const HISTORY = 50; // messages shown when a conversation opens
 const LIST_REFRESH_MS = 250; // unread counts are re-read this long after a burst of events
+const APP_TITLE = "Parley";
+// Image types shown inline (not SVG: it can carry script, so it stays a download).
+const PREVIEWED = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+// Initials sit on these backgrounds in white: each passes WCAG AA contrast (axe-core checks it).
+const AVATAR_COLOURS = ["#0550ae", "#8250df", "#1a7f37", "#bc4c00", "#cf222e", "#6e7781", "#953800"];
 
 const $ = (id) => document.getElementById(id);
 
@@ -34,6 +42,10 @@ const state = {
   replyTo: null, // the message the composer quotes
   quoted: new Map(), // message id -> message, for quotes of messages not in the timeline
   listTimer: null,
+  readBy: new Map(), // conversation id -> Map(user id -> read_seq) of the other members
+  typing: new Map(), // user id -> timer that clears their "is typing" line
+  everOpen: false, // the stream has been open once: a later drop shows the banner
+  previews: new Map(), // attachment id -> Promise of its image's blob URL
 };
 
 function setStatus(text) {
@@ -46,6 +58,17 @@ function me() {
 
 function nameOf(userId) {
   return state.names.get(userId) ?? `user ${userId}`;
+}
+
+/** A round badge with a person's (or conversation's) initials, the same colour every time. */
+function avatar(name) {
+  const words = name.trim().split(/\s+/).filter(Boolean);
+  const initials = (words.length > 1 ? words[0][0] + words[1][0] : (words[0] ?? "?").slice(0, 2)).toUpperCase();
+  let hash = 0;
+  for (const char of name) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+  const badge = el("span", { className: "avatar", "aria-hidden": "true" }, initials);
+  badge.style.background = AVATAR_COLOURS[hash % AVATAR_COLOURS.length];
+  return badge;
 }
 
 function fail(what) {
@@ -81,6 +104,8 @@ function start() {
   const user = state.session.user;
   state.names.set(user.id, user.display_name);
   $("me-name").textContent = user.display_name;
+  $("me-avatar").replaceWith(Object.assign(avatar(user.display_name), { id: "me-avatar" }));
+  offerNotifications();
   $("picker").hidden = true;
   $("whoami").hidden = false;
   $("chat").hidden = false;
@@ -92,6 +117,7 @@ function start() {
   client.on("state", (connection) => {
     if (connection === "open") setStatus("Connected");
     else setStatus(state.maintenance ? "Down for maintenance, retrying…" : `${connection}…`);
+    showConnection(connection);
     if (connection === "open") {
       state.maintenance = false;
       showMaintenance(null);
@@ -108,15 +134,20 @@ function start() {
   client.on("resync", () => state.open && openConversation(state.open));
   client.on("maintenance", ({ active, message }) => {
     state.maintenance = active;
+    if (active) $("connection").hidden = true;
     showMaintenance(active ? message : null);
     if (active) setStatus("Down for maintenance, retrying…");
   });
   client.on("thread.receipt", () => scheduleListRefresh());
+  client.on("receipt", onReceipt);
+  client.on("typing", onTyping);
   client.connect().then(
     async () => {
       $("transport").textContent = client.transport;
       await refreshConversations();
-      if (!state.open && state.conversations.size > 0) {
+      // On a phone the list comes first; a wider screen has room to open the first one too.
+      const wide = window.matchMedia("(min-width: 721px)").matches;
+      if (wide && !state.open && state.conversations.size > 0) {
         await openConversation([...state.conversations.keys()][0]);
       }
     },
@@ -128,13 +159,24 @@ function start() {
 
 async function refreshConversations() {
   const { conversations } = await state.client.request("GET", "/v1/conversations");
-  for (const conversation of conversations) {
+  // An operator's live-chat conversations belong to the console, not to their chat list.
+  for (const conversation of conversations.filter((each) => !each.live_chat)) {
     if (conversation.member_ids.some((id) => !state.names.has(id))) {
       await loadNames(conversation.id);
     }
     state.conversations.set(conversation.id, conversation);
     showConversation(conversation);
   }
+  showTitleCounter();
+}
+
+/** "(N) Parley": unread messages in the conversations not on screen (all of them when hidden). */
+function showTitleCounter() {
+  let unread = 0;
+  for (const conversation of state.conversations.values()) {
+    if (conversation.id !== state.open || document.visibilityState !== "visible") unread += conversation.unread;
+  }
+  document.title = unread > 0 ? `(${unread}) ${APP_TITLE}` : APP_TITLE;
 }
 
 function scheduleListRefresh() {
@@ -144,7 +186,12 @@ function scheduleListRefresh() {
 
 async function loadNames(conversationId) {
   const { members } = await state.client.request("GET", `/v1/conversations/${conversationId}/members`);
-  for (const member of members) state.names.set(member.user_id, member.display_name);
+  const readBy = new Map();
+  for (const member of members) {
+    state.names.set(member.user_id, member.display_name);
+    if (member.user_id !== me()) readBy.set(member.user_id, member.read_seq);
+  }
+  state.readBy.set(conversationId, readBy);
 }
 
 function conversationTitle(conversation) {
@@ -166,6 +213,7 @@ function showConversation(conversation) {
   }
   const button = item.firstElementChild;
   button.replaceChildren(
+    avatar(conversationTitle(conversation)),
     el("span", { className: "name" }, conversationTitle(conversation)),
     el("span", { className: "kind muted" }, conversation.kind),
   );
@@ -190,6 +238,8 @@ async function openConversation(id, { focusSeq } = {}) {
   const conversation = state.conversations.get(id);
   if (!conversation) return;
   state.open = id;
+  $("chat").dataset.view = "room";
+  showTyping();
   closeThread();
   setReplyTo(null);
   $("title").textContent = conversationTitle(conversation);
@@ -197,24 +247,126 @@ async function openConversation(id, { focusSeq } = {}) {
   $("composer").hidden = false;
   for (const each of state.conversations.values()) showConversation(each);
   try {
-    await state.client.loadHistory(id, { limit: HISTORY });
+    await Promise.all([state.client.loadHistory(id, { limit: HISTORY }), loadNames(id)]);
   } catch (error) {
     setStatus(`Could not load messages (${error.message})`);
   }
   if (state.open !== id) return;
   for (const message of state.client.timeline(id)) showMessage(message);
+  showSeen();
+  showTitleCounter();
   if (focusSeq) highlight(focusSeq);
   markRead();
 }
 
 function onMessage(message, { source }) {
+  if (source === "stream" && message.sender_id !== me()) {
+    notify(message);
+    stopTyping(message.sender_id);
+  }
   if (message.conversation_id !== state.open) {
     if (source === "stream") scheduleListRefresh();
     return;
   }
+  // Unread while the tab is hidden: the title counter counts the open conversation too.
+  if (source === "stream" && document.visibilityState !== "visible") scheduleListRefresh();
   showMessage(message);
   if (message.thread_root_id) countReply(message);
+  showSeen();
   markRead();
+}
+
+// --- receipts, typing, the connection, notifications ----------------------------------------
+
+function onReceipt(receipt) {
+  if (receipt.user_id === me()) {
+    scheduleListRefresh(); // another tab of mine read: the counts drop
+    return;
+  }
+  const readBy = state.readBy.get(receipt.conversation_id) ?? new Map();
+  readBy.set(receipt.user_id, Math.max(readBy.get(receipt.user_id) ?? 0, receipt.read_seq));
+  state.readBy.set(receipt.conversation_id, readBy);
+  if (receipt.conversation_id === state.open) showSeen();
+}
+
+/** "Seen" (or "Seen by Bob, Carol") under my newest message that the others have read. */
+function showSeen() {
+  for (const old of $("messages").querySelectorAll(".seen")) old.remove();
+  const readBy = state.readBy.get(state.open);
+  if (!readBy) return;
+  const mine = [...$("messages").querySelectorAll(":scope > li.mine[data-seq]")];
+  for (const item of mine.reverse()) {
+    const seq = Number(item.dataset.seq);
+    const readers = [...readBy].filter(([, readSeq]) => readSeq >= seq).map(([id]) => id);
+    if (readers.length === 0) continue;
+    const text = readBy.size === 1 ? "Seen" : `Seen by ${readers.map(nameOf).join(", ")}`;
+    item.append(el("div", { className: "seen" }, text));
+    return;
+  }
+}
+
+function onTyping(event) {
+  if (event.user_id === me()) return;
+  clearTimeout(state.typing.get(event.user_id)?.timer);
+  const timer = setTimeout(() => stopTyping(event.user_id), event.expires_in_ms ?? 5000);
+  state.typing.set(event.user_id, { conversationId: event.conversation_id, timer });
+  showTyping();
+}
+
+function stopTyping(userId) {
+  clearTimeout(state.typing.get(userId)?.timer);
+  if (state.typing.delete(userId)) showTyping();
+}
+
+function showTyping() {
+  const names = [...state.typing]
+    .filter(([, typing]) => typing.conversationId === state.open)
+    .map(([userId]) => nameOf(userId));
+  const verb = names.length === 1 ? "is" : "are";
+  $("typing").textContent = names.length ? `${names.join(", ")} ${verb} typing…` : "";
+}
+
+function showConnection(connection) {
+  if (connection === "open") state.everOpen = true;
+  const banner = $("connection");
+  const text =
+    connection === "idle" || connection === "closed" || state.maintenance // its own banner says why
+      ? ""
+      : !navigator.onLine
+        ? "You are offline. Messages will be sent when the connection is back."
+        : connection === "open"
+          ? ""
+          : state.everOpen
+            ? "Connection lost. Reconnecting…"
+            : "Connecting…";
+  banner.hidden = !text;
+  banner.textContent = text;
+}
+
+/** The button that asks for desktop notifications: only where the browser has not been asked. */
+function offerNotifications() {
+  $("notify-ask").hidden = !("Notification" in window) || Notification.permission !== "default";
+}
+
+async function askForNotifications() {
+  await Notification.requestPermission();
+  offerNotifications();
+}
+
+function notify(message) {
+  const visible = document.visibilityState === "visible";
+  if (visible && message.conversation_id === state.open) return;
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const conversation = state.conversations.get(message.conversation_id);
+  if (!conversation) return;
+  const shown = new Notification(`${nameOf(message.sender_id)} · ${conversationTitle(conversation)}`, {
+    body: message.deleted_at ? "" : excerpt(message.body || "sent a file", 120),
+    tag: `parley-${message.conversation_id}`,
+  });
+  shown.addEventListener("click", () => {
+    window.focus();
+    openConversation(message.conversation_id);
+  });
 }
 
 /** A new reply in a thread: its root (as the client holds it) counts one more, once. */
@@ -282,6 +434,7 @@ function renderMessage(message, { inThread }) {
   const meta = el(
     "div",
     { className: "meta" },
+    avatar(nameOf(message.sender_id)),
     el("span", { className: "sender" }, nameOf(message.sender_id)),
     el("time", { dateTime: message.created_at }, formatTime(message.created_at)),
   );
@@ -530,18 +683,39 @@ function attachmentList(attachments) {
         event.preventDefault();
         download(attachment).catch(fail("Download"));
       });
-      return el("li", {}, link, el("span", { className: "muted" }, ` ${formatSize(attachment.size)}`));
+      const item = el("li", {}, link, el("span", { className: "muted" }, ` ${formatSize(attachment.size)}`));
+      if (PREVIEWED.has(attachment.content_type)) item.prepend(previewOf(attachment));
+      return item;
     }),
   );
 }
 
-async function download(attachment) {
-  // A plain link cannot carry the bearer header, so fetch the bytes and save them from a blob.
+/** An image attachment shown in the timeline (its bytes need the bearer header: a blob URL). */
+function previewOf(attachment) {
+  const image = el("img", { className: "preview", alt: attachment.file_name });
+  let url = state.previews.get(attachment.id);
+  if (!url) {
+    url = fetchBlob(attachment).then((blob) => URL.createObjectURL(blob));
+    state.previews.set(attachment.id, url);
+  }
+  url.then(
+    (src) => (image.src = src),
+    () => image.remove(),
+  );
+  return image;
+}
+
+async function fetchBlob(attachment) {
   const response = await fetch(`/v1/attachments/${encodeURIComponent(attachment.id)}`, {
     headers: { Authorization: `Bearer ${state.session.token}` },
   });
   if (!response.ok) throw new Error(response.statusText);
-  const url = URL.createObjectURL(await response.blob());
+  return response.blob();
+}
+
+async function download(attachment) {
+  // A plain link cannot carry the bearer header, so fetch the bytes and save them from a blob.
+  const url = URL.createObjectURL(await fetchBlob(attachment));
   const link = el("a", { href: url, download: attachment.file_name });
   document.body.append(link);
   link.click();
@@ -595,6 +769,21 @@ $("read-all").addEventListener("click", () => markAllRead().catch(fail("Mark all
 $("file").addEventListener("change", () => {
   $("file-name").textContent = $("file").files[0]?.name ?? "";
 });
-document.addEventListener("visibilitychange", markRead);
+document.addEventListener("visibilitychange", () => {
+  markRead();
+  showTitleCounter();
+});
+$("back").addEventListener("click", () => ($("chat").dataset.view = "list"));
+// Escape closes the thread panel (on a phone it covers the conversation).
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && state.thread !== null) closeThread();
+});
+$("notify-ask").addEventListener("click", () => askForNotifications().catch(fail("Notifications")));
+$("body").addEventListener("input", () => {
+  if (state.open !== null && $("body").value.trim()) state.client.typing(state.open).catch(() => null);
+});
+for (const change of ["online", "offline"]) {
+  window.addEventListener(change, () => state.client && showConnection(state.client.state));
+}
 checkMaintenance();
 if (state.session) start();
