@@ -287,8 +287,10 @@ def ratios(
         if _number(ours) and _number(theirs) and theirs:
             ratio = round(ours / theirs, 2)
         met = None if ratio is None else (ratio >= target if higher_is_better else ratio <= target)
-        if key == "deliveries_per_s" and not (
-            summary.get("sustainable") and baseline.get("sustainable_rate") is not None
+        if (
+            key == "deliveries_per_s"
+            and ratio is not None
+            and not (summary.get("sustainable") and baseline.get("sustainable_rate") is not None)
         ):
             # Each side's last step, not a ceiling: no verdict from that.
             figure, met = "deliveries/s (last step: a side sustained none)", None
