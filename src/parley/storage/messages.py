@@ -385,7 +385,7 @@ _MessageRow = NamedTuple(  # the fields are the table's columns
 _SQLITE_INSERT = (
     "INSERT INTO messages (conversation_id, seq, pos, sender_id, client_msg_id, body,"
     " attachments, metadata, created_at, reply_to_id, thread_root_id, mentions, mentions_here)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, '[]', 0)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQLITE_OUTBOX = (
     "INSERT INTO notification_outbox (message_id, conversation_id, sender_id, seq, created_at)"
@@ -399,8 +399,9 @@ def _append_sqlite(
 ) -> dict[Key, Appended]:
     """`append_batch` for SQLite, run in the writer's thread (`Database.run_in_writer`).
 
-    Plain sends only (no mention rows, no thread counters): the statements and values are
-    those of the generic path, written out for `sqlite3` so the batch is one hand-off.
+    Sends without mention rows or thread counters (a reply that only quotes is one): the
+    statements and values are those of the generic path, written out for `sqlite3` so the
+    batch is one hand-off.
     """
     firsts: dict[Key, NewMessage] = {}
     for send in batch:
@@ -453,6 +454,10 @@ def _append_sqlite(
                 json.dumps([asdict(ref) for ref in send.attachments]),
                 json.dumps(send.metadata),
                 stamp,
+                send.reply_to_id,
+                send.thread_root_id,
+                json.dumps(send.mentions),
+                send.mentions_here,
             )
         )
     db.executemany(_SQLITE_INSERT, values)
@@ -476,6 +481,10 @@ def _append_sqlite(
             attachments=list(send.attachments),
             metadata=send.metadata,
             created_at=created_at,
+            reply_to_id=send.reply_to_id,
+            thread_root_id=send.thread_root_id,
+            mentions=list(send.mentions),
+            mentions_here=send.mentions_here,
         )
         stored[send.idempotency_key] = Appended(message, created=True)
     return stored
