@@ -88,3 +88,34 @@ def test_bench_soak_samples_memory_fds_connections_and_latency(tmp_path):
     assert result["totals"]["errors"] == 0
     assert {"rss_mb", "fds", "db_connections", "ack_p95_ms", "flat"} <= set(result["verdict"])
     assert (tmp_path / "out" / "soak.png").stat().st_size > 10_000
+
+
+def test_bench_with_baseline_prints_the_ratio_rows(tmp_path):
+    """`--baseline` loads a minimal Starlette broadcast first and reports Parley over it."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "parley", "bench", "ramp", "--clients", "20"),
+            *("--rates", "10,20", "--duration", "1", "--settle", "0.5", "--drain", "3"),
+            *("--max-seconds", "60", "--baseline", "--json"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+
+    baseline = result["baseline"]
+    assert baseline["connections_held"] == 20
+    assert [s["offered_rate"] for s in baseline["steps"]] == [10, 20]
+    assert baseline["steps"][0]["deliveries"] == baseline["steps"][0]["expected_deliveries"] == 100
+    figures = [row["figure"] for row in result["ratios"]]
+    assert figures[0].startswith("deliveries/s")
+    assert figures[1].startswith("server CPU ms per message")
+    assert figures[2].startswith("memory per idle WebSocket")
+    for row in result["ratios"]:
+        assert row["parley"] is not None and row["baseline"] is not None
+        assert row["ratio"] is not None and row["target"]
+    assert "ratios" in done.stderr and "baseline" in done.stderr

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from parley.bench import report
+from parley.bench.baseline import ratios, run_baseline
 from parley.bench.scenarios import BenchConfig, run_scenario
 from parley.bench.servers import (
     ServerSet,
@@ -27,6 +28,7 @@ from parley.bench.servers import (
 )
 from parley.bench.soak import SoakConfig, create_widget_inbox, run_soak, write_chart
 from parley.bench.soak import document as soak_document
+from parley.bench.stats import json_safe
 
 HELP = """Load-test a Parley server from a separate process (loopback only,
 bounded in time and count).
@@ -42,6 +44,10 @@ Scenarios:
   ramp    rooms at each rate of --rates in turn until a step is not
           sustainable (< 99.9 % delivered, any error, or delivered p95
           above --max-p95-ms); the last good step is the sustainable rate.
+          With --baseline (also rooms, direct, idle), a minimal Starlette
+          broadcast takes the same load first, and the table ends with
+          the ratios Parley/baseline: deliveries/s, server CPU per
+          message, memory per idle WebSocket.
   soak    a steady mixed load for --minutes: C WebSocket clients in
           rooms of 10 (default 100) sending --rate msgs/s (default 20),
           --visitors widget visitors (send + long-poll), --pollers
@@ -162,6 +168,12 @@ def bench(
         typer.Option("--report", help="Write an HTML page with charts here (needs [bench])."),
     ] = None,
     loop: Annotated[Loop, typer.Option(help="The bench's own event loop.")] = Loop.UVLOOP,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            help="First load a minimal Starlette broadcast the same way; print Parley/it ratios."
+        ),
+    ] = False,
     minutes: Annotated[float, typer.Option(min=0.05, help="soak: how long to hold the load.")] = 30,
     sample_seconds: Annotated[
         float, typer.Option(min=0.5, help="soak: seconds between samples.")
@@ -218,6 +230,11 @@ def bench(
         _check_matplotlib()
     raise_fd_limit()
     machine_before = report.machine()
+    yardstick = None
+    if baseline:
+        # Right before Parley's run, on the same box, so its noise mostly cancels in the ratios.
+        err.print("baseline: a minimal Starlette broadcast under the same load")
+        yardstick = _run_loop(loop, run_baseline(config, _progress(err)))
     target = _servers(url, server_pid, start, servers, err)
     try:
         if users is not None:
@@ -231,6 +248,9 @@ def bench(
     finally:
         target.stop()
     doc = report.document(run, machine_before=machine_before)
+    if yardstick is not None:
+        doc["baseline"] = json_safe(yardstick)
+        doc["ratios"] = json_safe(ratios(doc["summary"], doc["steps"], yardstick))
     if json_out:
         report.print_table(doc, err)
         print(json.dumps(doc, indent=2))

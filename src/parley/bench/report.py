@@ -161,6 +161,53 @@ def print_table(doc: dict[str, Any], console: Console) -> None:
     )
     if doc.get("stopped_early"):
         console.print(f"[yellow]stopped early: {doc['stopped_early']}[/yellow]")
+    if doc.get("baseline") is not None:
+        print_baseline(doc["baseline"], doc.get("ratios", []), console)
+
+
+def print_baseline(
+    baseline: dict[str, Any], ratios: list[dict[str, Any]], console: Console
+) -> None:
+    """The baseline's steps, then Parley's figures over the baseline's."""
+    if baseline["steps"]:
+        table = Table(
+            "rate/s",
+            "sent",
+            "deliveries/s",
+            "delivered p50/p95/p99 ms",
+            "CPU srv",
+            "srv ms/msg",
+            "ok",
+            title=f"baseline: {baseline['server']}",
+        )
+        for step in baseline["steps"]:
+            table.add_row(
+                f"{step['offered_rate']:g}",
+                f"{step['sent']}",
+                f"{step['deliveries_per_s']:,.0f}",
+                _triple(step["delivered_ms"]),
+                f"{step['server_cpu_cores']:.2f}",
+                f"{step['server_cpu_ms_per_message']:.3f}",
+                "[green]yes[/green]" if step["sustainable"] else "[red]no[/red]",
+            )
+        console.print(table)
+    console.print(
+        f"baseline: {baseline['connections_held']} connections, "
+        f"{_num(baseline['rss_per_connection_kib'])} KiB/connection"
+        + ("" if baseline.get("ceiling_reached", True) else " (its ceiling was not reached)")
+    )
+    table = Table("figure", "Parley", "baseline", "ratio", "target", "met", title="ratios")
+    for row in ratios:
+        met = row["met"]
+        table.add_row(
+            row["figure"],
+            _num(row["parley"]),
+            _num(row["baseline"]),
+            _num(row["ratio"]),
+            row["target"],
+            "-" if met is None else ("[green]yes[/green]" if met else "[red]no[/red]"),
+        )
+    console.print(table)
 
 
 def _triple(summary: dict[str, Any]) -> str:

@@ -16,9 +16,12 @@ one timeline consistently (order never depends on it either way: it is `seq` and
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from dataclasses import asdict
-from typing import Any
+from datetime import datetime
+from functools import partial
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, case, func, insert, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -117,6 +120,9 @@ class MessageStore:
             try:
                 if self.db.is_postgres:
                     stored = await self._append_postgres(batch)
+                elif not any(send.has_extras for send in batch):
+                    # The common batch (no mentions, no thread): one hop to SQLite's thread.
+                    stored = await self.db.run_in_writer(partial(_append_sqlite, batch, now()))
                 else:
                     stored = await self._append_generic(batch)
                 break
@@ -371,6 +377,117 @@ class MessageStore:
         async with self.db.read() as conn:
             rows = await conn.execute(query.order_by(messages.c.id).limit(limit))
             return [int(value) for value in rows.scalars()]
+
+
+_MessageRow = NamedTuple(  # the fields are the table's columns
+    "_MessageRow", [(column.name, Any) for column in messages.c]
+)
+_SQLITE_INSERT = (
+    "INSERT INTO messages (conversation_id, seq, pos, sender_id, client_msg_id, body,"
+    " attachments, metadata, created_at, reply_to_id, thread_root_id, mentions, mentions_here)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_OUTBOX = (
+    "INSERT INTO notification_outbox (message_id, conversation_id, sender_id, seq, created_at)"
+    " SELECT id, conversation_id, sender_id, seq, created_at FROM messages"
+    " WHERE pos BETWEEN ? AND ?"
+)
+
+
+def _append_sqlite(
+    batch: list[NewMessage], created_at: datetime, db: sqlite3.Connection
+) -> dict[Key, Appended]:
+    """`append_batch` for SQLite, run in the writer's thread (`Database.run_in_writer`).
+
+    Sends without mention rows or thread counters (a reply that only quotes is one): the
+    statements and values are those of the generic path, written out for `sqlite3` so the
+    batch is one hand-off.
+    """
+    firsts: dict[Key, NewMessage] = {}
+    for send in batch:
+        firsts.setdefault(send.idempotency_key, send)
+    stored: dict[Key, Appended] = {}
+    keys = list(firsts)
+    # Placeholders only: the count of the batch, never its content, is formatted in.
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM messages WHERE (conversation_id, sender_id, client_msg_id)"  # noqa: S608
+        f" IN (VALUES {', '.join(['(?, ?, ?)'] * len(keys))})",
+        [value for key in keys for value in key],
+    ).fetchall()
+    for row in rows:
+        message = message_from_row(_MessageRow(*row))
+        stored[(message.conversation_id, message.sender_id, message.client_msg_id)] = Appended(
+            message, created=False
+        )
+    fresh = [send for key, send in firsts.items() if key not in stored]
+    if not fresh:
+        return stored
+    (head,) = db.execute(
+        "UPDATE stream_head SET pos = pos + ? WHERE id = 1 RETURNING pos", (len(fresh),)
+    ).fetchone()
+    first_pos = head - len(fresh) + 1
+    next_seq: dict[int, int] = {}
+    for cid, count in Counter(send.conversation_id for send in fresh).items():
+        bumped = db.execute(
+            "UPDATE conversations SET last_seq = last_seq + ? WHERE id = ? RETURNING last_seq",
+            (count, cid),
+        ).fetchone()
+        if bumped is None:
+            raise LookupError(f"conversation {cid} is gone")
+        next_seq[cid] = bumped[0] - count + 1
+    # As SQLAlchemy writes a DateTime on SQLite (message_from_row reads it back either way).
+    stamp = created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
+    values = []
+    numbered = []
+    for pos, send in enumerate(fresh, start=first_pos):
+        seq = next_seq[send.conversation_id]
+        next_seq[send.conversation_id] = seq + 1
+        numbered.append((pos, seq, send))
+        values.append(
+            (
+                send.conversation_id,
+                seq,
+                pos,
+                send.sender_id,
+                send.client_msg_id,
+                send.body,
+                json.dumps([asdict(ref) for ref in send.attachments]),
+                json.dumps(send.metadata),
+                stamp,
+                send.reply_to_id,
+                send.thread_root_id,
+                json.dumps(send.mentions),
+                send.mentions_here,
+            )
+        )
+    db.executemany(_SQLITE_INSERT, values)
+    last_pos = first_pos + len(fresh) - 1
+    ids = dict(
+        db.execute(
+            "SELECT pos, id FROM messages WHERE pos BETWEEN ? AND ?", (first_pos, last_pos)
+        ).fetchall()
+    )
+    # The notification outbox, in the same transaction, copied from the rows just written.
+    db.execute(_SQLITE_OUTBOX, (first_pos, last_pos))
+    for pos, seq, send in numbered:
+        message = Message(
+            id=ids[pos],
+            conversation_id=send.conversation_id,
+            seq=seq,
+            pos=pos,
+            sender_id=send.sender_id,
+            client_msg_id=send.client_msg_id,
+            body=send.body,
+            attachments=list(send.attachments),
+            metadata=send.metadata,
+            created_at=created_at,
+            reply_to_id=send.reply_to_id,
+            thread_root_id=send.thread_root_id,
+            mentions=list(send.mentions),
+            mentions_here=send.mentions_here,
+        )
+        stored[send.idempotency_key] = Appended(message, created=True)
+    return stored
 
 
 def _rich_columns(send: NewMessage) -> dict[str, Any]:
