@@ -89,7 +89,7 @@ class ConversationFilter:
     """What the console asks for; `visible_*` narrow it to what a non-admin may see."""
 
     inbox_id: int | None = None
-    status: Status | None = None
+    statuses: tuple[Status, ...] = ()  # empty: any status
     priority: Priority | None = None
     assignee_id: int | None = None
     unassigned: bool = False

@@ -192,8 +192,8 @@ class LivechatStore:
         query = _listing()
         if wanted.inbox_id is not None:
             query = query.where(_state.c.inbox_id == wanted.inbox_id)
-        if wanted.status is not None:
-            query = query.where(_state.c.status == wanted.status.value)
+        if wanted.statuses:
+            query = query.where(_state.c.status.in_([s.value for s in wanted.statuses]))
         if wanted.priority is not None:
             query = query.where(_state.c.priority == wanted.priority.value)
         if wanted.unassigned:

@@ -52,6 +52,10 @@ class NotesOut(BaseModel):
     notes: list[dict[str, Any]]
 
 
+class ActivityOut(BaseModel):
+    activity: list[dict[str, Any]]
+
+
 class StaffOut(BaseModel):
     id: int
     name: str
@@ -75,7 +79,9 @@ async def list_conversations(
     user: CurrentUser,
     services: ServicesDep,
     inbox_id: Annotated[int | None, Query(ge=1, le=2**53)] = None,
-    status: Annotated[str | None, Query(max_length=20)] = None,
+    status: Annotated[
+        str | None, Query(max_length=60, description="one status, or several comma-separated")
+    ] = None,
     assignee: Annotated[
         str | None, Query(max_length=20, description="me, none or a user id")
     ] = None,
@@ -98,9 +104,22 @@ async def list_conversations(
 async def get_conversation(
     conversation_id: Id, user: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
-    """One conversation with its internal notes."""
+    """One conversation with its internal notes and activity (assigned, status, priority)."""
     view = await services.livechat.access_conversation(user, conversation_id)
-    return {**conversation_item(view), "notes": await services.livechat.list_notes(view)}
+    return {
+        **conversation_item(view),
+        "notes": await services.livechat.list_notes(view),
+        "activity": await services.livechat.list_activity(view),
+    }
+
+
+@router.get("/conversations/{conversation_id}/activity", response_model=ActivityOut)
+async def list_activity(
+    conversation_id: Id, user: CurrentUser, services: ServicesDep
+) -> ActivityOut:
+    """Staff only: who assigned it or changed its status or priority, and when."""
+    view = await services.livechat.access_conversation(user, conversation_id)
+    return ActivityOut(activity=await services.livechat.list_activity(view))
 
 
 @router.patch("/conversations/{conversation_id}")

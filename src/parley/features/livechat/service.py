@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from parley.core.audit import Target
+from parley.core.audit import AuditEntry, AuditFilter, Target
 from parley.core.errors import ErrorCode, InvalidValue, NotFound
 from parley.core.events import (
     ConversationUpdatedEvent,
@@ -33,6 +33,7 @@ from parley.core.livechat import (
     Status,
 )
 from parley.core.models import Role, User
+from parley.core.visitor_names import visitor_label
 from parley.features.livechat import routing
 from parley.features.livechat.geoip import GeoIP
 from parley.services.audit import AuditLog
@@ -104,7 +105,11 @@ def conversation_item(view: StaffView) -> dict[str, Any]:
         "conversation_id": state.conversation_id,
         "inbox_id": state.inbox_id,
         "inbox_name": view.inbox.name,
-        "visitor": {"id": state.visitor_id, "name": view.visitor.name if view.visitor else ""},
+        "visitor": {
+            "id": state.visitor_id,
+            "name": visitor_label(view.visitor) if view.visitor else "",
+            "handle": view.visitor.name if view.visitor else "",
+        },
         "status": state.status.value,
         "priority": state.priority.value,
         "assignee": _person(view.assignee),
@@ -137,6 +142,46 @@ def note_item(note: Note, author: User | None) -> dict[str, Any]:
         "body": note.body,
         "created_at": iso(note.created_at),
     }
+
+
+ACTIVITY_ACTIONS = "livechat."  # livechat.assign and livechat.update, as the audit log has them
+ACTIVITY_LIMIT = 500
+
+
+def _activity_text(actor: str, field: str, before: Any, after: Any, names: dict[int, str]) -> str:
+    if field == "assignee_id":
+        if after is None:
+            return f"{actor} unassigned this"
+        return f"{actor} assigned this to {names.get(after, f'user {after}')}"
+    label = field.replace("_", " ")
+    old, new = str(before or "").capitalize(), str(after or "").capitalize()
+    if not old:
+        return f"{actor} set {label} to {new}"
+    return f"{actor} changed {label} from {old} to {new}"
+
+
+def activity_items(entries: list[AuditEntry], names: dict[int, str]) -> list[dict[str, Any]]:
+    """The timeline's activity entries: one per changed field, oldest first."""
+    items = []
+    for entry in sorted(entries, key=lambda e: e.id):
+        before = entry.before if isinstance(entry.before, dict) else {}
+        after = entry.after if isinstance(entry.after, dict) else {}
+        actor = names.get(entry.actor_id, entry.actor) if entry.actor_id else entry.actor
+        for field in ("assignee_id", "status", "priority"):
+            if field not in after or before.get(field) == after[field]:
+                continue
+            items.append(
+                {
+                    "id": f"{entry.id}:{field}",
+                    "field": field.removesuffix("_id"),
+                    "actor": {"id": entry.actor_id, "name": actor},
+                    "before": before.get(field),
+                    "after": after[field],
+                    "text": _activity_text(actor, field, before.get(field), after[field], names),
+                    "created_at": iso(entry.at),
+                }
+            )
+    return items
 
 
 class Livechat:
@@ -375,7 +420,8 @@ class Livechat:
     ) -> list[StaffView]:
         wanted: dict[str, Any] = {
             "inbox_id": inbox_id,
-            "status": parse_status(status) if status else None,
+            # "open,pending": any of them (the console's default view).
+            "statuses": tuple(parse_status(s) for s in status.split(",")) if status else (),
             "priority": parse_priority(priority) if priority else None,
             "limit": limit,
         }
@@ -469,6 +515,31 @@ class Livechat:
         notes = await self.store.list_notes(view.listed.state.conversation_id)
         authors = {u.id: u for u in await self.users.find_users_by_id([n.author_id for n in notes])}
         return [note_item(n, authors.get(n.author_id)) for n in notes]
+
+    async def list_activity(self, view: StaffView) -> list[dict[str, Any]]:
+        """Who assigned it, changed its status or priority, and when: kept by the audit log.
+
+        Every change of `do_update` is an audit entry already, so the timeline reads them back
+        instead of keeping a second copy; names are resolved now (a renamed operator shows as
+        they are called today).
+        """
+        target = Target.of("conversation", view.listed.state.conversation_id)
+        entries = await self.audit.store.list_entries(
+            AuditFilter(
+                action=ACTIVITY_ACTIONS,
+                target_kind=target.kind,
+                target_id=target.id,
+                limit=ACTIVITY_LIMIT,
+            )
+        )
+        ids = {e.actor_id for e in entries if e.actor_id is not None}
+        for entry in entries:
+            after = entry.after if isinstance(entry.after, dict) else {}
+            if isinstance(after.get("assignee_id"), int):
+                ids.add(after["assignee_id"])
+        people = await self.users.find_users_by_id(sorted(ids)) if ids else []
+        names = {u.id: u.display_name or u.name for u in people}
+        return activity_items(entries, names)
 
     async def do_add_note(self, actor: User, view: StaffView, body: str) -> dict[str, Any]:
         if not body.strip():

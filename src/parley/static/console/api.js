@@ -74,6 +74,10 @@ export class Api {
     return this.json(`/v1/livechat/conversations/${id}/assign-me`, { method: "POST" });
   }
 
+  activity(id) {
+    return this.json(`/v1/livechat/conversations/${id}/activity`);
+  }
+
   addNote(id, body) {
     return this.json(`/v1/livechat/conversations/${id}/notes`, { method: "POST", json: { body } });
   }

@@ -1,5 +1,6 @@
 // The conversation list: filters (inbox, status, assignee, priority), loaded over REST and kept
-// live from `livechat.conversation` and `message` events. Newest activity first.
+// live from `livechat.conversation` and `message` events. Newest activity first. The status
+// filter starts at "open + pending": a resolved chat leaves the list until the visitor writes.
 
 import { $, capitalize, el, formatTime, setOptions } from "./dom.js";
 
@@ -108,7 +109,7 @@ export class ConversationList {
   matches(item) {
     const filters = this.filters();
     if (filters.inbox_id && String(item.inbox_id) !== filters.inbox_id) return false;
-    if (filters.status && item.status !== filters.status) return false;
+    if (filters.status && !filters.status.split(",").includes(item.status)) return false;
     if (filters.priority && item.priority !== filters.priority) return false;
     const assignee = item.assignee?.id ?? null;
     if (filters.assignee === "me") return assignee === this.me.id;

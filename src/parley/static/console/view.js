@@ -15,6 +15,8 @@ import {
 import { $, el, formatSize, formatTime, safeLink, setOptions } from "./dom.js";
 
 const STAFF_ROLES = new Set(["admin", "moderator"]);
+// A change in one of these (by anyone) leaves an activity entry in the timeline.
+const ACTIVITY_FIELDS = [(item) => item.status, (item) => item.priority, (item) => item.assignee?.id ?? null];
 
 const MODES = {
   reply: { button: "Send reply", hint: "The visitor sees replies.", placeholder: "Write a reply" },
@@ -82,6 +84,7 @@ export class ConversationView {
     };
     this.update(detail, { staff: staff.staff });
     for (const note of detail.notes ?? []) this.addNote(note);
+    for (const entry of detail.activity ?? []) this.addActivity(entry);
     for (const message of this.client.timeline(id)) this.addMessage(message);
     this.#showTyping();
     await this.#loadHistory();
@@ -99,7 +102,11 @@ export class ConversationView {
   /** Show a conversation's current state (after open, an event, or our own change). */
   update(item, { staff } = {}) {
     if (item.conversation_id !== this.#id) return;
+    const before = this.#item;
     this.#item = item;
+    if (before && ACTIVITY_FIELDS.some((field) => String(field(before)) !== String(field(item)))) {
+      this.#loadActivity();
+    }
     this.#names.set(item.visitor.id, item.visitor.name);
     if (item.assignee) this.#names.set(item.assignee.id, item.assignee.name);
     $("conversation-title").textContent = item.visitor.name;
@@ -162,6 +169,7 @@ export class ConversationView {
     if (id !== this.#id) return;
     this.update(detail);
     for (const note of detail.notes ?? []) this.addNote(note);
+    for (const entry of detail.activity ?? []) this.addActivity(entry);
   }
 
   /** Show a message; `source` is the client's ("stream" for one that just arrived live). */
@@ -323,6 +331,38 @@ export class ConversationView {
     this.#place(`n:${note.id}`, node);
   }
 
+  /** Who assigned it or changed its status or priority, and when: a quiet line between messages. */
+  addActivity(entry) {
+    if (this.#id === null || this.#nodes.has(`a:${entry.id}`)) return;
+    const node = el(
+      "li",
+      {
+        className: "entry activity",
+        dataset: {
+          activityId: entry.id,
+          at: Date.parse(entry.created_at) || Date.now(),
+          kind: "a",
+          // The audit entry's id: changes made within one clock tick keep their order.
+          order: Number.parseInt(entry.id, 10),
+        },
+      },
+      el("span", { className: "activity-text" }, entry.text),
+      " · ",
+      el("time", { dateTime: entry.created_at }, formatTime(entry.created_at)),
+    );
+    this.#place(`a:${entry.id}`, node);
+  }
+
+  async #loadActivity() {
+    const id = this.#id;
+    try {
+      const { activity } = await this.api.activity(id);
+      if (id === this.#id) for (const entry of activity) this.addActivity(entry);
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
   /** Insert in time order (messages by seq among themselves); a repeat replaces the old node. */
   #place(key, node) {
     const list = $("timeline");
@@ -337,6 +377,9 @@ export class ConversationView {
     const seq = Number(node.dataset.seq ?? 0);
     const later = [...list.children].find((other) => {
       if (node.dataset.kind === "m" && other.dataset.kind === "m") return Number(other.dataset.seq) > seq;
+      if (node.dataset.kind === "a" && other.dataset.kind === "a" && Number(other.dataset.at) === at) {
+        return Number(other.dataset.order) > Number(node.dataset.order);
+      }
       return Number(other.dataset.at) > at;
     });
     list.insertBefore(node, later ?? null);
