@@ -148,10 +148,14 @@ ACTIVITY_ACTIONS = "livechat."  # livechat.assign and livechat.update, as the au
 ACTIVITY_LIMIT = 500
 
 
-def _activity_text(actor: str, field: str, before: Any, after: Any, names: dict[int, str]) -> str:
+def _activity_text(entry: AuditEntry, actor: str, field: str, names: dict[int, str]) -> str:
+    before = entry.before.get(field) if isinstance(entry.before, dict) else None
+    after = entry.after[field]
     if field == "assignee_id":
         if after is None:
             return f"{actor} unassigned this"
+        if after == entry.actor_id:
+            return f"{actor} self-assigned this"
         return f"{actor} assigned this to {names.get(after, f'user {after}')}"
     label = field.replace("_", " ")
     old, new = str(before or "").capitalize(), str(after or "").capitalize()
@@ -177,7 +181,7 @@ def activity_items(entries: list[AuditEntry], names: dict[int, str]) -> list[dic
                     "actor": {"id": entry.actor_id, "name": actor},
                     "before": before.get(field),
                     "after": after[field],
-                    "text": _activity_text(actor, field, before.get(field), after[field], names),
+                    "text": _activity_text(entry, actor, field, names),
                     "created_at": iso(entry.at),
                 }
             )

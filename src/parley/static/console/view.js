@@ -75,6 +75,7 @@ export class ConversationView {
     $("placeholder").hidden = true;
     $("conversation-view").hidden = false;
     $("details").hidden = false;
+    $("workspace").classList.add("has-conversation");
     for (const person of staff.staff) this.#names.set(person.id, person.display_name || person.name);
     for (const member of members.members) this.#names.set(member.user_id, member.display_name);
     const visitor = members.members.find((member) => member.user_id === detail.visitor.id);
@@ -97,6 +98,7 @@ export class ConversationView {
     $("conversation-view").hidden = true;
     $("details").hidden = true;
     $("placeholder").hidden = false;
+    $("workspace").classList.remove("has-conversation");
   }
 
   /** Show a conversation's current state (after open, an event, or our own change). */
@@ -487,6 +489,19 @@ export class ConversationView {
       }
     });
     document.addEventListener("visibilitychange", () => this.markRead());
+  }
+
+  /** Put the cursor in the composer, in reply or note mode (the `r` and `n` shortcuts). */
+  compose(mode) {
+    if (this.#id === null) return;
+    this.#setMode(mode);
+    $("composer-body").focus();
+  }
+
+  assignMe() {
+    if (this.#id !== null && this.#item?.assignee?.id !== this.me.id) {
+      this.#run((id) => this.api.assignMe(id));
+    }
   }
 
   #change(fields) {
