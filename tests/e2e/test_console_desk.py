@@ -88,3 +88,35 @@ def test_assigning_and_changing_status_leave_activity_every_operator_sees(
         assert ben.problems == [], ben.problems
     finally:
         ben_context.close()
+
+
+def test_slash_in_the_message_box_offers_the_inbox_canned_replies(
+    console: Console, deployment: Deployment, visitors: list[Visitor]
+) -> None:
+    url = f"{deployment.url}/v1/livechat/inboxes/{deployment.inbox['id']}/canned-replies"
+    root = {"Authorization": f"Bearer {_token(deployment, 'root')}"}
+    for shortcut, body in [
+        ("hello", "Hello! How can I help you today?"),
+        ("shipping", "We ship within 2 working days."),
+    ]:
+        response = httpx.post(url, headers=root, json={"shortcut": shortcut, "body": body})
+        assert response.status_code in (201, 409), response.text  # 409: made by a rerun
+    visitor = Visitor(deployment)
+    visitors.append(visitor)
+    visitor.send("When do you ship?")
+    console.sign_in("ana", "ana-password")
+    page = console.page
+    console.open(visitor.conversation_id, visitor.name)
+    page.get_by_role("button", name="Assign to me").click()
+
+    box = page.get_by_label("Message")
+    box.press_sequentially("/")
+    choices = page.get_by_role("listbox", name="Canned replies").get_by_role("option")
+    expect(choices).to_have_count(2)
+    box.press_sequentially("ship")
+    expect(choices).to_have_text(["/shipping We ship within 2 working days."])
+    box.press("Enter")
+    expect(box).to_have_value("We ship within 2 working days.")
+    expect(page.get_by_role("listbox", name="Canned replies")).to_be_hidden()
+    page.get_by_role("button", name="Send reply").click()
+    expect(console.timeline_entry("We ship within 2 working days.")).to_have_count(1)

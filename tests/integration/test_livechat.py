@@ -15,6 +15,7 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from parley.assembly import Services
+from parley.core.audit import AuditFilter
 from parley.core.models import Role
 from parley.core.visitor_names import friendly_name
 from parley.features.livechat.geoip import GeoIP
@@ -850,3 +851,39 @@ async def test_pruning_removes_only_idle_empty_anonymous_visits(people: PeopleFa
     again = await site.open(inbox["widget_token"], session=empty["session"])
     assert again["restored"] is False
     assert await store.prune_idle_visits(datetime.now(UTC) - timedelta(days=30)) == 0
+
+
+async def test_admins_keep_canned_replies_per_inbox_and_its_staff_read_them(
+    people: PeopleFactory, services: Services
+) -> None:
+    desk = await Desk.make(people)
+    inbox = await desk.inbox()
+    other = await desk.inbox(name="Blog", operators=[])
+    outsider = await people.add()
+    url = f"/v1/livechat/inboxes/{inbox['id']}/canned-replies"
+
+    hello = {"shortcut": "hi", "body": "Hello! How can I help?"}
+    added = await desk.admin.http.post(url, json=hello)
+    again = await desk.admin.http.post(url, json={"shortcut": "hi", "body": "Hi"})
+    bad = await desk.admin.http.post(url, json={"shortcut": "Hi there", "body": "Hi"})
+    by_operator = await desk.operator.http.post(url, json={"shortcut": "x", "body": "x"})
+    listed = await desk.operator.http.get(url)
+    not_theirs = await desk.operator.http.get(f"/v1/livechat/inboxes/{other['id']}/canned-replies")
+    by_outsider = await outsider.http.get(url)
+    operator_delete = await desk.operator.http.delete(f"{url}/{added.json()['id']}")
+
+    assert added.status_code == 201, added.text
+    assert_error(again, 409, "ERR_CONFLICT")
+    assert bad.status_code == 422  # the schema's pattern, like every other malformed body
+    assert_error(by_operator, 403, "ERR_FORBIDDEN")
+    assert [(r["shortcut"], r["body"]) for r in listed.json()["canned_replies"]] == [
+        ("hi", "Hello! How can I help?")
+    ]
+    assert_error(not_theirs, 404, "ERR_NOT_FOUND")
+    assert_error(by_outsider, 404, "ERR_NOT_FOUND")
+    assert_error(operator_delete, 403, "ERR_FORBIDDEN")
+    deleted = await desk.admin.http.delete(f"{url}/{added.json()['id']}")
+    assert deleted.status_code == 204
+    assert (await desk.operator.http.get(url)).json() == {"canned_replies": []}
+    actions = [e.action for e in await services.audit.search(None, AuditFilter(action="canned"))]
+    assert sorted(actions) == ["canned_reply.add", "canned_reply.delete"]

@@ -85,6 +85,17 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class CannedReply:
+    """An inbox's saved answer; `/shortcut` in the console's message box picks it."""
+
+    id: int
+    inbox_id: int
+    shortcut: str
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationFilter:
     """What the console asks for; `visible_*` narrow it to what a non-admin may see."""
 

@@ -494,6 +494,18 @@ livechat_notes = Table(
     Index("ix_livechat_notes_conversation_id", "conversation_id"),
 )
 
+# Canned replies (migration 0020b): an inbox's saved answers, picked with `/` in the console.
+canned_replies = Table(
+    "canned_replies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("shortcut", String(40), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("inbox_id", "shortcut", name="uq_canned_replies_inbox_shortcut"),
+)
+
 # A verified site user (identity token) is one visitor user per inbox, whatever the device.
 widget_identities = Table(
     "widget_identities",

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from parley.core.audit import AuditEntry, AuditFilter, Target
-from parley.core.errors import ErrorCode, InvalidValue, NotFound
+from parley.core.errors import ErrorCode, Forbidden, InvalidValue, NotFound
 from parley.core.events import (
     ConversationUpdatedEvent,
     Event,
@@ -25,6 +25,7 @@ from parley.core.events import (
 from parley.core.inboxes import Inbox
 from parley.core.livechat import (
     Branch,
+    CannedReply,
     ConversationFilter,
     ListedConversation,
     LivechatConversation,
@@ -519,6 +520,41 @@ class Livechat:
         notes = await self.store.list_notes(view.listed.state.conversation_id)
         authors = {u.id: u for u in await self.users.find_users_by_id([n.author_id for n in notes])}
         return [note_item(n, authors.get(n.author_id)) for n in notes]
+
+    # -- canned replies (staff read them; admins write them) --------------------------------------
+
+    async def list_canned_replies(self, actor: User, inbox_id: int) -> list[CannedReply]:
+        inbox = await self.access_inbox(actor, inbox_id)
+        return await self.store.list_canned_replies(inbox.id)
+
+    async def do_add_canned_reply(
+        self, actor: User, inbox_id: int, shortcut: str, body: str
+    ) -> CannedReply:
+        self._check_admin(actor)
+        inbox = await self.access_inbox(actor, inbox_id)
+        if not body.strip():
+            raise InvalidValue("a canned reply needs a body")
+        reply = await self.store.add_canned_reply(inbox.id, shortcut, body)
+        await self.audit.record(
+            actor,
+            "canned_reply.add",
+            Target.of("inbox", inbox.id),
+            after={"id": reply.id, "shortcut": shortcut},
+        )
+        return reply
+
+    async def do_delete_canned_reply(self, actor: User, inbox_id: int, reply_id: int) -> None:
+        self._check_admin(actor)
+        inbox = await self.access_inbox(actor, inbox_id)
+        if not await self.store.delete_canned_reply(inbox.id, reply_id):
+            raise NotFound("no such canned reply")
+        await self.audit.record(
+            actor, "canned_reply.delete", Target.of("inbox", inbox.id), before={"id": reply_id}
+        )
+
+    def _check_admin(self, actor: User) -> None:
+        if actor.role is not Role.ADMIN:
+            raise Forbidden("only admins manage canned replies", ErrorCode.FORBIDDEN)
 
     async def list_activity(self, view: StaffView) -> list[dict[str, Any]]:
         """Who assigned it, changed its status or priority, and when: kept by the audit log.

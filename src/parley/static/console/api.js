@@ -74,6 +74,10 @@ export class Api {
     return this.json(`/v1/livechat/conversations/${id}/assign-me`, { method: "POST" });
   }
 
+  cannedReplies(inboxId) {
+    return this.json(`/v1/livechat/inboxes/${inboxId}/canned-replies`);
+  }
+
   activity(id) {
     return this.json(`/v1/livechat/conversations/${id}/activity`);
   }

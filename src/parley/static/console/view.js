@@ -12,6 +12,7 @@ import {
   tombstoneText,
   excerpt,
 } from "/static/shared/rich.js";
+import { CannedReplies } from "./canned.js";
 import { $, el, formatSize, formatTime, safeLink, setOptions } from "./dom.js";
 
 const STAFF_ROLES = new Set(["admin", "moderator"]);
@@ -47,6 +48,8 @@ export class ConversationView {
     this.onChanged = onChanged;
     this.onError = onError;
     this.#names.set(me.id, me.display_name || me.name);
+    // Before #wire: its keydown handler must see Enter first while the list is open.
+    this.canned = new CannedReplies({ api, onError });
     this.#wire();
   }
 
@@ -84,6 +87,7 @@ export class ConversationView {
       read_seq: visitor?.read_seq ?? 0,
     };
     this.update(detail, { staff: staff.staff });
+    this.canned.setInbox(detail.inbox_id);
     for (const note of detail.notes ?? []) this.addNote(note);
     for (const entry of detail.activity ?? []) this.addActivity(entry);
     for (const message of this.client.timeline(id)) this.addMessage(message);
