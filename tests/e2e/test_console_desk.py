@@ -4,6 +4,7 @@ names, and activity entries (assigned, status, priority: by whom, when) every op
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 from playwright.sync_api import Browser, expect
@@ -120,3 +121,27 @@ def test_slash_in_the_message_box_offers_the_inbox_canned_replies(
     expect(page.get_by_role("listbox", name="Canned replies")).to_be_hidden()
     page.get_by_role("button", name="Send reply").click()
     expect(console.timeline_entry("We ship within 2 working days.")).to_have_count(1)
+
+
+def test_the_operator_attaches_a_file_and_the_visitor_gets_it(
+    console: Console, deployment: Deployment, visitors: list[Visitor], tmp_path: Path
+) -> None:
+    visitor = Visitor(deployment)
+    visitors.append(visitor)
+    visitor.send("Can you send me the invoice?")
+    invoice = tmp_path / "invoice-1042.txt"
+    invoice.write_text("Invoice 1042: one teapot, 35 EUR\n")
+    console.sign_in("ana", "ana-password")
+    page = console.page
+    console.open(visitor.conversation_id, visitor.name)
+    page.get_by_role("button", name="Assign to me").click()
+
+    page.get_by_label("Attach file").set_input_files(str(invoice))
+
+    timeline = page.get_by_test_id("timeline")
+    expect(timeline.get_by_role("link", name="invoice-1042.txt")).to_be_visible()
+    files = [a["file_name"] for m in visitor.messages() for a in m.get("attachments", [])]
+    assert files == ["invoice-1042.txt"]
+    # Notes never carry files: the button is only there while replying.
+    page.get_by_role("button", name="Note", exact=True).click()
+    expect(page.get_by_label("Attach file")).to_be_hidden()

@@ -476,6 +476,7 @@ export class ConversationView {
     $("mode-reply").addEventListener("click", () => this.#setMode("reply"));
     $("mode-note").addEventListener("click", () => this.#setMode("note"));
     $("replying-cancel").addEventListener("click", () => this.#setReplyTo(null));
+    $("composer-file").addEventListener("change", () => this.#attach());
     $("composer").addEventListener("submit", (event) => {
       event.preventDefault();
       this.#submit();
@@ -550,8 +551,28 @@ export class ConversationView {
     }
   }
 
+  /** Send the chosen file to the visitor (the same upload API as every client uses). */
+  async #attach() {
+    const input = $("composer-file");
+    const file = input.files?.[0];
+    const id = this.#id;
+    input.value = "";
+    if (!file || id === null) return;
+    const status = $("composer-hint");
+    status.textContent = `Uploading ${file.name}…`;
+    try {
+      const attachment = await this.client.upload(id, file);
+      await this.client.send(id, "", { attachments: [attachment.id] });
+    } catch (error) {
+      this.onError(error);
+    } finally {
+      this.#setMode(this.#mode);
+    }
+  }
+
   #setMode(mode) {
     this.#mode = mode;
+    $("attach-label").hidden = mode !== "reply"; // files go to the visitor, never into notes
     const copy = MODES[mode];
     $("mode-reply").setAttribute("aria-pressed", String(mode === "reply"));
     $("mode-note").setAttribute("aria-pressed", String(mode === "note"));
