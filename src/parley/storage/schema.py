@@ -416,6 +416,9 @@ inboxes = Table(
     Column("auto_assign", Boolean, nullable=False, server_default=false()),
     # Days this inbox's conversations keep their messages (null: PARLEY_RETENTION_DAYS["livechat"]).
     Column("retention_days", Integer, nullable=True),
+    # The widget's welcome line and "we usually reply in …" line (migration 0020b); null: none.
+    Column("greeting", Text, nullable=True),
+    Column("reply_time", String(200), nullable=True),
 )
 
 widget_sessions = Table(

@@ -1,4 +1,4 @@
-"""canned replies per inbox (the operator console, issue 20)
+"""canned replies per inbox; the widget's greeting and reply-time line (issue 20)
 
 Revision ID: 0020b
 Revises: 0014
@@ -20,6 +20,8 @@ Timestamp = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    op.add_column("inboxes", sa.Column("greeting", sa.Text(), nullable=True))
+    op.add_column("inboxes", sa.Column("reply_time", sa.String(length=200), nullable=True))
     op.create_table(
         "canned_replies",
         sa.Column("id", Id, autoincrement=True, nullable=False),
@@ -35,3 +37,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("canned_replies")
+    with op.batch_alter_table("inboxes") as batch:
+        batch.drop_column("reply_time")
+        batch.drop_column("greeting")
