@@ -148,7 +148,8 @@ export class ConversationView {
       ...attributes.flatMap(([key, value]) => [el("dt", {}, key), el("dd", {}, String(value))]),
     );
     if (attributes.length === 0) {
-      $("visitor-attributes").append(el("dd", { className: "muted" }, "none"));
+      // A <dl> holds dt+dd pairs only (axe): "none" is a term with nothing to describe.
+      $("visitor-attributes").append(el("dt", { className: "muted" }, "none"), el("dd"));
     }
   }
 

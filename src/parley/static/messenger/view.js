@@ -88,7 +88,7 @@ export class MessengerView {
     this.error.append(this.errorText, this.retry);
     this.loading = el("p", { class: "loading", text: "Connecting…" });
 
-    this.list = el("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" });
+    this.list = el("ol", { class: "messages", "aria-live": "polite", "aria-label": "Messages" });
     this.typing = el("p", { class: "typing", role: "status", hidden: true, text: "An operator is typing…" });
 
     this.fileInput = el("input", { type: "file", class: "file", "aria-label": "Attach a file" });
