@@ -67,8 +67,11 @@ def test_assigning_and_changing_status_leave_activity_every_operator_sees(
         console.sign_in("ana", "ana-password")
         page = console.page
         console.open(visitor.conversation_id, visitor.name)
+        # One change at a time, as a person makes them (each is its own request).
         page.get_by_label("Assignee", exact=True).select_option(label="ben (online)")
+        expect(console.timeline_entry("ana assigned this to ben")).to_have_count(1)
         page.get_by_label("Priority", exact=True).select_option("high")
+        expect(console.timeline_entry("ana changed priority")).to_have_count(1)
         page.get_by_label("Status", exact=True).select_option("pending")
 
         for desk in (console, ben):  # ben's page updates live, without a reload

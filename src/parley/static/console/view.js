@@ -349,7 +349,6 @@ export class ConversationView {
           activityId: entry.id,
           at: Date.parse(entry.created_at) || Date.now(),
           kind: "a",
-          // The audit entry's id: changes made within one clock tick keep their order.
           order: Number.parseInt(entry.id, 10),
         },
       },
@@ -384,7 +383,8 @@ export class ConversationView {
     const seq = Number(node.dataset.seq ?? 0);
     const later = [...list.children].find((other) => {
       if (node.dataset.kind === "m" && other.dataset.kind === "m") return Number(other.dataset.seq) > seq;
-      if (node.dataset.kind === "a" && other.dataset.kind === "a" && Number(other.dataset.at) === at) {
+      // Activity among itself by audit id: it grows with time, and no clock tick hides the order.
+      if (node.dataset.kind === "a" && other.dataset.kind === "a") {
         return Number(other.dataset.order) > Number(node.dataset.order);
       }
       return Number(other.dataset.at) > at;
