@@ -22,6 +22,9 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+# The operator console's fixtures (a server with operators ana and ben, visitors, the page).
+from tests.e2e.console_support import console, deployment, visitors  # noqa: F401
+
 # The website widget's fixtures (a host site on another origin, an admin token, an inbox).
 from tests.e2e.widget_support import admin, host_site, widget_inbox  # noqa: F401
 from tests.support.servers import ServerProcess, free_port

@@ -15,7 +15,9 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from parley.assembly import Services
+from parley.core.audit import AuditFilter
 from parley.core.models import Role
+from parley.core.visitor_names import friendly_name
 from parley.features.livechat.geoip import GeoIP
 from parley.settings import Settings
 from parley.storage.schema import widget_sessions
@@ -408,7 +410,11 @@ async def test_console_lists_filters_and_shows_the_last_message(people: PeopleFa
     ]
     top = everything[0]
     assert top["inbox_name"] == "Shop" and top["status"] == "open"
-    assert top["visitor"] == {"id": first["visitor_id"], "name": first["visitor_name"]}
+    assert top["visitor"] == {
+        "id": first["visitor_id"],
+        "name": friendly_name(first["visitor_id"]),
+        "handle": first["visitor_name"],
+    }
     assert top["last_message"]["body"] == "Where is my order?"
     assert top["last_message"]["sender_id"] == first["visitor_id"]
     assert top["last_message_at"] is not None
@@ -420,6 +426,62 @@ async def test_console_lists_filters_and_shows_the_last_message(people: PeopleFa
     assert [c["conversation_id"] for c in by_id] == [second["conversation_id"]]
     # The operator works in "Shop" (and in "Blog", since make() names them there too).
     assert {i["name"] for i in inboxes.json()["inboxes"]} == {"Shop", "Blog"}
+
+
+async def test_the_open_and_pending_view_leaves_resolved_conversations_out(
+    people: PeopleFactory,
+) -> None:
+    desk = await Desk.make(people)
+    inbox = await desk.inbox()
+    opened = [await Site(people).open(inbox["widget_token"]) for _ in range(3)]
+    for visit, status in zip(opened[1:], ("pending", "resolved"), strict=True):
+        response = await desk.operator.http.patch(
+            f"/v1/livechat/conversations/{visit['conversation_id']}", json={"status": status}
+        )
+        assert response.status_code == 200, response.text
+
+    active = await console_list(desk.operator, status="open,pending")
+    bad = await desk.operator.http.get("/v1/livechat/conversations", params={"status": "open,gone"})
+
+    assert {c["conversation_id"] for c in active} == {
+        opened[0]["conversation_id"],
+        opened[1]["conversation_id"],
+    }
+    assert_error(bad, 400, "ERR_INVALID_VALUE")
+
+
+async def test_assigning_and_status_and_priority_changes_become_activity_for_all_staff(
+    people: PeopleFactory,
+) -> None:
+    desk = await Desk.make(people)
+    colleague = await people.add()
+    inbox = await desk.inbox(operators=[desk.operator.user.name, colleague.user.name])
+    opened = await Site(people).open(inbox["widget_token"])
+    url = f"/v1/livechat/conversations/{opened['conversation_id']}"
+    me, other = desk.operator.user, colleague.user
+
+    await desk.operator.http.patch(url, json={"assignee_id": other.id})
+    await desk.operator.http.patch(url, json={"status": "pending", "priority": "urgent"})
+    await colleague.http.patch(url, json={"assignee_id": None})
+
+    seen_by_colleague = (await colleague.http.get(f"{url}/activity")).json()["activity"]
+    in_detail = (await desk.admin.http.get(url)).json()["activity"]
+    assert [a["text"] for a in seen_by_colleague] == [
+        f"{me.display_name} assigned this to {other.display_name}",
+        f"{me.display_name} changed status from Open to Pending",
+        f"{me.display_name} changed priority from Normal to Urgent",
+        f"{other.display_name} unassigned this",
+    ]
+    assert in_detail == seen_by_colleague
+    assert seen_by_colleague[0]["actor"] == {"id": me.id, "name": me.display_name}
+    assert all(a["created_at"] for a in seen_by_colleague)
+
+
+def test_visitor_names_are_friendly_and_the_same_for_the_same_id() -> None:
+    names = {friendly_name(visitor_id) for visitor_id in range(1, 201)}
+    assert friendly_name(42) == friendly_name(42)
+    assert all(len(name.split()) == 2 and name.istitle() for name in names)
+    assert len(names) > 150  # neighbours rarely share a name
 
 
 async def test_console_refuses_bad_filter_and_patch_values_with_400(people: PeopleFactory) -> None:
@@ -522,6 +584,7 @@ async def test_non_staff_and_the_visitor_get_404_on_the_console_and_notes(
             await client.patch(url, json={"status": "closed"}),
             await client.post(f"{url}/assign-me"),
             await client.get(f"{url}/notes"),
+            await client.get(f"{url}/activity"),
             await client.post(f"{url}/notes", json={"body": "sneaky"}),
             await client.get("/v1/livechat/staff", params={"inbox_id": inbox["id"]}),
         ):
@@ -807,3 +870,39 @@ async def test_the_operators_conversation_list_marks_visitor_conversations_live_
 
     live_chat = {c["id"]: c["live_chat"] for c in listed}
     assert live_chat == {opened["conversation_id"]: True, room.json()["id"]: False}
+
+
+async def test_admins_keep_canned_replies_per_inbox_and_its_staff_read_them(
+    people: PeopleFactory, services: Services
+) -> None:
+    desk = await Desk.make(people)
+    inbox = await desk.inbox()
+    other = await desk.inbox(name="Blog", operators=[])
+    outsider = await people.add()
+    url = f"/v1/livechat/inboxes/{inbox['id']}/canned-replies"
+
+    hello = {"shortcut": "hi", "body": "Hello! How can I help?"}
+    added = await desk.admin.http.post(url, json=hello)
+    again = await desk.admin.http.post(url, json={"shortcut": "hi", "body": "Hi"})
+    bad = await desk.admin.http.post(url, json={"shortcut": "Hi there", "body": "Hi"})
+    by_operator = await desk.operator.http.post(url, json={"shortcut": "x", "body": "x"})
+    listed = await desk.operator.http.get(url)
+    not_theirs = await desk.operator.http.get(f"/v1/livechat/inboxes/{other['id']}/canned-replies")
+    by_outsider = await outsider.http.get(url)
+    operator_delete = await desk.operator.http.delete(f"{url}/{added.json()['id']}")
+
+    assert added.status_code == 201, added.text
+    assert_error(again, 409, "ERR_CONFLICT")
+    assert bad.status_code == 422  # the schema's pattern, like every other malformed body
+    assert_error(by_operator, 403, "ERR_FORBIDDEN")
+    assert [(r["shortcut"], r["body"]) for r in listed.json()["canned_replies"]] == [
+        ("hi", "Hello! How can I help?")
+    ]
+    assert_error(not_theirs, 404, "ERR_NOT_FOUND")
+    assert_error(by_outsider, 404, "ERR_NOT_FOUND")
+    assert_error(operator_delete, 403, "ERR_FORBIDDEN")
+    deleted = await desk.admin.http.delete(f"{url}/{added.json()['id']}")
+    assert deleted.status_code == 204
+    assert (await desk.operator.http.get(url)).json() == {"canned_replies": []}
+    actions = [e.action for e in await services.audit.search(None, AuditFilter(action="canned"))]
+    assert sorted(actions) == ["canned_reply.add", "canned_reply.delete"]

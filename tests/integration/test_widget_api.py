@@ -614,3 +614,46 @@ async def test_a_read_receipt_past_the_last_message_is_refused(people: PeopleFac
     response = await site.http.post("/api/widget/read", json={"session": session, "read_seq": 5})
 
     assert_error(response, 422, "ERR_RECEIPT_BEYOND_LAST_SEQ")
+
+
+async def test_the_visitor_learns_the_display_names_of_who_answers_and_nothing_more(
+    people: PeopleFactory,
+) -> None:
+    operator, inbox = await make_inbox(people)
+    site = Site(people)
+    visit = (await site.bootstrap(inbox["widget_token"])).json()
+    assign = await operator.http.post(
+        f"/v1/livechat/conversations/{visit['conversation_id']}/assign-me"
+    )
+    assert assign.status_code == 200, assign.text
+
+    mine = await site.http.get("/api/widget/staff", params={"session": visit["session"]})
+    unknown = await site.http.get("/api/widget/staff", params={"session": "x" * 43})
+    as_operator = await operator.http.get("/api/widget/staff", params={"session": "x" * 43})
+
+    assert mine.status_code == 200, mine.text
+    assert mine.json() == {"staff": [{"id": operator.user.id, "name": operator.user.display_name}]}
+    assert unknown.status_code == 404 and as_operator.status_code == 404
+
+
+async def test_the_inbox_greeting_and_reply_time_reach_the_widget(people: PeopleFactory) -> None:
+    operator, inbox = await make_inbox(
+        people, greeting="Hi there! Ask us anything.", reply_time="We usually reply in minutes."
+    )
+    site = Site(people)
+    first = (await site.bootstrap(inbox["widget_token"])).json()
+    admin = await people.add(role=Role.ADMIN)
+    cleared = await admin.http.patch(f"/v1/admin/inboxes/{inbox['id']}", json={"greeting": None})
+    by_operator = await operator.http.patch(
+        f"/v1/admin/inboxes/{inbox['id']}", json={"greeting": "Hacked"}
+    )
+    again = (await site.bootstrap(inbox["widget_token"], session=first["session"])).json()
+
+    assert inbox["greeting"] == "Hi there! Ask us anything."
+    assert (first["greeting"], first["reply_time"]) == (
+        "Hi there! Ask us anything.",
+        "We usually reply in minutes.",
+    )
+    assert cleared.status_code == 200 and cleared.json()["greeting"] is None
+    assert by_operator.status_code == 403
+    assert (again["greeting"], again["reply_time"]) == (None, "We usually reply in minutes.")

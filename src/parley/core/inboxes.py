@@ -70,6 +70,8 @@ class Inbox:
     allow_attachments: bool = True
     auto_assign: bool = False
     retention_days: int | None = None
+    greeting: str | None = None  # the widget's welcome, above the conversation
+    reply_time: str | None = None  # "We usually reply in a few minutes", under it
 
     def is_online(self, at: datetime) -> bool:
         return self.working_hours is None or self.working_hours.is_open(at)

@@ -85,11 +85,22 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class CannedReply:
+    """An inbox's saved answer; `/shortcut` in the console's message box picks it."""
+
+    id: int
+    inbox_id: int
+    shortcut: str
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationFilter:
     """What the console asks for; `visible_*` narrow it to what a non-admin may see."""
 
     inbox_id: int | None = None
-    status: Status | None = None
+    statuses: tuple[Status, ...] = ()  # empty: any status
     priority: Priority | None = None
     assignee_id: int | None = None
     unassigned: bool = False

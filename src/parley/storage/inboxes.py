@@ -37,6 +37,8 @@ def inbox_from_row(row: Any) -> Inbox:
         allow_attachments=bool(row.allow_attachments),
         auto_assign=bool(row.auto_assign),
         retention_days=row.retention_days,
+        greeting=row.greeting,
+        reply_time=row.reply_time,
     )
 
 

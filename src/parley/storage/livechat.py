@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from parley.core.errors import Conflict, ErrorCode
 from parley.core.livechat import (
     ACTIVE_STATUSES,
     Branch,
+    CannedReply,
     ConversationFilter,
     LastMessage,
     ListedConversation,
@@ -25,6 +26,7 @@ from parley.storage.database import Database
 from parley.storage.rows import _json, now, user_from_row, utc
 from parley.storage.schema import (
     branches,
+    canned_replies,
     conversations,
     livechat_conversations,
     livechat_notes,
@@ -60,6 +62,16 @@ def _state_from_row(row: Any) -> LivechatConversation:
         created_at=utc(row.created_at),
         updated_at=utc(row.updated_at),
         last_message_at=utc(row.last_message_at) if row.last_message_at else None,
+    )
+
+
+def _canned_from_row(row: Any) -> CannedReply:
+    return CannedReply(
+        id=row.id,
+        inbox_id=row.inbox_id,
+        shortcut=row.shortcut,
+        body=row.body,
+        created_at=utc(row.created_at),
     )
 
 
@@ -192,8 +204,8 @@ class LivechatStore:
         query = _listing()
         if wanted.inbox_id is not None:
             query = query.where(_state.c.inbox_id == wanted.inbox_id)
-        if wanted.status is not None:
-            query = query.where(_state.c.status == wanted.status.value)
+        if wanted.statuses:
+            query = query.where(_state.c.status.in_([s.value for s in wanted.statuses]))
         if wanted.priority is not None:
             query = query.where(_state.c.priority == wanted.priority.value)
         if wanted.unassigned:
@@ -274,6 +286,41 @@ class LivechatStore:
         query = select(users).where(users.c.role == Role.ADMIN.value).order_by(users.c.id)
         async with self.db.read() as conn:
             return [user_from_row(row) for row in await conn.execute(query)]
+
+    # -- canned replies --------------------------------------------------------------------------
+
+    async def add_canned_reply(self, inbox_id: int, shortcut: str, body: str) -> CannedReply:
+        """Raises Conflict when the inbox already has this shortcut."""
+        try:
+            async with self.db.write() as conn:
+                row = (
+                    await conn.execute(
+                        insert(canned_replies)
+                        .values(inbox_id=inbox_id, shortcut=shortcut, body=body, created_at=now())
+                        .returning(*canned_replies.c)
+                    )
+                ).one()
+        except IntegrityError:
+            raise Conflict(f"the inbox already has a reply /{shortcut}") from None
+        return _canned_from_row(row)
+
+    async def list_canned_replies(self, inbox_id: int) -> list[CannedReply]:
+        query = (
+            select(canned_replies)
+            .where(canned_replies.c.inbox_id == inbox_id)
+            .order_by(canned_replies.c.shortcut)
+        )
+        async with self.db.read() as conn:
+            return [_canned_from_row(row) for row in await conn.execute(query)]
+
+    async def delete_canned_reply(self, inbox_id: int, reply_id: int) -> bool:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                delete(canned_replies).where(
+                    canned_replies.c.inbox_id == inbox_id, canned_replies.c.id == reply_id
+                )
+            )
+        return bool(result.rowcount)
 
     # -- notes -----------------------------------------------------------------------------------
 

@@ -424,6 +424,9 @@ inboxes = Table(
     Column("auto_assign", Boolean, nullable=False, server_default=false()),
     # Days this inbox's conversations keep their messages (null: PARLEY_RETENTION_DAYS["livechat"]).
     Column("retention_days", Integer, nullable=True),
+    # The widget's welcome line and "we usually reply in …" line (migration 0015); null: none.
+    Column("greeting", Text, nullable=True),
+    Column("reply_time", String(200), nullable=True),
 )
 
 widget_sessions = Table(
@@ -500,6 +503,18 @@ livechat_notes = Table(
     Column("body", Text, nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Index("ix_livechat_notes_conversation_id", "conversation_id"),
+)
+
+# Canned replies (migration 0015): an inbox's saved answers, picked with `/` in the console.
+canned_replies = Table(
+    "canned_replies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("inbox_id", Id, ForeignKey("inboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("shortcut", String(40), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("inbox_id", "shortcut", name="uq_canned_replies_inbox_shortcut"),
 )
 
 # A verified site user (identity token) is one visitor user per inbox, whatever the device.

@@ -35,6 +35,9 @@ class InboxFields(Input):
     auto_assign: bool | None = None
     # Days messages are kept (null: the deployment's default for live chat; docs/privacy.md).
     retention_days: int | None = Field(default=None, ge=1, le=36_500)
+    # What the widget shows on open: a welcome and how soon answers usually come (null: none).
+    greeting: Text(500) | None = None  # type: ignore[valid-type]
+    reply_time: Text(200) | None = None  # type: ignore[valid-type]
 
 
 class InboxIn(InboxFields):
@@ -62,6 +65,8 @@ class InboxOut(BaseModel):
     allow_attachments: bool
     auto_assign: bool
     retention_days: int | None
+    greeting: str | None
+    reply_time: str | None
     created_at: datetime
 
     @classmethod
@@ -83,6 +88,8 @@ class InboxOut(BaseModel):
             allow_attachments=inbox.allow_attachments,
             auto_assign=inbox.auto_assign,
             retention_days=inbox.retention_days,
+            greeting=inbox.greeting,
+            reply_time=inbox.reply_time,
             created_at=inbox.created_at,
         )
 
@@ -97,7 +104,15 @@ def _set_fields(body: InboxFields) -> dict[str, object]:
     return {name: value for name, value in fields.items() if value is not None or name in _NULLABLE}
 
 
-_NULLABLE = {"privacy_url", "privacy_text", "working_hours", "branch_id", "retention_days"}
+_NULLABLE = {
+    "privacy_url",
+    "privacy_text",
+    "working_hours",
+    "branch_id",
+    "retention_days",
+    "greeting",
+    "reply_time",
+}
 
 
 @router.post("", response_model=InboxOut, status_code=201)

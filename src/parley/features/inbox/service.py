@@ -203,4 +203,6 @@ def _audited(inbox: Inbox) -> dict[str, Any]:
         "allow_attachments": inbox.allow_attachments,
         "auto_assign": inbox.auto_assign,
         "retention_days": inbox.retention_days,
+        "greeting": inbox.greeting,
+        "reply_time": inbox.reply_time,
     }

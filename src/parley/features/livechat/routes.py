@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from parley.api.deps import CurrentUser, ServicesDep
 from parley.api.schemas import Input, Text, UserName
-from parley.core.livechat import Branch
+from parley.core.livechat import Branch, CannedReply
 from parley.features.livechat.service import conversation_item
 
 router = APIRouter(prefix="/v1/livechat", tags=["livechat"])
@@ -22,6 +22,7 @@ admin_router = APIRouter(prefix="/v1/admin/branches", tags=["admin", "livechat"]
 
 Id = Annotated[int, Path(ge=1, le=2**53)]
 NOTE_MAX_CHARS = 10_000
+CANNED_MAX_CHARS = 4_000
 
 
 class InboxRef(BaseModel):
@@ -52,6 +53,37 @@ class NotesOut(BaseModel):
     notes: list[dict[str, Any]]
 
 
+class CannedReplyIn(Input):
+    shortcut: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+    body: Text(CANNED_MAX_CHARS, min_length=1)  # type: ignore[valid-type]
+
+
+class CannedReplyOut(BaseModel):
+    id: int
+    inbox_id: int
+    shortcut: str
+    body: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, reply: CannedReply) -> CannedReplyOut:
+        return cls(
+            id=reply.id,
+            inbox_id=reply.inbox_id,
+            shortcut=reply.shortcut,
+            body=reply.body,
+            created_at=reply.created_at,
+        )
+
+
+class CannedRepliesOut(BaseModel):
+    canned_replies: list[CannedReplyOut]
+
+
+class ActivityOut(BaseModel):
+    activity: list[dict[str, Any]]
+
+
 class StaffOut(BaseModel):
     id: int
     name: str
@@ -75,7 +107,9 @@ async def list_conversations(
     user: CurrentUser,
     services: ServicesDep,
     inbox_id: Annotated[int | None, Query(ge=1, le=2**53)] = None,
-    status: Annotated[str | None, Query(max_length=20)] = None,
+    status: Annotated[
+        str | None, Query(max_length=60, description="one status, or several comma-separated")
+    ] = None,
     assignee: Annotated[
         str | None, Query(max_length=20, description="me, none or a user id")
     ] = None,
@@ -98,9 +132,22 @@ async def list_conversations(
 async def get_conversation(
     conversation_id: Id, user: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
-    """One conversation with its internal notes."""
+    """One conversation with its internal notes and activity (assigned, status, priority)."""
     view = await services.livechat.access_conversation(user, conversation_id)
-    return {**conversation_item(view), "notes": await services.livechat.list_notes(view)}
+    return {
+        **conversation_item(view),
+        "notes": await services.livechat.list_notes(view),
+        "activity": await services.livechat.list_activity(view),
+    }
+
+
+@router.get("/conversations/{conversation_id}/activity", response_model=ActivityOut)
+async def list_activity(
+    conversation_id: Id, user: CurrentUser, services: ServicesDep
+) -> ActivityOut:
+    """Staff only: who assigned it or changed its status or priority, and when."""
+    view = await services.livechat.access_conversation(user, conversation_id)
+    return ActivityOut(activity=await services.livechat.list_activity(view))
 
 
 @router.patch("/conversations/{conversation_id}")
@@ -142,6 +189,33 @@ async def add_note(
     """An internal note: staff see it, the visitor never does."""
     view = await services.livechat.access_conversation(user, conversation_id)
     return await services.livechat.do_add_note(user, view, body.body)
+
+
+@router.get("/inboxes/{inbox_id}/canned-replies", response_model=CannedRepliesOut)
+async def list_canned_replies(
+    inbox_id: Id, user: CurrentUser, services: ServicesDep
+) -> CannedRepliesOut:
+    """The inbox's saved answers (its staff; 404 to anyone else)."""
+    replies = await services.livechat.list_canned_replies(user, inbox_id)
+    return CannedRepliesOut(canned_replies=[CannedReplyOut.of(r) for r in replies])
+
+
+@router.post("/inboxes/{inbox_id}/canned-replies", response_model=CannedReplyOut, status_code=201)
+async def add_canned_reply(
+    inbox_id: Id, body: CannedReplyIn, user: CurrentUser, services: ServicesDep
+) -> CannedReplyOut:
+    """Admins only (403 for operators); a shortcut taken in the inbox is 409."""
+    reply = await services.livechat.do_add_canned_reply(user, inbox_id, body.shortcut, body.body)
+    return CannedReplyOut.of(reply)
+
+
+@router.delete("/inboxes/{inbox_id}/canned-replies/{reply_id}", status_code=204)
+async def delete_canned_reply(
+    inbox_id: Id, reply_id: Id, user: CurrentUser, services: ServicesDep
+) -> Response:
+    """Admins only."""
+    await services.livechat.do_delete_canned_reply(user, inbox_id, reply_id)
+    return Response(status_code=204)
 
 
 @router.get("/staff", response_model=StaffListOut)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from parley.core.audit import Target
-from parley.core.errors import ErrorCode, InvalidValue, NotFound
+from parley.core.audit import AuditEntry, AuditFilter, Target
+from parley.core.errors import ErrorCode, Forbidden, InvalidValue, NotFound
 from parley.core.events import (
     ConversationUpdatedEvent,
     Event,
@@ -25,6 +25,7 @@ from parley.core.events import (
 from parley.core.inboxes import Inbox
 from parley.core.livechat import (
     Branch,
+    CannedReply,
     ConversationFilter,
     ListedConversation,
     LivechatConversation,
@@ -33,6 +34,7 @@ from parley.core.livechat import (
     Status,
 )
 from parley.core.models import Role, User
+from parley.core.visitor_names import visitor_label
 from parley.features.livechat import routing
 from parley.features.livechat.geoip import GeoIP
 from parley.services.audit import AuditLog
@@ -104,7 +106,11 @@ def conversation_item(view: StaffView) -> dict[str, Any]:
         "conversation_id": state.conversation_id,
         "inbox_id": state.inbox_id,
         "inbox_name": view.inbox.name,
-        "visitor": {"id": state.visitor_id, "name": view.visitor.name if view.visitor else ""},
+        "visitor": {
+            "id": state.visitor_id,
+            "name": visitor_label(view.visitor) if view.visitor else "",
+            "handle": view.visitor.name if view.visitor else "",
+        },
         "status": state.status.value,
         "priority": state.priority.value,
         "assignee": _person(view.assignee),
@@ -137,6 +143,50 @@ def note_item(note: Note, author: User | None) -> dict[str, Any]:
         "body": note.body,
         "created_at": iso(note.created_at),
     }
+
+
+ACTIVITY_ACTIONS = "livechat."  # livechat.assign and livechat.update, as the audit log has them
+ACTIVITY_LIMIT = 500
+
+
+def _activity_text(entry: AuditEntry, actor: str, field: str, names: dict[int, str]) -> str:
+    before = entry.before.get(field) if isinstance(entry.before, dict) else None
+    after = entry.after[field]
+    if field == "assignee_id":
+        if after is None:
+            return f"{actor} unassigned this"
+        if after == entry.actor_id:
+            return f"{actor} self-assigned this"
+        return f"{actor} assigned this to {names.get(after, f'user {after}')}"
+    label = field.replace("_", " ")
+    old, new = str(before or "").capitalize(), str(after or "").capitalize()
+    if not old:
+        return f"{actor} set {label} to {new}"
+    return f"{actor} changed {label} from {old} to {new}"
+
+
+def activity_items(entries: list[AuditEntry], names: dict[int, str]) -> list[dict[str, Any]]:
+    """The timeline's activity entries: one per changed field, oldest first."""
+    items = []
+    for entry in sorted(entries, key=lambda e: e.id):
+        before = entry.before if isinstance(entry.before, dict) else {}
+        after = entry.after if isinstance(entry.after, dict) else {}
+        actor = names.get(entry.actor_id, entry.actor) if entry.actor_id else entry.actor
+        for field in ("assignee_id", "status", "priority"):
+            if field not in after or before.get(field) == after[field]:
+                continue
+            items.append(
+                {
+                    "id": f"{entry.id}:{field}",
+                    "field": field.removesuffix("_id"),
+                    "actor": {"id": entry.actor_id, "name": actor},
+                    "before": before.get(field),
+                    "after": after[field],
+                    "text": _activity_text(entry, actor, field, names),
+                    "created_at": iso(entry.at),
+                }
+            )
+    return items
 
 
 class Livechat:
@@ -375,7 +425,8 @@ class Livechat:
     ) -> list[StaffView]:
         wanted: dict[str, Any] = {
             "inbox_id": inbox_id,
-            "status": parse_status(status) if status else None,
+            # "open,pending": any of them (the console's default view).
+            "statuses": tuple(parse_status(s) for s in status.split(",")) if status else (),
             "priority": parse_priority(priority) if priority else None,
             "limit": limit,
         }
@@ -469,6 +520,66 @@ class Livechat:
         notes = await self.store.list_notes(view.listed.state.conversation_id)
         authors = {u.id: u for u in await self.users.find_users_by_id([n.author_id for n in notes])}
         return [note_item(n, authors.get(n.author_id)) for n in notes]
+
+    # -- canned replies (staff read them; admins write them) --------------------------------------
+
+    async def list_canned_replies(self, actor: User, inbox_id: int) -> list[CannedReply]:
+        inbox = await self.access_inbox(actor, inbox_id)
+        return await self.store.list_canned_replies(inbox.id)
+
+    async def do_add_canned_reply(
+        self, actor: User, inbox_id: int, shortcut: str, body: str
+    ) -> CannedReply:
+        self._check_admin(actor)
+        inbox = await self.access_inbox(actor, inbox_id)
+        if not body.strip():
+            raise InvalidValue("a canned reply needs a body")
+        reply = await self.store.add_canned_reply(inbox.id, shortcut, body)
+        await self.audit.record(
+            actor,
+            "canned_reply.add",
+            Target.of("inbox", inbox.id),
+            after={"id": reply.id, "shortcut": shortcut},
+        )
+        return reply
+
+    async def do_delete_canned_reply(self, actor: User, inbox_id: int, reply_id: int) -> None:
+        self._check_admin(actor)
+        inbox = await self.access_inbox(actor, inbox_id)
+        if not await self.store.delete_canned_reply(inbox.id, reply_id):
+            raise NotFound("no such canned reply")
+        await self.audit.record(
+            actor, "canned_reply.delete", Target.of("inbox", inbox.id), before={"id": reply_id}
+        )
+
+    def _check_admin(self, actor: User) -> None:
+        if actor.role is not Role.ADMIN:
+            raise Forbidden("only admins manage canned replies", ErrorCode.FORBIDDEN)
+
+    async def list_activity(self, view: StaffView) -> list[dict[str, Any]]:
+        """Who assigned it, changed its status or priority, and when: kept by the audit log.
+
+        Every change of `do_update` is an audit entry already, so the timeline reads them back
+        instead of keeping a second copy; names are resolved now (a renamed operator shows as
+        they are called today).
+        """
+        target = Target.of("conversation", view.listed.state.conversation_id)
+        entries = await self.audit.store.list_entries(
+            AuditFilter(
+                action=ACTIVITY_ACTIONS,
+                target_kind=target.kind,
+                target_id=target.id,
+                limit=ACTIVITY_LIMIT,
+            )
+        )
+        ids = {e.actor_id for e in entries if e.actor_id is not None}
+        for entry in entries:
+            after = entry.after if isinstance(entry.after, dict) else {}
+            if isinstance(after.get("assignee_id"), int):
+                ids.add(after["assignee_id"])
+        people = await self.users.find_users_by_id(sorted(ids)) if ids else []
+        names = {u.id: u.display_name or u.name for u in people}
+        return activity_items(entries, names)
 
     async def do_add_note(self, actor: User, view: StaffView, body: str) -> dict[str, Any]:
         if not body.strip():

@@ -142,6 +142,8 @@ POLICY: dict[str, dict[str, str]] = {
         "offline_message": KEEP,
         "identity_secret": SECRET,
         "routing_rules": KEEP,
+        "greeting": KEEP,
+        "reply_time": KEEP,
     },
     "widget_sessions": {"token_hash": SECRET, "external_id": EXTERNAL_ID},
     "branches": {"name": KEEP, "operators": NAMES},
@@ -272,6 +274,8 @@ POLICY: dict[str, dict[str, str]] = {
         "runner": KEEP,
     },
     "legal_holds": {"reason": TEXT, "placed_by": ACTOR, "released_by": ACTOR},
+    # -- canned replies (migration 0015); the inbox's greeting and reply time are configuration
+    "canned_replies": {"shortcut": KEEP, "body": TEXT},
 }
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_.:/-]{0,63}$")

@@ -84,6 +84,8 @@ class BootstrapOut(BaseModel):
     online: bool
     offline_message: str | None
     allow_attachments: bool
+    greeting: str | None = Field(None, description="The inbox's welcome, shown on open.")
+    reply_time: str | None = Field(None, description='e.g. "We usually reply in a few minutes".')
     verified: bool = Field(description="The session belongs to a verified site user.")
 
 
@@ -167,6 +169,8 @@ async def bootstrap(
         online=online,
         offline_message=None if online else inbox.offline_message,
         allow_attachments=inbox.allow_attachments,
+        greeting=inbox.greeting,
+        reply_time=inbox.reply_time,
         verified=done.visit.session.external_id is not None,
     )
 

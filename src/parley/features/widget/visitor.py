@@ -48,6 +48,31 @@ class ReadIn(SessionIn):
     read_seq: Seq | None = None
 
 
+class StaffPersonOut(BaseModel):
+    id: int
+    name: str = Field(description="Display name only: the login name stays with staff.")
+
+
+class WidgetStaffOut(BaseModel):
+    staff: list[StaffPersonOut]
+
+
+@router.get("/staff", response_model=WidgetStaffOut)
+async def staff(
+    request: Request, response: Response, services: ServicesDep, session: SessionQuery
+) -> WidgetStaffOut:
+    """Who answers in the visitor's conversation (its members but them): names for replies."""
+    visit = await access_visit(request, services, session)
+    response.headers.update(cors_headers(request))
+    await services.widget_limits.hit("poll_session", str(visit.session.id))
+    members = await services.timeline.conversations.list_members(visit.session.conversation_id)
+    ids = [m.user_id for m in members if m.user_id != visit.visitor.id]
+    people = await services.identity.users.find_users_by_id(ids) if ids else []
+    return WidgetStaffOut(
+        staff=[StaffPersonOut(id=u.id, name=u.display_name or u.name) for u in people]
+    )
+
+
 class ReadOut(BaseModel):
     conversation_id: int
     user_id: int

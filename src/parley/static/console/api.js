@@ -74,6 +74,14 @@ export class Api {
     return this.json(`/v1/livechat/conversations/${id}/assign-me`, { method: "POST" });
   }
 
+  cannedReplies(inboxId) {
+    return this.json(`/v1/livechat/inboxes/${inboxId}/canned-replies`);
+  }
+
+  activity(id) {
+    return this.json(`/v1/livechat/conversations/${id}/activity`);
+  }
+
   addNote(id, body) {
     return this.json(`/v1/livechat/conversations/${id}/notes`, { method: "POST", json: { body } });
   }

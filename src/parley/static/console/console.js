@@ -5,10 +5,12 @@
 // conversations. Served with a strict CSP (no inline script or style); data is rendered as text.
 
 import { ParleyClient } from "/static/client.js";
+import { Alerts } from "./alerts.js";
 import { Api, login } from "./api.js";
 import { $, say } from "./dom.js";
 import { ConversationList } from "./list.js";
 import { Search } from "./search.js";
+import { installShortcuts } from "./shortcuts.js";
 import { ConversationView } from "./view.js";
 
 const TOKEN_KEY = "parley.console.token";
@@ -47,7 +49,14 @@ async function start(token) {
 
   const client = new ParleyClient({ token });
   page.client = client;
-  const list = new ConversationList({ api, me, onSelect: openConversation, onError: showError });
+  const alerts = new Alerts();
+  const list = new ConversationList({
+    api,
+    me,
+    onSelect: openConversation,
+    onError: showError,
+    onUnread: (count) => alerts.setListed(count),
+  });
   const view = new ConversationView({
     api,
     client,
@@ -58,9 +67,19 @@ async function start(token) {
   page.list = list;
   page.view = view;
   new Search({ client, list, onOpen: openConversation, onError: showError });
+  installShortcuts({
+    next: () => goTo(list.neighbour(1)),
+    previous: () => goTo(list.neighbour(-1)),
+    reply: () => view.compose("reply"),
+    note: () => view.compose("note"),
+    assignMe: () => view.assignMe(),
+    search: () => $("search-query").focus(),
+    back: closeConversation,
+  });
+  $("back-to-list").addEventListener("click", closeConversation);
   list.setInboxes(inboxes);
   loadStaff(api, inboxes).then((staff) => list.setStaff(staff), showError);
-  listen(client, list, view);
+  listen(client, list, view, alerts);
   fetch("/v1/maintenance")
     .then((response) => response.json())
     .then((status) => showMaintenance(status.active ? status.message : null))
@@ -80,7 +99,19 @@ async function loadStaff(api, inboxes) {
   return [...byId.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
-function listen(client, list, view) {
+function goTo(id) {
+  if (id !== null && id !== page.view.id) openConversation(id);
+}
+
+/** Back to the list (on a phone the list and the conversation take turns on the screen). */
+function closeConversation() {
+  if (page.view.id === null) return;
+  page.list.select(null);
+  page.view.close();
+  history.replaceState(null, "", location.pathname);
+}
+
+function listen(client, list, view, alerts) {
   const showConnection = () => {
     const { state, transport } = client;
     const via = state === "open" && transport ? ` (${transport})` : "";
@@ -102,6 +133,14 @@ function listen(client, list, view) {
   });
   client.on("livechat.note", (event) => view.addNote(event.note));
   client.on("message", (message, { source }) => {
+    const item = list.get(message.conversation_id);
+    if (source === "stream" && item && message.sender_id === item.visitor.id) {
+      alerts.onVisitorMessage({
+        title: item.visitor.name,
+        body: message.body || "(attachment)",
+        open: message.conversation_id === view.id,
+      });
+    }
     list.touch(message);
     if (message.conversation_id === view.id) {
       view.addMessage(message, { source });

@@ -1,5 +1,6 @@
 // The conversation list: filters (inbox, status, assignee, priority), loaded over REST and kept
-// live from `livechat.conversation` and `message` events. Newest activity first.
+// live from `livechat.conversation` and `message` events. Newest activity first. The status
+// filter starts at "open + pending": a resolved chat leaves the list until the visitor writes.
 
 import { $, capitalize, el, formatTime, setOptions } from "./dom.js";
 
@@ -20,8 +21,9 @@ export class ConversationList {
   #unread = new Set();
   #loading = 0; // bumped per load: an older answer arriving late is dropped
 
-  constructor({ api, me, onSelect, onError }) {
+  constructor({ api, me, onSelect, onError, onUnread = () => {} }) {
     this.api = api;
+    this.onUnread = onUnread;
     this.me = me;
     this.onSelect = onSelect;
     this.onError = onError;
@@ -108,7 +110,7 @@ export class ConversationList {
   matches(item) {
     const filters = this.filters();
     if (filters.inbox_id && String(item.inbox_id) !== filters.inbox_id) return false;
-    if (filters.status && item.status !== filters.status) return false;
+    if (filters.status && !filters.status.split(",").includes(item.status)) return false;
     if (filters.priority && item.priority !== filters.priority) return false;
     const assignee = item.assignee?.id ?? null;
     if (filters.assignee === "me") return assignee === this.me.id;
@@ -134,6 +136,16 @@ export class ConversationList {
       if (list.children[index] !== node) list.insertBefore(node, list.children[index] ?? null);
     });
     $("list-empty").hidden = ordered.length > 0;
+    this.onUnread(this.#unread.size);
+  }
+
+  /** The conversation `offset` places below (above, if negative) the selected one, as shown. */
+  neighbour(offset) {
+    const ids = [...$("conversation-list").children].map((node) => Number(node.dataset.conversationId));
+    if (ids.length === 0) return null;
+    const at = ids.indexOf(this.selected);
+    if (at === -1) return ids[offset > 0 ? 0 : ids.length - 1];
+    return ids[Math.min(Math.max(at + offset, 0), ids.length - 1)];
   }
 
   #node(id) {

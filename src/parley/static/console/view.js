@@ -12,9 +12,12 @@ import {
   tombstoneText,
   excerpt,
 } from "/static/shared/rich.js";
+import { CannedReplies } from "./canned.js";
 import { $, el, formatSize, formatTime, safeLink, setOptions } from "./dom.js";
 
 const STAFF_ROLES = new Set(["admin", "moderator"]);
+// A change in one of these (by anyone) leaves an activity entry in the timeline.
+const ACTIVITY_FIELDS = [(item) => item.status, (item) => item.priority, (item) => item.assignee?.id ?? null];
 
 const MODES = {
   reply: { button: "Send reply", hint: "The visitor sees replies.", placeholder: "Write a reply" },
@@ -45,6 +48,8 @@ export class ConversationView {
     this.onChanged = onChanged;
     this.onError = onError;
     this.#names.set(me.id, me.display_name || me.name);
+    // Before #wire: its keydown handler must see Enter first while the list is open.
+    this.canned = new CannedReplies({ api, onError });
     this.#wire();
   }
 
@@ -73,6 +78,7 @@ export class ConversationView {
     $("placeholder").hidden = true;
     $("conversation-view").hidden = false;
     $("details").hidden = false;
+    $("workspace").classList.add("has-conversation");
     for (const person of staff.staff) this.#names.set(person.id, person.display_name || person.name);
     for (const member of members.members) this.#names.set(member.user_id, member.display_name);
     const visitor = members.members.find((member) => member.user_id === detail.visitor.id);
@@ -81,7 +87,9 @@ export class ConversationView {
       read_seq: visitor?.read_seq ?? 0,
     };
     this.update(detail, { staff: staff.staff });
+    this.canned.setInbox(detail.inbox_id);
     for (const note of detail.notes ?? []) this.addNote(note);
+    for (const entry of detail.activity ?? []) this.addActivity(entry);
     for (const message of this.client.timeline(id)) this.addMessage(message);
     this.#showTyping();
     await this.#loadHistory();
@@ -94,12 +102,17 @@ export class ConversationView {
     $("conversation-view").hidden = true;
     $("details").hidden = true;
     $("placeholder").hidden = false;
+    $("workspace").classList.remove("has-conversation");
   }
 
   /** Show a conversation's current state (after open, an event, or our own change). */
   update(item, { staff } = {}) {
     if (item.conversation_id !== this.#id) return;
+    const before = this.#item;
     this.#item = item;
+    if (before && ACTIVITY_FIELDS.some((field) => String(field(before)) !== String(field(item)))) {
+      this.#loadActivity();
+    }
     this.#names.set(item.visitor.id, item.visitor.name);
     if (item.assignee) this.#names.set(item.assignee.id, item.assignee.name);
     $("conversation-title").textContent = item.visitor.name;
@@ -135,7 +148,8 @@ export class ConversationView {
       ...attributes.flatMap(([key, value]) => [el("dt", {}, key), el("dd", {}, String(value))]),
     );
     if (attributes.length === 0) {
-      $("visitor-attributes").append(el("dd", { className: "muted" }, "none"));
+      // A <dl> holds dt+dd pairs only (axe): "none" is a term with nothing to describe.
+      $("visitor-attributes").append(el("dt", { className: "muted" }, "none"), el("dd"));
     }
   }
 
@@ -162,6 +176,7 @@ export class ConversationView {
     if (id !== this.#id) return;
     this.update(detail);
     for (const note of detail.notes ?? []) this.addNote(note);
+    for (const entry of detail.activity ?? []) this.addActivity(entry);
   }
 
   /** Show a message; `source` is the client's ("stream" for one that just arrived live). */
@@ -323,6 +338,37 @@ export class ConversationView {
     this.#place(`n:${note.id}`, node);
   }
 
+  /** Who assigned it or changed its status or priority, and when: a quiet line between messages. */
+  addActivity(entry) {
+    if (this.#id === null || this.#nodes.has(`a:${entry.id}`)) return;
+    const node = el(
+      "li",
+      {
+        className: "entry activity",
+        dataset: {
+          activityId: entry.id,
+          at: Date.parse(entry.created_at) || Date.now(),
+          kind: "a",
+          order: Number.parseInt(entry.id, 10),
+        },
+      },
+      el("span", { className: "activity-text" }, entry.text),
+      " · ",
+      el("time", { dateTime: entry.created_at }, formatTime(entry.created_at)),
+    );
+    this.#place(`a:${entry.id}`, node);
+  }
+
+  async #loadActivity() {
+    const id = this.#id;
+    try {
+      const { activity } = await this.api.activity(id);
+      if (id === this.#id) for (const entry of activity) this.addActivity(entry);
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
   /** Insert in time order (messages by seq among themselves); a repeat replaces the old node. */
   #place(key, node) {
     const list = $("timeline");
@@ -337,6 +383,10 @@ export class ConversationView {
     const seq = Number(node.dataset.seq ?? 0);
     const later = [...list.children].find((other) => {
       if (node.dataset.kind === "m" && other.dataset.kind === "m") return Number(other.dataset.seq) > seq;
+      // Activity among itself by audit id: it grows with time, and no clock tick hides the order.
+      if (node.dataset.kind === "a" && other.dataset.kind === "a") {
+        return Number(other.dataset.order) > Number(node.dataset.order);
+      }
       return Number(other.dataset.at) > at;
     });
     list.insertBefore(node, later ?? null);
@@ -427,6 +477,7 @@ export class ConversationView {
     $("mode-reply").addEventListener("click", () => this.#setMode("reply"));
     $("mode-note").addEventListener("click", () => this.#setMode("note"));
     $("replying-cancel").addEventListener("click", () => this.#setReplyTo(null));
+    $("composer-file").addEventListener("change", () => this.#attach());
     $("composer").addEventListener("submit", (event) => {
       event.preventDefault();
       this.#submit();
@@ -444,6 +495,19 @@ export class ConversationView {
       }
     });
     document.addEventListener("visibilitychange", () => this.markRead());
+  }
+
+  /** Put the cursor in the composer, in reply or note mode (the `r` and `n` shortcuts). */
+  compose(mode) {
+    if (this.#id === null) return;
+    this.#setMode(mode);
+    $("composer-body").focus();
+  }
+
+  assignMe() {
+    if (this.#id !== null && this.#item?.assignee?.id !== this.me.id) {
+      this.#run((id) => this.api.assignMe(id));
+    }
   }
 
   #change(fields) {
@@ -488,8 +552,28 @@ export class ConversationView {
     }
   }
 
+  /** Send the chosen file to the visitor (the same upload API as every client uses). */
+  async #attach() {
+    const input = $("composer-file");
+    const file = input.files?.[0];
+    const id = this.#id;
+    input.value = "";
+    if (!file || id === null) return;
+    const status = $("composer-hint");
+    status.textContent = `Uploading ${file.name}…`;
+    try {
+      const attachment = await this.client.upload(id, file);
+      await this.client.send(id, "", { attachments: [attachment.id] });
+    } catch (error) {
+      this.onError(error);
+    } finally {
+      this.#setMode(this.#mode);
+    }
+  }
+
   #setMode(mode) {
     this.#mode = mode;
+    $("attach-label").hidden = mode !== "reply"; // files go to the visitor, never into notes
     const copy = MODES[mode];
     $("mode-reply").setAttribute("aria-pressed", String(mode === "reply"));
     $("mode-note").setAttribute("aria-pressed", String(mode === "note"));

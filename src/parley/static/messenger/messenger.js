@@ -9,7 +9,7 @@
 
 import { ParleyClient } from "../client.js";
 import { MessengerView } from "./view.js";
-import { SessionStore, bootstrap, leaveOffline, takeResumeToken } from "./visit.js";
+import { SessionStore, bootstrap, fetchStaff, leaveOffline, takeResumeToken } from "./visit.js";
 
 const UNAVAILABLE = "Chat is not available on this page right now.";
 const MAINTENANCE_RETRY_MAX_MS = 30_000;
@@ -28,6 +28,9 @@ class Messenger {
   #resume = null; // a reply e-mail's link token, used by the first bootstrap
   #emailGiven = false;
   #maintenanceTimer = null;
+  #staff = new Map(); // user id -> display name of who answers (GET /api/widget/staff)
+  #asking = null; // the staff request under way
+  #sending = new Set(); // bubbles of messages not stored yet
 
   constructor(config) {
     this.#config = config;
@@ -131,6 +134,9 @@ class Messenger {
     client.on("typing", (event) => {
       if (event.user_id !== visit.visitor_id) this.#view.showTyping(event.expires_in_ms ?? 5000);
     });
+    client.on("state", () => this.#showConnection());
+    window.addEventListener("online", () => this.#showConnection());
+    window.addEventListener("offline", () => this.#showConnection());
     client.on("maintenance", ({ active, message }) => this.#view.setMaintenance(active ? message : null));
     client.on("error", () => this.#expired());
     client.connect().catch(() => null);
@@ -145,11 +151,43 @@ class Messenger {
     this.#start();
   }
 
+  #offline() {
+    return !navigator.onLine || (this.#client !== null && this.#client.state !== "open");
+  }
+
+  #showConnection() {
+    for (const bubble of this.#sending) bubble.waiting(this.#offline());
+  }
+
+  /** The name to show on an operator's message; a new name is asked for once, then redrawn. */
+  #senderOf(message) {
+    const known = this.#staff.get(message.sender_id);
+    if (known || message.sender_id === this.#visit.visitor_id) return known ?? "";
+    this.#asking ??= fetchStaff({ baseUrl: this.#config.baseUrl, session: this.#visit.session })
+      .then((answer) => {
+        for (const person of answer.staff ?? []) this.#staff.set(person.id, person.name);
+        for (const shown of this.#client.timeline(this.#visit.conversation_id)) {
+          if (this.#staff.has(shown.sender_id) && this.#view.shows(shown.seq)) this.#draw(shown);
+        }
+      })
+      .catch(() => null)
+      .finally(() => {
+        this.#asking = null;
+      });
+    return "";
+  }
+
+  #draw(message) {
+    const mine = message.sender_id === this.#visit.visitor_id;
+    const sender = mine ? "" : this.#senderOf(message);
+    this.#view.showMessage(message, { mine, sender, attachmentUrl: (id) => this.#client.attachmentUrl(id) });
+    if (mine) this.#view.setStatus(message.seq, this.#statusOf(message.seq));
+  }
+
   #onMessage(message, source) {
     const mine = message.sender_id === this.#visit.visitor_id;
-    this.#view.showMessage(message, { mine, attachmentUrl: (id) => this.#client.attachmentUrl(id) });
-    if (mine) this.#view.setStatus(message.seq, this.#statusOf(message.seq));
-    else {
+    this.#draw(message);
+    if (!mine) {
       this.#view.hideTyping();
       if (!this.#open && source !== "history") this.#view.setUnread(++this.#unread);
     }
@@ -159,9 +197,7 @@ class Messenger {
   /** An operator edited or removed a message (or the visitor's own was removed): redraw it. */
   #onUpdated(message) {
     if (message.conversation_id !== this.#visit?.conversation_id || !this.#view.shows(message.seq)) return;
-    const mine = message.sender_id === this.#visit.visitor_id;
-    this.#view.showMessage(message, { mine, attachmentUrl: (id) => this.#client.attachmentUrl(id) });
-    if (mine) this.#view.setStatus(message.seq, this.#statusOf(message.seq));
+    this.#draw(message);
   }
 
   #onReceipt(receipt) {
@@ -192,13 +228,24 @@ class Messenger {
     if (last) this.#client.markRead(this.#visit.conversation_id, last.seq).catch(() => null);
   }
 
-  async #send(text) {
+  /** Shown at once as "Sending…"; it stays until stored (retried with the same id) or failed. */
+  #send(text) {
     if (!this.#client) return;
-    try {
-      await this.#client.send(this.#visit.conversation_id, text);
-    } catch (error) {
-      this.#view.showPending(`Not sent: ${error.message}`);
-    }
+    const clientMsgId = crypto.randomUUID();
+    const bubble = this.#view.showSending(text, { retry: () => attempt() });
+    const attempt = async () => {
+      this.#sending.add(bubble);
+      bubble.waiting(this.#offline());
+      try {
+        await this.#client.send(this.#visit.conversation_id, text, { clientMsgId });
+        bubble.done();
+      } catch (error) {
+        bubble.failed(error.message || "no connection");
+      } finally {
+        this.#sending.delete(bubble);
+      }
+    };
+    return attempt();
   }
 
   /** Nobody is there to answer: leave an address for the reply with the message. */

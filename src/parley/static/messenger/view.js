@@ -31,6 +31,19 @@ async function styleSheet(href) {
   }
 }
 
+/** "Ana Lima" -> "AL", "ben" -> "B": the avatar of an operator without a picture. */
+export function initials(name) {
+  const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  return words.slice(0, 2).map((word) => [...word][0].toUpperCase()).join("") || "?";
+}
+
+function clock(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return date.toDateString() === new Date().toDateString() ? time : `${date.toLocaleDateString()} ${time}`;
+}
+
 /** The mounted widget. Callbacks: onToggle(), onClose(), onSend(text), onFile(file), onTyping(), onRetry(). */
 export class MessengerView {
   static async mount(baseUrl, handlers) {
@@ -75,7 +88,7 @@ export class MessengerView {
     this.error.append(this.errorText, this.retry);
     this.loading = el("p", { class: "loading", text: "Connecting…" });
 
-    this.list = el("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" });
+    this.list = el("ol", { class: "messages", "aria-live": "polite", "aria-label": "Messages" });
     this.typing = el("p", { class: "typing", role: "status", hidden: true, text: "An operator is typing…" });
 
     this.fileInput = el("input", { type: "file", class: "file", "aria-label": "Attach a file" });
@@ -130,6 +143,7 @@ export class MessengerView {
     });
 
     this.privacy = el("p", { class: "privacy", hidden: true });
+    this.greeting = el("div", { class: "greeting", hidden: true });
 
     this.panel = el("section", { class: "panel", role: "dialog", "aria-label": "Chat", hidden: true });
     this.panel.append(
@@ -138,6 +152,7 @@ export class MessengerView {
       this.notice,
       this.error,
       this.loading,
+      this.greeting,
       this.list,
       this.typing,
       this.emailRow,
@@ -202,6 +217,7 @@ export class MessengerView {
     this.offline = !visit.online;
     this.emailRow.hidden = visit.online;
     this.attach.hidden = !visit.allow_attachments;
+    this.showGreeting(visit);
     const privacy = visit.privacy ?? {};
     this.privacy.replaceChildren();
     if (privacy.text) this.privacy.append(privacy.text);
@@ -214,6 +230,15 @@ export class MessengerView {
     if (!this.panel.hidden) this.input.focus();
   }
 
+  /** The inbox's welcome and how soon it usually answers, above the conversation. */
+  showGreeting(visit) {
+    const lines = [];
+    if (visit.greeting) lines.push(el("p", { class: "greeting-text", text: visit.greeting }));
+    if (visit.reply_time) lines.push(el("p", { class: "reply-time", text: visit.reply_time }));
+    this.greeting.replaceChildren(...lines);
+    this.greeting.hidden = lines.length === 0;
+  }
+
   /** The offline message went in: say where the answer will come. */
   offlineSent(email) {
     this.emailRow.hidden = true;
@@ -222,12 +247,25 @@ export class MessengerView {
 
   // -- messages ----------------------------------------------------------------------------------
 
-  /** Put a message in its place by seq (each seq once); `mine` ones get a status mark. */
-  showMessage(message, { mine, attachmentUrl }) {
+  /**
+   * Put a message in its place by seq (each seq once). Every message shows its time; `mine`
+   * ones a status mark, the operators' their name and initials (`sender`).
+   */
+  showMessage(message, { mine, attachmentUrl, sender = "" }) {
     const known = this.items.get(message.seq);
     if (known) known.item.remove();
     const classes = `${mine ? "message mine" : "message theirs"}${message.deleted_at ? " deleted" : ""}`;
     const item = el("li", { class: classes, "data-seq": String(message.seq) });
+    if (!mine) {
+      item.append(
+        el(
+          "div",
+          { class: "from" },
+          el("span", { class: "avatar", "aria-hidden": "true", text: initials(sender || "Support") }),
+          el("span", { class: "sender", text: sender || "Support" }),
+        ),
+      );
+    }
     if (message.deleted_at) item.append(el("div", { class: "body tombstone", text: "This message was removed" }));
     if (message.body) item.append(el("div", { class: "body", text: message.body }));
     if (message.edited_at && !message.deleted_at) item.append(el("div", { class: "edited", text: "edited" }));
@@ -237,7 +275,8 @@ export class MessengerView {
       item.append(el("div", { class: "attachment" }, link));
     }
     const status = el("span", { class: "status" });
-    if (mine) item.append(el("div", { class: "meta" }, status));
+    const time = el("time", { class: "time", dateTime: message.created_at, text: clock(message.created_at) });
+    item.append(el("div", { class: "meta" }, time, mine ? status : ""));
     this.items.set(message.seq, { item, status });
     const after = [...this.items.keys()].filter((seq) => seq > message.seq).sort((a, b) => a - b)[0];
     const next = after === undefined ? null : this.items.get(after).item;
@@ -261,6 +300,38 @@ export class MessengerView {
     this.list.append(item);
     this.list.scrollTop = this.list.scrollHeight;
     return item;
+  }
+
+  /**
+   * The visitor's message on its way: shown at once, and kept (with "Waiting for connection…")
+   * until the server has it. `retry` runs when the visitor presses Retry after a failure.
+   */
+  showSending(text, { retry }) {
+    const state = el("span", { class: "state", text: "Sending…" });
+    const again = el("button", { type: "button", class: "retry-send", text: "Retry", hidden: true });
+    again.addEventListener("click", () => {
+      again.hidden = true;
+      state.textContent = "Sending…";
+      retry();
+    });
+    const item = el(
+      "li",
+      { class: "sending mine", "aria-label": `Sending: ${text}` },
+      el("div", { class: "body", text }),
+      el("div", { class: "meta" }, state, again),
+    );
+    this.list.append(item);
+    this.list.scrollTop = this.list.scrollHeight;
+    return {
+      waiting: (offline) => {
+        if (again.hidden) state.textContent = offline ? "Waiting for connection…" : "Sending…";
+      },
+      failed: (reason) => {
+        state.textContent = `Not sent: ${reason}`;
+        again.hidden = false;
+      },
+      done: () => item.remove(),
+    };
   }
 
   showTyping(ms) {

@@ -46,6 +46,12 @@ export async function leaveOffline({ baseUrl, session, email, body }) {
   return rest.request("POST", "/api/widget/offline", { json: { session, email, client_msg_id: clientMsgId, body } });
 }
 
+/** Who answers in the visitor's conversation: `{staff: [{id, name}]}` (display names). */
+export async function fetchStaff({ baseUrl, session }) {
+  const rest = new Rest({ baseUrl, token: null, timeoutMs: 15_000 });
+  return rest.request("GET", "/api/widget/staff", { params: { session } });
+}
+
 /** The token of a reply e-mail's link (`#parley-resume=...`), taken off the address bar. */
 export function takeResumeToken() {
   const match = /(?:^#|&)parley-resume=([A-Za-z0-9_.-]+)/.exec(globalThis.location?.hash ?? "");
