@@ -24,6 +24,7 @@ from playwright.sync_api import (
 
 # The operator console's fixtures (a server with operators ana and ben, visitors, the page).
 from tests.e2e.console_support import console, deployment, visitors  # noqa: F401
+from tests.e2e.screens import ARTEFACTS
 
 # The website widget's fixtures (a host site on another origin, an admin token, an inbox).
 from tests.e2e.widget_support import admin, host_site, widget_inbox  # noqa: F401
@@ -117,10 +118,8 @@ def sign_in(browser: Browser, demo_server: ServerProcess) -> Iterator[SignIn]:
 
 
 @pytest.fixture(scope="session")
-def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where screenshots go: $PARLEY_E2E_ARTEFACTS, else `screens/` in pytest's base temp dir."""
-    wanted = os.environ.get("PARLEY_E2E_ARTEFACTS")
-    folder = Path(wanted) if wanted else tmp_path_factory.getbasetemp() / "screens"
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"e2e screenshots: {folder}")
-    return folder
+def artefacts() -> Path:
+    """Where screenshots go: $PARLEY_E2E_ARTEFACTS or build/e2e-screenshots (screens.py)."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    print(f"e2e screenshots: {ARTEFACTS}")
+    return ARTEFACTS

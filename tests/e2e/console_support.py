@@ -188,32 +188,3 @@ def console(browser: Browser, deployment: Deployment) -> Iterator[Console]:
     yield console
     context.close()
     assert console.problems == [], console.problems  # no CSP violation, no script error
-
-
-# Screenshots of each screen, kept as test artefacts (CI uploads the directory).
-ARTEFACTS = Path(
-    os.environ.get(
-        "PARLEY_E2E_ARTEFACTS", Path(__file__).resolve().parents[2] / "build" / "e2e-screenshots"
-    )
-)
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
-
-
-def save_screenshot(page: Page, name: str) -> Path:
-    """Save the page as `<ARTEFACTS>/<name>.png` and print where (the issue's closing note)."""
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTEFACTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    print(f"screenshot: {path}")
-    return path
-
-
-def horizontal_overflow(page: Page) -> int:
-    """How many pixels the page is wider than the window (0: no horizontal scroll)."""
-    return int(
-        page.evaluate(
-            "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
-            " - document.documentElement.clientWidth"
-        )
-    )

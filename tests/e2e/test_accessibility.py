@@ -3,20 +3,17 @@ the chat app and the release page, at a desktop and a phone size; each screen is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.axe_support import AXE, serious_violations
 from tests.e2e.conftest import IN_CI
+from tests.e2e.screens import SIZES, save_screenshot
 from tests.e2e.test_demo import open_conversation, send
 from tests.support.servers import ServerProcess
-
-AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-BLOCKING = ("serious", "critical")
 
 
 @pytest.fixture
@@ -42,21 +39,9 @@ def axe_page(browser: Browser, demo_server: ServerProcess) -> Any:
         context.close()
 
 
-def blocking_violations(page: Page) -> list[str]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, { resultTypes: ['violations'] })")
-    return [
-        f"{v['impact']} {v['id']}: {v['help']} at "
-        + json.dumps([node["target"] for node in v["nodes"]][:5])
-        for v in result["violations"]
-        if v["impact"] in BLOCKING
-    ]
-
-
 def check(page: Page, artefacts: Path, name: str) -> None:
-    page.screenshot(path=str(artefacts / f"{name}.png"), full_page=True)
-    print(f"screenshot: {artefacts / name}.png")
-    assert blocking_violations(page) == [], name
+    save_screenshot(page, name, full_page=True)
+    assert serious_violations(page) == [], name
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -7,7 +7,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.e2e.axe_support import serious_violations
-from tests.e2e.console_support import DESKTOP, PHONE, Console, save_screenshot
+from tests.e2e.console_support import Console
+from tests.e2e.screens import DESKTOP, PHONE, save_screenshot
 from tests.e2e.widget_support import WidgetPage
 from tests.support.servers import ServerProcess
 

@@ -14,10 +14,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
+from tests.e2e.screens import DESKTOP, PHONE, horizontal_overflow
 from tests.support.servers import ServerProcess, free_port
-
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
 
 ENV = {
     "PARLEY_LOG_JSON": "false",
@@ -194,10 +192,6 @@ def sign_in_page(browser: Browser, deployment: Deployment) -> Page:
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#me-name")).to_have_text("ops")
     return page
-
-
-def horizontal_overflow(page: Page) -> int:
-    return int(page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
 
 
 def test_a_refused_promotion_says_which_gate_and_how_long_to_wait(

@@ -11,12 +11,10 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import SignIn
+from tests.e2e.screens import DESKTOP, PHONE, horizontal_overflow, save_screenshot
 from tests.e2e.test_demo import conversation_button, message, open_conversation, send
 from tests.e2e.widget_support import WidgetPage
 from tests.support.servers import ServerProcess
-
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
 
 # A stand-in for the browser's Notification API: it records what the page asks and shows.
 FAKE_NOTIFICATIONS = """
@@ -51,10 +49,6 @@ def png_dot() -> bytes:
     )
 
 
-def horizontal_overflow(page: Page) -> int:
-    return int(page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
-
-
 def fully_in_view(page: Page, selector: str) -> bool:
     box = page.locator(selector).bounding_box()
     size = page.viewport_size
@@ -74,14 +68,8 @@ def open_on_phone(page: Page, name: str) -> None:
     open_conversation(page, name)
 
 
-def screenshot(page: Page, artefacts: Path, name: str) -> None:
-    path = artefacts / f"{name}.png"
-    page.screenshot(path=str(path))
-    print(f"screenshot: {path}")
-
-
 def test_on_a_phone_the_open_room_own_messages_and_send_fit_the_screen(
-    sign_in: SignIn, artefacts: Path
+    sign_in: SignIn,
 ) -> None:
     alice, bob = sign_in("alice"), sign_in("bob")
     alice.set_viewport_size(PHONE)
@@ -97,20 +85,20 @@ def test_on_a_phone_the_open_room_own_messages_and_send_fit_the_screen(
     assert fully_in_view(alice, "#messages .message.mine")
     expect(alice.get_by_role("navigation", name="Conversations")).to_be_hidden()
     assert horizontal_overflow(alice) <= 0
-    screenshot(alice, artefacts, "chat-room-phone")
+    save_screenshot(alice, "chat-room-phone")
 
     alice.get_by_role("button", name="Back to conversations").click()
     expect(conversation_button(alice, "Demo room")).to_be_visible()
     expect(alice.locator("#composer")).to_be_hidden()
     assert horizontal_overflow(alice) <= 0
-    screenshot(alice, artefacts, "chat-list-phone")
+    save_screenshot(alice, "chat-list-phone")
 
     open_conversation(alice, "Bob")
     expect(alice.get_by_role("navigation", name="Conversations")).to_be_hidden()
     expect(alice.get_by_role("button", name="Send", exact=True)).to_be_visible()
 
 
-def test_on_a_desktop_the_list_stays_beside_the_open_room(sign_in: SignIn, artefacts: Path) -> None:
+def test_on_a_desktop_the_list_stays_beside_the_open_room(sign_in: SignIn) -> None:
     alice = sign_in("alice")
     alice.set_viewport_size(DESKTOP)
     open_conversation(alice, "Demo room")
@@ -122,7 +110,7 @@ def test_on_a_desktop_the_list_stays_beside_the_open_room(sign_in: SignIn, artef
     assert nav is not None and room is not None and nav["x"] + nav["width"] <= room["x"]
     expect(alice.get_by_role("button", name="Back to conversations")).to_be_hidden()
     assert horizontal_overflow(alice) <= 0
-    screenshot(alice, artefacts, "chat-room-desktop")
+    save_screenshot(alice, "chat-room-desktop")
 
 
 def test_people_have_initials_avatars(sign_in: SignIn) -> None:
@@ -237,7 +225,7 @@ def test_an_image_attachment_shows_as_a_preview_on_the_other_side(
 
 
 def test_on_a_phone_a_thread_covers_the_room_and_escape_closes_it(
-    sign_in: SignIn, artefacts: Path
+    sign_in: SignIn,
 ) -> None:
     alice = sign_in("alice")
     alice.set_viewport_size(PHONE)
@@ -252,7 +240,7 @@ def test_on_a_phone_a_thread_covers_the_room_and_escape_closes_it(
     expect(alice.locator("#thread-messages .message")).to_have_count(2)
     assert fully_in_view(alice, "#thread-composer button[type=submit]")
     assert horizontal_overflow(alice) <= 0
-    screenshot(alice, artefacts, "chat-thread-phone")
+    save_screenshot(alice, "chat-thread-phone")
 
     alice.keyboard.press("Escape")
     expect(thread).to_be_hidden()

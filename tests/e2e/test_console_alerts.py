@@ -6,15 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.console_support import (
-    DESKTOP,
-    PHONE,
-    Console,
-    Deployment,
-    Visitor,
-    horizontal_overflow,
-    save_screenshot,
-)
+from tests.e2e.console_support import Console, Deployment, Visitor
+from tests.e2e.screens import DESKTOP, PHONE, horizontal_overflow, save_screenshot
 
 
 @pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])

@@ -8,7 +8,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.console_support import PHONE, save_screenshot
+from tests.e2e.screens import PHONE, save_screenshot
 from tests.e2e.widget_support import HostSite, Operator, WidgetPage, create_inbox
 from tests.support.servers import ServerProcess
 
