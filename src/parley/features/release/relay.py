@@ -41,6 +41,10 @@ class HttpRelay:
         )
         self.refused = 0
 
+    async def aclose(self) -> None:
+        """Close the connections to the deployment (`serving` does, once the relay stops)."""
+        await self.http.aclose()
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
             self.refused += 1
@@ -115,7 +119,8 @@ async def _answer(send: Any, status: int, body: bytes) -> None:
 
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
-    """Serve `app` on a free loopback port for the duration of the block; yields its URL."""
+    """Serve `app` on a free loopback port for the duration of the block; yields its URL.
+    A relay's connections to its deployment are closed when it stops."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -137,3 +142,5 @@ async def serving(app: Any) -> AsyncIterator[str]:
             server.force_exit = True
             await asyncio.wait([task], timeout=5)
         sock.close()
+        if isinstance(app, HttpRelay):
+            await app.aclose()

@@ -591,6 +591,8 @@ export class ConversationView {
     if (id === null || !body) return;
     const send = $("composer-send");
     send.disabled = true;
+    // Cleared as the send starts, not when it ends: what the operator types meanwhile stays.
+    input.value = "";
     try {
       if (this.#mode === "note") {
         this.addNote(await this.api.addNote(id, body));
@@ -599,8 +601,8 @@ export class ConversationView {
         this.#setReplyTo(null);
         await this.client.send(id, body, { replyTo });
       }
-      if (id === this.#id) input.value = "";
     } catch (error) {
+      if (id === this.#id && !input.value) input.value = body; // not sent: give it back
       this.onError(error);
     } finally {
       send.disabled = false;
