@@ -6,37 +6,29 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 
-def test_bench_rooms_reports_its_figures_and_no_p0_violation(tmp_path):
+def bench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`parley bench ARGS` in its own process; it must exit 0."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parley",
-            "bench",
-            "rooms",
-            "--clients",
-            "20",
-            "--room-size",
-            "10",
-            "--rate",
-            "20",
-            "--duration",
-            "2",
-            "--settle",
-            "0.5",
-            "--max-seconds",
-            "60",
-            "--json",
-        ],
-        cwd=tmp_path,
+        [sys.executable, "-m", "parley", "bench", *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_bench_rooms_reports_its_figures_and_no_p0_violation(tmp_path):
+    done = bench(
+        tmp_path,
+        *("rooms", "--clients", "20", "--room-size", "10", "--rate", "20", "--duration", "2"),
+        *("--settle", "0.5", "--max-seconds", "60", "--json"),
+    )
     result = json.loads(done.stdout)
 
     assert result["scenario"] == "rooms"
@@ -64,19 +56,11 @@ def test_bench_rooms_reports_its_figures_and_no_p0_violation(tmp_path):
 
 def test_bench_soak_samples_memory_fds_connections_and_latency(tmp_path):
     """Seconds, not minutes: the command works and its samples carry every figure."""
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "parley", "bench", "soak", "--minutes", "0.15"),
-            *("--sample-seconds", "2", "--clients", "10", "--rate", "10"),
-            *("--visitors", "2", "--pollers", "2", "--json", "--report", str(tmp_path / "out")),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    done = bench(
+        tmp_path,
+        *("soak", "--minutes", "0.15", "--sample-seconds", "2", "--clients", "10", "--rate", "10"),
+        *("--visitors", "2", "--pollers", "2", "--json", "--report", str(tmp_path / "out")),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
 
     assert result["scenario"] == "soak"
@@ -92,19 +76,11 @@ def test_bench_soak_samples_memory_fds_connections_and_latency(tmp_path):
 
 def test_bench_with_baseline_prints_the_ratio_rows(tmp_path):
     """`--baseline` loads a minimal Starlette broadcast first and reports Parley over it."""
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "parley", "bench", "ramp", "--clients", "20"),
-            *("--rates", "10,20", "--duration", "1", "--settle", "0.5", "--drain", "3"),
-            *("--max-seconds", "60", "--baseline", "--json"),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    done = bench(
+        tmp_path,
+        *("ramp", "--clients", "20", "--rates", "10,20", "--duration", "1", "--settle", "0.5"),
+        *("--drain", "3", "--max-seconds", "60", "--baseline", "--json"),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
 
     baseline = result["baseline"]
