@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(MaintenanceGate)
     app.add_middleware(RequestObserver)
+    app.add_middleware(stream.StreamSocketRoute)
     if settings.trusted_proxies:
         # Outermost: only a configured proxy may set the client address (and scheme) everything
         # inside reads. `parley serve` turns uvicorn's own copy, which trusts loopback, off.

@@ -145,3 +145,25 @@ async def test_waiting_returns_empty_after_the_timeout() -> None:
 
     assert await asyncio.wait_for(sub.wait(timeout=0.01), 1) == []
     await hub.close()
+
+
+async def test_a_connection_without_a_waiting_task_is_called_when_there_is_something_to_take() -> (
+    None
+):
+    """The WebSocket writer holds no task while idle: `on_ready` wakes it, `take` never waits."""
+    hub = Hub(start_pos=0, fetch_range=Database([]).fetch, queue_limit=3)
+    sub = hub.subscribe(user_id=1, conversation_ids=[1])
+    calls: list[int] = []
+    sub.on_ready = lambda: calls.append(sub.backlog)
+
+    assert sub.take(10) == []
+    hub.ingest([message(1), message(2)])
+    assert calls == [1, 2]
+    assert positions(sub.take(1)) == [1]
+    assert positions(sub.take(10)) == [2]
+    hub.ingest([message(p) for p in range(3, 7)])  # four more than it takes: over its limit
+    assert sub.overflowed and sub.take(10) == []
+    calls.clear()
+    hub.unsubscribe(sub)
+    assert sub.closed and calls == [0]
+    await hub.close()

@@ -30,7 +30,24 @@ _ids = itertools.count(1)
 
 
 class Subscription:
-    """One connection's view of the stream: a bounded queue of envelopes."""
+    """One connection's view of the stream: a bounded queue of envelopes.
+
+    A connection either waits for it (`wait`: SSE, long-poll) or, with one task per connection
+    (WebSocket), sets `on_ready` and takes what is queued (`take`) when it is called.
+    """
+
+    __slots__ = (
+        "_queue",
+        "_ready",
+        "closed",
+        "conversation_ids",
+        "id",
+        "limit",
+        "min_pos",
+        "on_ready",
+        "overflowed",
+        "user_id",
+    )
 
     def __init__(
         self, user_id: int, conversation_ids: set[int], *, min_pos: int, limit: int
@@ -43,8 +60,11 @@ class Subscription:
         self.limit = limit
         self.overflowed = False
         self.closed = False
+        # Called (synchronously, on the loop) whenever there is something new to take, an
+        # overflow or a close.
+        self.on_ready: Callable[[], None] | None = None
         self._queue: deque[Envelope] = deque()
-        self._ready = asyncio.Event()
+        self._ready: asyncio.Event | None = None  # made by the first `wait`
 
     def push(self, envelope: Envelope) -> None:
         if self.closed or self.overflowed:
@@ -58,7 +78,13 @@ class Subscription:
             self._queue.clear()
         else:
             self._queue.append(envelope)
-        self._ready.set()
+        self._signal()
+
+    def _signal(self) -> None:
+        if self._ready is not None:
+            self._ready.set()
+        if self.on_ready is not None:
+            self.on_ready()
 
     async def wait(
         self, timeout: float | None = None, *, most: int | None = None
@@ -68,13 +94,19 @@ class Subscription:
         memory at the queue limit plus `most`; a long poll takes everything (its cursor says
         every queued event was handed out)."""
         if not self._queue and not self.overflowed and not self.closed:
+            if self._ready is None:
+                self._ready = asyncio.Event()
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
             except TimeoutError:
                 return []
+        return self.take(most)
+
+    def take(self, most: int | None = None) -> list[Envelope]:
+        """What is queued now (at most `most`), without waiting."""
         count = len(self._queue) if most is None else min(most, len(self._queue))
         drained = [self._queue.popleft() for _ in range(count)]
-        if not self._queue:
+        if not self._queue and self._ready is not None:
             self._ready.clear()
         return drained
 
@@ -85,7 +117,7 @@ class Subscription:
 
     def close(self) -> None:
         self.closed = True
-        self._ready.set()
+        self._signal()
 
 
 class Hub:

@@ -99,35 +99,112 @@ async def refuse(websocket: WebSocket, exc: ParleyError) -> None:
 async def _run(
     websocket: WebSocket, stream: StreamService, session: StreamSession, *, receive_only: bool
 ) -> None:
+    """One task per connection: this one reads; sending runs in a short-lived task only while
+    there is something queued (an idle connection holds no writer task)."""
     await websocket.send_text(session.hello.model_dump_json())
     for envelope in session.backlog:
         await websocket.send_text(envelope.data)
-    writer = asyncio.create_task(
-        _write(websocket, session, stream.settings.stream_send_timeout_seconds)
-    )
-    reader = asyncio.create_task(_read(websocket, stream, session, receive_only=receive_only))
-    done, pending = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    for task in done:
-        if (exc := task.exception()) and not isinstance(exc, WebSocketDisconnect):
-            log.warning("websocket ended with an error: %r", exc)
+    writer = _Writer(websocket, session, stream.settings.stream_send_timeout_seconds)
+    try:
+        try:
+            await _read(websocket, stream, session, receive_only=receive_only)
+        finally:
+            await writer.stop()
+    except asyncio.CancelledError:
+        if not writer.stopped_reader or not _uncancel():
+            raise  # not (only) the writer's doing: the server is stopping
+    except WebSocketDisconnect:
+        pass
 
 
-async def _write(websocket: WebSocket, session: StreamSession, send_timeout: float) -> None:
-    """Send what the subscription queues; a client too slow for its queue limit gets 4008
-    after what it was already given (a resume from its cursor then loses nothing), and one that
-    takes nothing for `send_timeout` s is dropped (its socket is aborted by TCP_USER_TIMEOUT).
+def _uncancel() -> bool:
+    """Take back one cancellation of the current task (the writer's); False if more are due."""
+    task = asyncio.current_task()
+    return task is not None and task.uncancel() == 0
 
-    One timer per slice, moved on only every quarter of the timeout: arming a timer per frame
-    cost more than the frame's send. So a client that takes nothing is dropped between
-    `send_timeout` and 1.25 times `send_timeout` after the last frame it took.
+
+class _Writer:
+    """Sends what the subscription queues, from a task that exists only while there is.
+
+    The subscription calls `wake` when something is queued; the task takes slices until the
+    queue is empty and ends. When the connection has to end (a control event that closes it,
+    a client too slow for its queue limit, one that takes nothing for `send_timeout` s, or a
+    send that fails) it closes the socket and cancels the reader, which is the connection's
+    own task.
+
+    A client too slow for its queue limit gets 4008 after what it was already given (a resume
+    from its cursor then loses nothing); one that takes nothing for `send_timeout` s is dropped
+    (its socket is aborted by TCP_USER_TIMEOUT). One timer per slice, moved on only every
+    quarter of the timeout: arming a timer per frame cost more than the frame's send. So a
+    client that takes nothing is dropped between `send_timeout` and 1.25 times `send_timeout`
+    after the last frame it took.
     """
-    loop = asyncio.get_running_loop()
-    slack = send_timeout / 4
-    while True:
-        envelopes = await session.sub.wait(most=WRITE_SLICE)
+
+    __slots__ = (
+        "ended",
+        "reader",
+        "send_timeout",
+        "session",
+        "stopped_reader",
+        "task",
+        "websocket",
+    )
+
+    def __init__(self, websocket: WebSocket, session: StreamSession, send_timeout: float) -> None:
+        self.websocket = websocket
+        self.session = session
+        self.send_timeout = send_timeout
+        self.reader = asyncio.current_task()
+        self.task: asyncio.Task[None] | None = None
+        self.ended = False
+        self.stopped_reader = False
+        session.sub.on_ready = self.wake
+        self.wake()  # anything queued between `open` and now
+
+    def wake(self) -> None:
+        if self.task is None and not self.ended:
+            self.task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def stop(self) -> None:
+        self.ended = True
+        self.session.sub.on_ready = None
+        task, self.task = self.task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _end(self) -> None:
+        """Stop reading: the connection is over (the reader's cancellation is expected)."""
+        self.ended = True
+        self.session.sub.on_ready = None
+        if self.reader is not None and not self.reader.done() and not self.stopped_reader:
+            self.stopped_reader = True
+            self.reader.cancel()
+
+    async def _drain(self) -> None:
+        try:
+            while not self.ended:
+                if not await self._send_queued():
+                    self._end()
+                    return
+                if not self.session.sub.backlog:
+                    return
+        except WebSocketDisconnect:
+            self._end()
+        except Exception as exc:
+            log.warning("websocket ended with an error: %r", exc)
+            self._end()
+        finally:
+            if self.task is asyncio.current_task():
+                self.task = None
+
+    async def _send_queued(self) -> bool:
+        """Send one slice of what is queued; False when the connection must end."""
+        websocket, session = self.websocket, self.session
+        send_timeout = self.send_timeout
+        loop = asyncio.get_running_loop()
+        slack = send_timeout / 4
+        envelopes = session.sub.take(WRITE_SLICE)
         try:
             async with asyncio.timeout_at(loop.time() + send_timeout + slack) as deadline:
                 moved = loop.time()
@@ -139,7 +216,7 @@ async def _write(websocket: WebSocket, session: StreamSession, send_timeout: flo
                     close = _close_code_after(envelope, session)
                     if close is not None:
                         await websocket.close(code=close, reason=envelope.type)
-                        return
+                        return False
         except TimeoutError:
             metrics.SLOW_CONSUMERS.labels("ws").inc()
             log.info(
@@ -147,14 +224,15 @@ async def _write(websocket: WebSocket, session: StreamSession, send_timeout: flo
                 session.user.id,
                 send_timeout,
             )
-            return
+            return False
         if session.sub.overflowed:
             metrics.SLOW_CONSUMERS.labels("ws").inc()
             await websocket.close(code=CLOSE_TOO_SLOW, reason="too slow; resume with your cursor")
-            return
+            return False
         if session.sub.closed:
             await websocket.close(code=CLOSE_SERVICE_RESTART)
-            return
+            return False
+        return True
 
 
 def _close_code_after(envelope: Envelope, session: StreamSession) -> int | None:

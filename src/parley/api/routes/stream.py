@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parley.api.deps import CurrentCredential, CurrentUser, ServicesDep
 from parley.api.routes.conversations import ConversationId
@@ -47,9 +48,28 @@ class TransportModeOut(BaseModel):
     mode: str
 
 
-@router.websocket("/v1/stream/ws")
-async def stream_ws(websocket: WebSocket) -> None:
-    await ws.serve_websocket(websocket, websocket.app.state.services.stream)
+STREAM_WS_PATH = "/v1/stream/ws"
+
+
+class StreamSocketRoute:
+    """`/v1/stream/ws`, served ahead of the framework's routing and exception layers.
+
+    Each of those layers keeps frames and wrappers alive for as long as a socket is open and
+    wraps every frame sent: a third of the memory of an idle connection and a coroutine call
+    per frame per layer. The stream socket needs none of them (it answers its own errors as
+    frames and close codes), so the app's outermost layers hand it straight to the transport.
+    Anything else passes through untouched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == STREAM_WS_PATH:
+            websocket = WebSocket(scope, receive, send)
+            await ws.serve_websocket(websocket, scope["app"].state.services.stream)
+            return
+        await self.app(scope, receive, send)
 
 
 @router.get(
