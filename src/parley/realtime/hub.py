@@ -110,6 +110,15 @@ class Subscription:
             self._ready.clear()
         return drained
 
+    def take_one(self) -> Envelope | None:
+        """The next queued envelope, if any, without waiting."""
+        if not self._queue:
+            return None
+        envelope = self._queue.popleft()
+        if not self._queue and self._ready is not None:
+            self._ready.clear()
+        return envelope
+
     @property
     def backlog(self) -> int:
         """Envelopes queued, not yet taken by the connection's writer."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -124,13 +125,18 @@ def _uncancel() -> bool:
 
 
 class _Writer:
-    """Sends what the subscription queues, from a task that exists only while there is.
+    """Sends what the subscription queues: at once while the socket takes frames without
+    waiting, from a short-lived task when it does not.
 
-    The subscription calls `wake` when something is queued; the task takes slices until the
-    queue is empty and ends. When the connection has to end (a control event that closes it,
-    a client too slow for its queue limit, one that takes nothing for `send_timeout` s, or a
-    send that fails) it closes the socket and cancels the reader, which is the connection's
-    own task.
+    The subscription calls `wake` when something is queued. Usually the socket takes the frame
+    there and then, in the turn of the loop that queued it: that is what a plain broadcast does,
+    and it costs neither a task nor a wake-up per frame. A send that has to wait (the client
+    reads slower than it is sent to) continues in a task, which takes slices of the queue until
+    it is empty and ends. An idle connection holds no writer task.
+
+    When the connection has to end (a control event that closes it, a client too slow for its
+    queue limit, one that takes nothing for `send_timeout` s, or a send that fails), the writer
+    closes the socket and cancels the reader, which is the connection's own task.
 
     A client too slow for its queue limit gets 4008 after what it was already given (a resume
     from its cursor then loses nothing); one that takes nothing for `send_timeout` s is dropped
@@ -162,8 +168,32 @@ class _Writer:
         self.wake()  # anything queued between `open` and now
 
     def wake(self) -> None:
-        if self.task is None and not self.ended:
-            self.task = asyncio.get_running_loop().create_task(self._drain())
+        if self.task is not None or self.ended:
+            return  # the task sends what was queued, in order
+        sub = self.session.sub
+        while not (sub.overflowed or sub.closed):
+            envelope = sub.take_one()
+            if envelope is None:
+                return
+            if _close_code_after(envelope, self.session) is not None:
+                self._continue([envelope])
+                return
+            try:
+                waiting = _send_without_waiting(self.websocket, envelope.data)
+            except WebSocketDisconnect:
+                self._end()
+                return
+            except Exception as exc:
+                log.warning("websocket ended with an error: %r", exc)
+                self._end()
+                return
+            if waiting is not None:
+                self._continue([], waiting)
+                return
+        self._continue([])  # it overflowed or was closed: the task closes the socket
+
+    def _continue(self, head: list[Envelope], waiting: Awaitable[None] | None = None) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._drain(head, waiting))
 
     async def stop(self) -> None:
         self.ended = True
@@ -181,12 +211,13 @@ class _Writer:
             self.stopped_reader = True
             self.reader.cancel()
 
-    async def _drain(self) -> None:
+    async def _drain(self, head: list[Envelope], waiting: Awaitable[None] | None) -> None:
         try:
             while not self.ended:
-                if not await self._send_queued():
+                if not await self._send_queued(head, waiting):
                     self._end()
                     return
+                head, waiting = [], None
                 if not self.session.sub.backlog:
                     return
         except WebSocketDisconnect:
@@ -198,15 +229,18 @@ class _Writer:
             if self.task is asyncio.current_task():
                 self.task = None
 
-    async def _send_queued(self) -> bool:
-        """Send one slice of what is queued; False when the connection must end."""
+    async def _send_queued(self, head: list[Envelope], waiting: Awaitable[None] | None) -> bool:
+        """Finish the send that had to wait, then send `head` and one slice of what is queued;
+        False when the connection must end."""
         websocket, session = self.websocket, self.session
         send_timeout = self.send_timeout
         loop = asyncio.get_running_loop()
         slack = send_timeout / 4
-        envelopes = session.sub.take(WRITE_SLICE)
+        envelopes = head + session.sub.take(WRITE_SLICE)
         try:
             async with asyncio.timeout_at(loop.time() + send_timeout + slack) as deadline:
+                if waiting is not None:
+                    await waiting
                 moved = loop.time()
                 for envelope in envelopes:
                     await websocket.send_text(envelope.data)
@@ -233,6 +267,50 @@ class _Writer:
             await websocket.close(code=CLOSE_SERVICE_RESTART)
             return False
         return True
+
+
+def _send_without_waiting(websocket: WebSocket, text: str) -> Awaitable[None] | None:
+    """Run `websocket.send_text(text)` by hand up to its first wait.
+
+    None when it finished (the socket took the frame); otherwise what is left of it, for a
+    task to await. Nothing is sent twice: the coroutine goes on from where it stopped.
+    """
+    send = websocket.send_text(text)
+    try:
+        waiting_on = send.send(None)
+    except StopIteration:
+        return None
+    return _Rest(send, waiting_on)
+
+
+class _Rest:
+    """The rest of a coroutine run by hand up to its first suspension: awaiting it hands the
+    future it waits on to the awaiting task and goes on as `await coroutine` would have."""
+
+    __slots__ = ("coroutine", "waiting_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self.coroutine = coroutine
+        self.waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, yielded = self.coroutine, self.waiting_on
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # cancellation and timeouts go on into the send
+                try:
+                    yielded = coroutine.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                yielded = coroutine.send(sent)
+            except StopIteration:
+                return
 
 
 def _close_code_after(envelope: Envelope, session: StreamSession) -> int | None:
