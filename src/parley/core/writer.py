@@ -106,14 +106,15 @@ class MessageWriter:
             return
         if self._on_batch:
             self._on_batch(len(batch))
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
         if self.on_commit:
+            # Before the acks: a sender's stream has its message no later than its ack.
             try:
                 await self.on_commit(results)
             except Exception as exc:  # delivery is best-effort after commit; resume fills gaps
                 self._report_failure(exc, "publishing committed messages")
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
 
 def _fail(batch: list[Pending], exc: Exception) -> None:

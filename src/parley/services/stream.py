@@ -282,12 +282,25 @@ class StreamService:
         envelopes = [
             envelope_for(MessageEvent.of(result.message)) for result in results if result.created
         ]
-        await self._send(envelopes)
+        # Written to the sockets on the loop's next turn, not before the writer goes on: its
+        # next batch is then committed (in the database's own thread) while this one goes out.
+        # Callbacks run in the order they were scheduled, so batches still go out in commit
+        # order, and before the acks of their sends (the writer resolves those after this).
+        asyncio.get_running_loop().call_soon(self._deliver, envelopes)
+
+    def _deliver(self, envelopes: list[Envelope]) -> None:
+        try:
+            self._send_now(envelopes)
+        except Exception as exc:  # delivery is best-effort after commit; resume fills gaps
+            log.error("delivering committed messages failed", exc_info=exc)
 
     async def publish(self, event: Event) -> None:
         await self._send([envelope_for(event)])
 
     async def _send(self, envelopes: list[Envelope]) -> None:
+        self._send_now(envelopes)
+
+    def _send_now(self, envelopes: list[Envelope]) -> None:
         """Deliver on this node now; hand to the bus publisher without waiting for Redis.
 
         The group-commit writer calls this between batches, so a slow or hanging Redis must not
