@@ -195,3 +195,27 @@ async def test_a_store_answering_the_wrong_number_of_results_fails_sends_not_the
     finally:
         await asyncio.wait_for(writer.stop(), 5)
     assert later.created and later.message.body == "second"
+
+
+async def test_a_batch_is_published_before_its_sends_are_answered(store: FakeStore) -> None:
+    """A sender's stream has its message no later than its ack (the transports write both)."""
+    writer = MessageWriter(store)
+    seen: list[str] = []
+
+    async def on_commit(results: list[Appended]) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)  # time for any send already answered to say so
+        seen.extend(f"published {r.message.body}" for r in results)
+
+    writer.on_commit = on_commit
+    writer.start()
+    try:
+        sends = [asyncio.create_task(writer.append(new(f"m{n}"))) for n in range(3)]
+        for n, send in enumerate(sends):
+            send.add_done_callback(lambda _, n=n: seen.append(f"answered m{n}"))
+        await asyncio.gather(*sends)
+        await asyncio.sleep(0)
+    finally:
+        await writer.stop()
+
+    assert seen == [f"published m{n}" for n in range(3)] + [f"answered m{n}" for n in range(3)]
