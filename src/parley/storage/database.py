@@ -2,7 +2,8 @@
 
 SQLite allows one writer at a time, so writes go through a one-connection engine that opens
 `BEGIN IMMEDIATE` (no lock upgrades, no SQLITE_BUSY mid-transaction) while reads use a pool of
-deferred transactions that WAL lets run beside the writer. PostgreSQL uses one pooled engine.
+deferred transactions that WAL lets run beside the writer. PostgreSQL uses one pooled engine,
+and the message writer a small one of its own (autocommit, no pre-ping: see `append`).
 """
 
 from __future__ import annotations
@@ -36,18 +37,29 @@ class Database:
             _ensure_sqlite_dir(url)
             self._writer = _sqlite_engine(url, sqlite_synchronous, begin="BEGIN IMMEDIATE", pool=1)
             self._reader = _sqlite_engine(url, sqlite_synchronous, begin="BEGIN", pool=8)
+            self._appender = self._writer  # unused: SQLite batches go through run_in_writer
         else:
             # A paused or partitioned server must not hang a request: connecting and every
             # statement give up after `timeout` (a 503, retried by the client).
+            options: dict[str, Any] = {
+                "pool_timeout": timeout,
+                "connect_args": {"timeout": timeout, "command_timeout": timeout},
+            }
             engine = create_async_engine(
-                url,
-                pool_size=10,
-                max_overflow=20,
-                pool_pre_ping=True,
-                pool_timeout=timeout,
-                connect_args={"timeout": timeout, "command_timeout": timeout},
+                url, pool_size=10, max_overflow=20, pool_pre_ping=True, **options
             )
             self._writer = self._reader = engine
+            # The group commit's own connections: no pre-ping (a round trip per batch, when
+            # the batch itself is one) and autocommit (its one statement is its transaction).
+            # A connection lost meanwhile fails its batch, which `append_batch` runs again.
+            self._appender = create_async_engine(
+                url,
+                pool_size=4,
+                max_overflow=4,
+                pool_pre_ping=False,
+                isolation_level="AUTOCOMMIT",
+                **options,
+            )
 
     @property
     def sqlite_file(self) -> Path | None:
@@ -66,6 +78,16 @@ class Database:
         """A transaction that may write; committed when the block exits without error."""
         with translate_db_errors():
             async with self._writer.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def append(self) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL only: a connection for one statement that commits on its own.
+
+        For the message writer's batches: no BEGIN, no COMMIT, no pre-ping round trip.
+        """
+        with translate_db_errors():
+            async with self._appender.connect() as conn:
                 yield conn
 
     async def run_in_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -110,6 +132,8 @@ class Database:
     def pool_status(self) -> dict[str, int]:
         """Connections held by this process's pools: checked out, and open in total."""
         engines = [self._writer] if self._reader is self._writer else [self._writer, self._reader]
+        if self.is_postgres:
+            engines.append(self._appender)
         out = held = 0
         for engine in engines:
             pool: Any = engine.sync_engine.pool
@@ -119,6 +143,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self._writer.dispose()
+        if self.is_postgres:
+            await self._appender.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
 
