@@ -189,7 +189,7 @@ class TokenStore:
                 users.c.disabled.is_(False),
             )
         )
-        async with self.db.read() as conn:
+        async with self.db.read_single() as conn:
             rows = (await conn.execute(query)).all()
         return {
             row.token_hash: (user_from_row(row), int(row.token_id), row.token_expires_at)
