@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,6 +82,28 @@ async def test_logout_revokes_only_that_token(people: PeopleFactory) -> None:
     assert_error(after, 401, "ERR_INVALID_CREDENTIALS")
     assert_error(again, 401, "ERR_INVALID_CREDENTIALS")
     assert other.status_code == 200
+
+
+async def test_requests_arriving_together_each_get_the_user_of_their_own_token(
+    people: PeopleFactory,
+) -> None:
+    """Token look-ups that arrive together share one query; each caller still gets its own."""
+    everyone = [await people.add() for _ in range(6)]
+    alice = everyone[0]
+    revoked = (await login(people, alice.user.name, "pw-" + alice.user.name)).json()["token"]
+    await people.client(revoked).post("/v1/auth/logout")
+
+    answers = await asyncio.gather(
+        *(person.http.get("/v1/me") for person in everyone),
+        people.client("pk_not-a-token").get("/v1/me"),
+        people.client(revoked).get("/v1/me"),
+        *(person.http.get("/v1/me") for person in reversed(everyone)),
+    )
+
+    names = [answer.json()["name"] for answer in answers[:6] + answers[8:]]
+    assert names == [p.user.name for p in everyone] + [p.user.name for p in reversed(everyone)]
+    assert_error(answers[6], 401, "ERR_INVALID_CREDENTIALS")
+    assert_error(answers[7], 401, "ERR_INVALID_CREDENTIALS")
 
 
 async def test_revoked_token_cannot_read_or_write_a_conversation(people: PeopleFactory) -> None:

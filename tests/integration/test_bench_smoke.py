@@ -95,3 +95,30 @@ def test_bench_with_baseline_prints_the_ratio_rows(tmp_path):
         assert row["parley"] is not None and row["baseline"] is not None
         assert row["ratio"] is not None and row["target"]
     assert "ratios" in done.stderr and "baseline" in done.stderr
+
+
+def test_bench_rest_sends_into_one_conversation_and_reports_its_figures(tmp_path):
+    """`rest`: C senders POST N messages into one conversation; every one is answered 201."""
+    done = bench(
+        tmp_path, *("rest", "--concurrency", "3", "--messages", "30", "--duration", "60", "--json")
+    )
+    result = json.loads(done.stdout)
+
+    assert result["scenario"] == "rest"
+    summary = result["summary"]
+    assert {
+        "sends_per_s",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "server_cpu_ms_per_send",
+        "writer_mean_batch",
+        "p0_total",
+    } <= set(summary)
+    assert summary["sent"] == summary["ok"] == 30
+    assert summary["writer_batches"] >= 1
+    assert result["latency_ms"]["count"] == 30
+    assert result["p0"]["total"] == 0, result["p0"]
+    assert result["errors"] == {}
+    assert "load_average_after" in result["machine"]
+    assert "rest: 3 sender(s)" in done.stderr

@@ -15,7 +15,9 @@ from parley.services.identity import Credential
 _bearer = HTTPBearer(auto_error=False, description="An API token (`pk_...`).")
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are `async def` even with nothing to await: FastAPI runs a plain `def` in its
+# thread pool, a hand-off to a worker thread and back on every request.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -42,7 +44,7 @@ async def current_user(credential: CurrentCredential) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def admin_user(user: CurrentUser) -> User:
+async def admin_user(user: CurrentUser) -> User:
     """Admins only; anyone else 403."""
     if user.role is not Role.ADMIN:
         raise Forbidden("only admins may do this", ErrorCode.FORBIDDEN)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from parley.bench import report
 from parley.bench.baseline import ratios, run_baseline
+from parley.bench.rest import RestConfig, run_rest
 from parley.bench.scenarios import BenchConfig, run_scenario
 from parley.bench.servers import (
     ServerSet,
@@ -55,6 +56,13 @@ Scenarios:
           RSS, open fds, DB connections and send->ack p50/p95, and says
           whether they stayed flat (last third vs middle third).
           --report DIR writes DIR/soak.png; --json prints every sample.
+  rest    --concurrency C senders (default 16), each its own user and
+          token, POST --messages N messages (default 2,000) in total to
+          one conversation over keep-alive HTTP/1.1, each sending its
+          next when the last is answered, for at most --duration
+          seconds: sends/s, p50/p95/p99 request->201, server CPU per
+          send, the writer's mean batch size; P0 if any seq or pos
+          repeats, seqs have a gap, or last_seq differs from the 201s.
 
 \b
 Measured, from each send's scheduled moment: p50/p95/p99 of send->ack,
@@ -87,6 +95,7 @@ class Scenario(StrEnum):
     IDLE = "idle"
     RAMP = "ramp"
     SOAK = "soak"
+    REST = "rest"
 
 
 class Start(StrEnum):
@@ -100,7 +109,9 @@ class Loop(StrEnum):
 
 
 def bench(
-    scenario: Annotated[Scenario, typer.Argument(help="rooms | direct | idle | ramp | soak.")],
+    scenario: Annotated[
+        Scenario, typer.Argument(help="rooms | direct | idle | ramp | soak | rest.")
+    ],
     clients: Annotated[
         int | None,
         typer.Option("--clients", "-c", min=1, help="Connections (default 1,000; idle 10,000)."),
@@ -183,7 +194,22 @@ def bench(
     widget_token: Annotated[
         str | None, typer.Option(help="soak with --url: an inbox's widget token (bench.example).")
     ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=500, help="rest: senders, each one request at a time.")
+    ] = 16,
+    messages: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="rest: messages to send in total.")
+    ] = 2000,
 ) -> None:
+    if scenario is Scenario.REST:
+        rest_config = RestConfig(
+            messages=messages,
+            concurrency=concurrency,
+            duration=duration if duration != 10 else 30,
+            body_bytes=body_bytes,
+        )
+        _rest(rest_config, url, server_pid, start, servers, users, json_out, loop)
+        return
     if scenario is Scenario.SOAK:
         _soak(
             SoakConfig(
@@ -303,6 +329,60 @@ def _soak(
         _print_soak(doc, Console(width=None if sys.stdout.isatty() else 150))
     if report_dir is not None:
         err.print(f"chart: {write_chart(doc, report_dir / 'soak.png')}")
+
+
+def _rest(
+    config: RestConfig,
+    url: list[str] | None,
+    pids: list[int] | None,
+    start: Start | None,
+    count: int,
+    users: Path | None,
+    json_out: bool,
+    loop: Loop,
+) -> None:
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+    machine_before = report.machine()
+    target = _servers(url, pids, start, count, err)
+    try:
+        if users is not None:
+            senders = load_users(users.read_text())[: config.concurrency]
+        else:
+            err.print(f"creating {config.concurrency} users")
+            senders = provision_users(f"rest{secrets.token_hex(3)}", config.concurrency, target.env)
+        if len(senders) < 1:
+            raise typer.BadParameter("rest needs at least one user")
+        doc = _run_loop(loop, run_rest(config, target, senders, _progress(err)))
+    finally:
+        target.stop()
+    doc["machine"] = {**machine_before, "load_average_after": report.machine()["load_average"]}
+    doc["servers"] = {"mode": target.mode, "count": len(target.urls)}
+    if json_out:
+        _print_rest(doc, err)
+        print(json.dumps(json_safe(doc), indent=2))
+    else:
+        _print_rest(doc, Console(width=None if sys.stdout.isatty() else 150))
+    if doc["p0"]["total"]:
+        raise typer.Exit(1)
+
+
+def _print_rest(doc: dict[str, Any], console: Console) -> None:
+    config = doc["config"]
+    table = Table(
+        title=f"rest: {config['concurrency']} sender(s), {config['messages']} messages, "
+        f"one conversation ({doc['servers']['mode']})"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in doc["summary"].items():
+        table.add_row(name, str(value))
+    console.print(table)
+    console.print(
+        f"load average before {doc['machine']['load_average']}, after "
+        f"{doc['machine']['load_average_after']}"
+    )
+    for status, count in doc["errors"].items():
+        console.print(f"  {count}: HTTP {status}")
 
 
 def _print_soak(doc: dict[str, Any], console: Console) -> None:

@@ -31,6 +31,9 @@ WATCHED_COUNTERS = (
     "parley_slow_consumer_disconnects_total",
     "parley_messages_stored_total",
     "parley_message_retries_total",
+    # The group commit's batches: their count and the sends they stored (mean batch size).
+    "parley_writer_batch_size_sum",
+    "parley_writer_batch_size_count",
 )
 P0_REPORTED = ("ack_without_receipt_10s", "timeline_duplicate_detected", "read_rollback_detected")
 

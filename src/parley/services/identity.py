@@ -19,6 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from parley.core.audit import Target
+from parley.core.coalesce import CoalescedLookup
 from parley.core.errors import BadInput, ErrorCode, Forbidden, NotFound, Unauthenticated
 from parley.core.events import CredentialsRevokedEvent, Event
 from parley.core.limits import PASSWORD_MAX_CHARS
@@ -72,6 +73,9 @@ class Identity:
         self.login_limits = login_limits or RateLimits("login", {})
         # Set by the container to the stream service's publish (events go out after commit).
         self.publish = publish
+        # Every API request looks its token up: those arriving together share one query. A
+        # look-up that starts after a revoke committed always runs a query that sees it.
+        self._tokens = CoalescedLookup(tokens.find_token_users)
 
     async def do_create_user(
         self,
@@ -122,7 +126,7 @@ class Identity:
     async def access_credential(self, token: str) -> Credential:
         """The user and token id a bearer token stands for; 401 if unknown, revoked, expired,
         or its user is disabled."""
-        found = await self.tokens.find_token_user(hash_token(token))
+        found = await self._tokens.get(hash_token(token))
         if found is None:
             raise Unauthenticated("the token is not valid", ErrorCode.INVALID_CREDENTIALS)
         user, token_id, expires_at = found

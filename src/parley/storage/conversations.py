@@ -84,7 +84,7 @@ class ConversationStore:
     ) -> dict[tuple[int, int], tuple[Conversation, Member]]:
         """`get_membership` for many `(conversation_id, user_id)` pairs in one query."""
         query = _MEMBERSHIPS.where(tuple_(members.c.conversation_id, members.c.user_id).in_(pairs))
-        async with self.db.read() as conn:
+        async with self.db.read_single() as conn:
             rows = (await conn.execute(query)).all()
         return {
             (row.id, row.member_user_id): (

@@ -2,7 +2,9 @@
 
 SQLite allows one writer at a time, so writes go through a one-connection engine that opens
 `BEGIN IMMEDIATE` (no lock upgrades, no SQLITE_BUSY mid-transaction) while reads use a pool of
-deferred transactions that WAL lets run beside the writer. PostgreSQL uses one pooled engine.
+deferred transactions that WAL lets run beside the writer. PostgreSQL uses one pooled engine,
+and single statements on the hot paths a small one of their own (autocommit, no pre-ping: see
+`append` and `read_single`).
 """
 
 from __future__ import annotations
@@ -36,18 +38,31 @@ class Database:
             _ensure_sqlite_dir(url)
             self._writer = _sqlite_engine(url, sqlite_synchronous, begin="BEGIN IMMEDIATE", pool=1)
             self._reader = _sqlite_engine(url, sqlite_synchronous, begin="BEGIN", pool=8)
+            self._single = self._writer  # unused on SQLite: batches go through run_in_writer
         else:
             # A paused or partitioned server must not hang a request: connecting and every
             # statement give up after `timeout` (a 503, retried by the client).
+            options: dict[str, Any] = {
+                "pool_timeout": timeout,
+                "connect_args": {"timeout": timeout, "command_timeout": timeout},
+            }
             engine = create_async_engine(
-                url,
-                pool_size=10,
-                max_overflow=20,
-                pool_pre_ping=True,
-                pool_timeout=timeout,
-                connect_args={"timeout": timeout, "command_timeout": timeout},
+                url, pool_size=10, max_overflow=20, pool_pre_ping=True, **options
             )
             self._writer = self._reader = engine
+            # Connections for single statements on the hot paths (the group commit's batches,
+            # the coalesced token and membership look-ups): autocommit (the statement is its
+            # own transaction: no BEGIN, no ROLLBACK) and no pre-ping (one more round trip per
+            # use, when the use itself is one). A connection lost meanwhile fails its statement
+            # with a retryable 503, and the pool reconnects.
+            self._single = create_async_engine(
+                url,
+                pool_size=4,
+                max_overflow=8,
+                pool_pre_ping=False,
+                isolation_level="AUTOCOMMIT",
+                **options,
+            )
 
     @property
     def sqlite_file(self) -> Path | None:
@@ -66,6 +81,31 @@ class Database:
         """A transaction that may write; committed when the block exits without error."""
         with translate_db_errors():
             async with self._writer.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def append(self) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL only: a connection for one statement that commits on its own.
+
+        For the message writer's batches: no BEGIN, no COMMIT, no pre-ping round trip.
+        """
+        with translate_db_errors():
+            async with self._single.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def read_single(self) -> AsyncIterator[AsyncConnection]:
+        """A read of one statement (it needs no snapshot shared with another).
+
+        On PostgreSQL in autocommit on the pool without pre-ping (see `append`): one round trip
+        instead of four. On SQLite the same as `read()`.
+        """
+        if not self.is_postgres:
+            async with self.read() as conn:
+                yield conn
+            return
+        with translate_db_errors():
+            async with self._single.connect() as conn:
                 yield conn
 
     async def run_in_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -110,6 +150,8 @@ class Database:
     def pool_status(self) -> dict[str, int]:
         """Connections held by this process's pools: checked out, and open in total."""
         engines = [self._writer] if self._reader is self._writer else [self._writer, self._reader]
+        if self.is_postgres:
+            engines.append(self._single)
         out = held = 0
         for engine in engines:
             pool: Any = engine.sync_engine.pool
@@ -119,6 +161,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self._writer.dispose()
+        if self.is_postgres:
+            await self._single.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
 

@@ -6,11 +6,13 @@ sends in one transaction (the group commit of `core.writer`): sends already stor
 the order they arrived, and the conversation's `last_seq` moves in the same transaction.
 Each stored message also gets the next deployment-wide stream position (`pos`), taken under the
 `stream_head` row lock, so positions are gapless and follow commit order on every node.
-On PostgreSQL the batch is one statement after the head lock; on SQLite, a few statements inside
-one `BEGIN IMMEDIATE` transaction (one fsync). Every new message also gets its row in the
-notification outbox in that same transaction (`features/notify` reads it). On PostgreSQL
-`created_at` is the database's clock, not the node's: nodes whose clocks disagree still stamp
-one timeline consistently (order never depends on it either way: it is `seq` and `pos`).
+On PostgreSQL the batch is one statement that takes the head's lock before any conversation's
+(one round trip, and its own transaction when the batch has no mention or thread rows); on
+SQLite, a few statements inside one `BEGIN IMMEDIATE` transaction (one fsync). Every new
+message also gets its row in the notification outbox in that same transaction
+(`features/notify` reads it). On PostgreSQL `created_at` is the database's clock, not the
+node's: nodes whose clocks disagree still stamp one timeline consistently (order never depends
+on it either way: it is `seq` and `pos`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
 from functools import partial
@@ -27,6 +30,7 @@ from sqlalchemy import bindparam, case, func, insert, select, text, tuple_, upda
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from parley.core.errors import Unavailable
 from parley.core.models import Appended, Mention, Message, NewMessage
 from parley.storage.database import Database
 from parley.storage.rows import message_from_row, now
@@ -74,18 +78,20 @@ fresh AS (
            AND e.sender_id = f.sender_id AND e.client_msg_id = f.client_msg_id)
 ),
 counts AS (SELECT conversation_id, count(*) AS n FROM fresh GROUP BY conversation_id),
-bumped AS (
-    UPDATE conversations c SET last_seq = c.last_seq + counts.n
-    FROM counts WHERE c.id = counts.conversation_id
-    RETURNING c.id, c.last_seq, counts.n
-),
 head AS (
     UPDATE stream_head SET pos = pos + (SELECT count(*) FROM fresh) WHERE id = 1
+    RETURNING pos - (SELECT count(*) FROM fresh) AS base
+),
+bumped AS (
+    -- Joined to `head`: no conversation row is locked before the head's row is.
+    UPDATE conversations c SET last_seq = c.last_seq + counts.n
+    FROM counts CROSS JOIN head WHERE c.id = counts.conversation_id
+    RETURNING c.id, c.last_seq, counts.n, head.base
 ),
 numbered AS (
     SELECT f.*, b.last_seq - b.n
            + row_number() OVER (PARTITION BY f.conversation_id ORDER BY f.idx) AS seq,
-           CAST(:head AS bigint) + row_number() OVER (ORDER BY f.idx) AS pos
+           b.base + row_number() OVER (ORDER BY f.idx) AS pos
     FROM fresh f JOIN bumped b ON b.id = f.conversation_id
 ),
 inserted AS (
@@ -107,9 +113,6 @@ SELECT existing.*, false AS created FROM existing
 )
 
 
-_PG_LOCK_HEAD = text("SELECT pos FROM stream_head WHERE id = 1 FOR UPDATE")
-
-
 class MessageStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -129,6 +132,12 @@ class MessageStore:
             except (IntegrityError, DBAPIError) as exc:
                 if attempt == _RETRIES - 1 or not _is_retryable(exc):
                     raise
+            except Unavailable as exc:
+                # A pooled connection the server had dropped (a restart; the writer's pool does
+                # not pre-ping). Its statement committed wholly or not at all, and running the
+                # batch again answers either way (client_msg_id); the pool now reconnects.
+                if attempt == _RETRIES - 1 or not _lost_connection(exc):
+                    raise
         return _answer_each(batch, stored)
 
     async def _append_postgres(self, batch: list[NewMessage]) -> dict[Key, Appended]:
@@ -147,17 +156,12 @@ class MessageStore:
                 for idx, send in enumerate(batch)
             ]
         )
+        if not any(send.has_extras for send in batch):
+            # The common batch: one statement, its own transaction, one round trip.
+            async with self.db.append() as conn:
+                return _stored(await conn.execute(_PG_APPEND, {"batch": payload}))
         async with self.db.write() as conn:
-            # Every batch takes the stream head's row lock first: positions follow commit order
-            # across nodes, and no two batches can lock conversations in opposite orders.
-            head = (await conn.execute(_PG_LOCK_HEAD)).scalar_one()
-            rows = (await conn.execute(_PG_APPEND, {"batch": payload, "head": head})).all()
-            stored = {
-                (row.conversation_id, row.sender_id, row.client_msg_id): Appended(
-                    message_from_row(row), created=row.created
-                )
-                for row in rows
-            }
+            stored = _stored(await conn.execute(_PG_APPEND, {"batch": payload}))
             await self._store_extras(conn, batch, stored)
         return stored
 
@@ -490,6 +494,15 @@ def _append_sqlite(
     return stored
 
 
+def _stored(rows: Iterable[Any]) -> dict[Key, Appended]:
+    return {
+        (row.conversation_id, row.sender_id, row.client_msg_id): Appended(
+            message_from_row(row), created=row.created
+        )
+        for row in rows
+    }
+
+
 def _rich_columns(send: NewMessage) -> dict[str, Any]:
     return {
         "reply_to_id": send.reply_to_id,
@@ -509,6 +522,11 @@ def _answer_each(batch: list[NewMessage], stored: dict[Key, Appended]) -> list[A
         answered.add(send.idempotency_key)
         results.append(Appended(first.message, created=first.created and not repeat))
     return results
+
+
+def _lost_connection(exc: Unavailable) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, DBAPIError) and cause.connection_invalidated
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

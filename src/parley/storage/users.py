@@ -170,27 +170,31 @@ class TokenStore:
                 ],
             )
 
-    async def find_token_user(self, token_hash: str) -> tuple[User, int, datetime | None] | None:
-        """The user a live (not revoked) token of an enabled user belongs to, the token's id and
-        when it expires."""
+    async def find_token_users(
+        self, token_hashes: list[str]
+    ) -> dict[str, tuple[User, int, datetime | None]]:
+        """For each live (not revoked) token of an enabled user among `token_hashes`: its user,
+        its id and when it expires. Unknown, revoked and disabled ones are left out."""
         query = (
             select(
                 users,
+                api_tokens.c.token_hash.label("token_hash"),
                 api_tokens.c.id.label("token_id"),
                 api_tokens.c.expires_at.label("token_expires_at"),
             )
             .join(api_tokens, api_tokens.c.user_id == users.c.id)
             .where(
-                api_tokens.c.token_hash == token_hash,
+                api_tokens.c.token_hash.in_(token_hashes),
                 api_tokens.c.revoked_at.is_(None),
                 users.c.disabled.is_(False),
             )
         )
-        async with self.db.read() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        return user_from_row(row), int(row.token_id), row.token_expires_at
+        async with self.db.read_single() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            row.token_hash: (user_from_row(row), int(row.token_id), row.token_expires_at)
+            for row in rows
+        }
 
     async def find_token_label(self, token_hash: str) -> str | None:
         """What a live token was issued for (`login`, `cli`, `sso:<provider>`...)."""

@@ -27,7 +27,7 @@ PAGE_CSP = (
 StableKey = Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
-def admin_user(user: CurrentUser) -> User:
+async def admin_user(user: CurrentUser) -> User:
     check_admin(user)
     return user
 
