@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from parley.core.errors import Unavailable
 from parley.core.models import Appended, Mention, Message, NewMessage
 from parley.storage.database import Database
-from parley.storage.rows import message_from_row, now
+from parley.storage.rows import message_from_row, now, utc
 from parley.storage.schema import (
     conversations,
     message_mentions,
@@ -53,10 +53,8 @@ _RETRIES = 5
 # The columns a stored message is read with: named, not `*`, so PostgreSQL's search vector
 # (a stored generated column, migration 0006) never travels back with a batch.
 _COLUMNS = ", ".join(column.name for column in messages.c)
-_M_COLUMNS = ", ".join(f"m.{column.name}" for column in messages.c)
-# Only column names from storage.schema are formatted in (never input): hence the noqa.
 _PG_APPEND = text(
-    f"""
+    """
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS x(
         idx int, conversation_id bigint, sender_id bigint, client_msg_id text, body text,
@@ -68,7 +66,8 @@ firsts AS (
     ORDER BY conversation_id, sender_id, client_msg_id, idx
 ),
 existing AS (
-    SELECT {_M_COLUMNS} FROM messages m JOIN firsts f
+    SELECT m.id, m.conversation_id, m.sender_id, m.client_msg_id, m.seq, m.pos, m.created_at
+      FROM messages m JOIN firsts f
       ON m.conversation_id = f.conversation_id AND m.sender_id = f.sender_id
      AND m.client_msg_id = f.client_msg_id
 ),
@@ -100,7 +99,7 @@ inserted AS (
                           mentions, mentions_here)
     SELECT conversation_id, seq, pos, sender_id, client_msg_id, body, attachments, metadata,
            now(), reply_to_id, thread_root_id, mentions, mentions_here FROM numbered
-    RETURNING {_COLUMNS}
+    RETURNING id, conversation_id, sender_id, client_msg_id, seq, pos, created_at
 ),
 outboxed AS (
     INSERT INTO notification_outbox (message_id, conversation_id, sender_id, seq, created_at)
@@ -109,7 +108,7 @@ outboxed AS (
 SELECT inserted.*, true AS created FROM inserted
 UNION ALL
 SELECT existing.*, false AS created FROM existing
-"""  # noqa: S608
+"""
 )
 
 
@@ -159,9 +158,11 @@ class MessageStore:
         if not any(send.has_extras for send in batch):
             # The common batch: one statement, its own transaction, one round trip.
             async with self.db.append() as conn:
-                return _stored(await conn.execute(_PG_APPEND, {"batch": payload}))
+                rows = (await conn.execute(_PG_APPEND, {"batch": payload})).all()
+                return await _stored_postgres(conn, batch, rows)
         async with self.db.write() as conn:
-            stored = _stored(await conn.execute(_PG_APPEND, {"batch": payload}))
+            rows = (await conn.execute(_PG_APPEND, {"batch": payload})).all()
+            stored = await _stored_postgres(conn, batch, rows)
             await self._store_extras(conn, batch, stored)
         return stored
 
@@ -494,13 +495,45 @@ def _append_sqlite(
     return stored
 
 
-def _stored(rows: Iterable[Any]) -> dict[Key, Appended]:
-    return {
-        (row.conversation_id, row.sender_id, row.client_msg_id): Appended(
-            message_from_row(row), created=row.created
+async def _stored_postgres(
+    conn: AsyncConnection, batch: list[NewMessage], rows: Iterable[Any]
+) -> dict[Key, Appended]:
+    """The answers to a PostgreSQL batch from what the statement returned: the database's
+    id, seq, pos and clock for each new message (the rest is the send, as on SQLite: no row
+    decoded back), and the stored rows of sends that were already there (retries: rare)."""
+    firsts: dict[Key, NewMessage] = {}
+    for send in batch:
+        firsts.setdefault(send.idempotency_key, send)
+    stored: dict[Key, Appended] = {}
+    repeated: list[int] = []
+    for row in rows:
+        if not row.created:
+            repeated.append(row.id)
+            continue
+        send = firsts[(row.conversation_id, row.sender_id, row.client_msg_id)]
+        message = Message(
+            id=row.id,
+            conversation_id=send.conversation_id,
+            seq=row.seq,
+            pos=row.pos,
+            sender_id=send.sender_id,
+            client_msg_id=send.client_msg_id,
+            body=send.body,
+            attachments=list(send.attachments),
+            metadata=send.metadata,
+            created_at=utc(row.created_at),
+            reply_to_id=send.reply_to_id,
+            thread_root_id=send.thread_root_id,
+            mentions=list(send.mentions),
+            mentions_here=send.mentions_here,
         )
-        for row in rows
-    }
+        stored[send.idempotency_key] = Appended(message, created=True)
+    if repeated:
+        for row in await conn.execute(select(messages).where(messages.c.id.in_(repeated))):
+            message = message_from_row(row)
+            key = (message.conversation_id, message.sender_id, message.client_msg_id)
+            stored[key] = Appended(message, created=False)
+    return stored
 
 
 def _rich_columns(send: NewMessage) -> dict[str, Any]:
