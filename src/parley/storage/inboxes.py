@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -55,6 +56,12 @@ def _session_from_row(row: Any) -> WidgetSession:
 class InboxStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Called after an inbox or a session changed (committed): nodes' copies drop theirs.
+        self.on_change: list[Callable[[], Awaitable[None]]] = []
+
+    async def _changed(self) -> None:
+        for listener in self.on_change:
+            await listener()
 
     async def create_inbox(self, values: dict[str, Any]) -> Inbox:
         try:
@@ -66,6 +73,7 @@ class InboxStore:
                 ).one()
         except IntegrityError:
             raise Conflict("that widget token is taken") from None
+        await self._changed()
         return inbox_from_row(row)
 
     async def list_inboxes(self) -> list[Inbox]:
@@ -94,6 +102,7 @@ class InboxStore:
                     .returning(*inboxes.c)
                 )
             ).first()
+        await self._changed()
         return inbox_from_row(row) if row else None
 
     async def add_widget_session(
@@ -202,4 +211,5 @@ class InboxStore:
             await conn.execute(
                 delete(users).where(users.c.id.in_(visitor_ids), users.c.id.not_in(still_used))
             )
+        await self._changed()
         return len(conversation_ids)

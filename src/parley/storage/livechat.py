@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -88,6 +89,12 @@ def _note_from_row(row: Any) -> Note:
 class LivechatStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Called after a branch changed (committed): nodes' copies drop theirs.
+        self.on_change: list[Callable[[], Awaitable[None]]] = []
+
+    async def _changed(self) -> None:
+        for listener in self.on_change:
+            await listener()
 
     # -- branches --------------------------------------------------------------------------------
 
@@ -103,6 +110,7 @@ class LivechatStore:
                 ).one()
         except IntegrityError:
             raise Conflict(f"a branch named {name!r} exists", ErrorCode.NAME_TAKEN) from None
+        await self._changed()
         return _branch_from_row(row)
 
     async def list_branches(self) -> list[Branch]:
@@ -128,6 +136,7 @@ class LivechatStore:
                 ).first()
         except IntegrityError:
             raise Conflict("a branch with that name exists", ErrorCode.NAME_TAKEN) from None
+        await self._changed()
         return _branch_from_row(row) if row else None
 
     # -- conversations ---------------------------------------------------------------------------

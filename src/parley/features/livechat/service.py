@@ -36,6 +36,7 @@ from parley.core.livechat import (
 from parley.core.models import Role, User
 from parley.core.visitor_names import visitor_label
 from parley.features.livechat import routing
+from parley.features.livechat.directory import Directory
 from parley.features.livechat.geoip import GeoIP
 from parley.services.audit import AuditLog
 from parley.settings import Settings
@@ -202,6 +203,7 @@ class Livechat:
         geoip: GeoIP | None = None,
         publish: Publish = _publish_nowhere,
         online: Online = _nobody_online,
+        directory: Directory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -212,6 +214,8 @@ class Livechat:
         self.geoip = geoip or GeoIP("")
         self.publish = publish
         self.online = online
+        # Inboxes, branches and admins as this node keeps them (no cache unless given one).
+        self.directory = directory or Directory(inboxes, store, ttl=0)
         # Conversations with an announcement under way -> whether another one is wanted after it.
         self._announcing: dict[int, bool] = {}
         self._announcers: set[asyncio.Task[None]] = set()
@@ -321,7 +325,7 @@ class Livechat:
             default_branch_id=self.settings.default_branch_id,
         )
         # A rule's branch may have been deleted since; the conversation then has none.
-        return await self.store.get_branch(branch_id) if branch_id is not None else None
+        return await self.directory.get_branch(branch_id) if branch_id is not None else None
 
     async def _pick_assignee(self, inbox: Inbox, branch: Branch | None) -> int | None:
         """The online operator (branch's, else inbox's) with the fewest open+pending ones."""
@@ -342,7 +346,7 @@ class Livechat:
     # -- who is staff ----------------------------------------------------------------------------
 
     async def _branches_of(self, actor: User) -> list[Branch]:
-        return [b for b in await self.store.list_branches() if actor.name in b.operators]
+        return [b for b in await self.directory.list_branches() if actor.name in b.operators]
 
     def _is_staff(
         self, actor: User, inbox: Inbox, state: LivechatConversation, branch: Branch | None
@@ -355,10 +359,10 @@ class Livechat:
         )
 
     async def _staff_ids(self, inbox: Inbox, state: LivechatConversation) -> list[int]:
-        branch = await self.store.get_branch(state.branch_id) if state.branch_id else None
+        branch = await self.directory.get_branch(state.branch_id) if state.branch_id else None
         names = [*inbox.operators, *(branch.operators if branch else [])]
         ids = {u.id for u in await self._users_named(names)}
-        ids |= {u.id for u in await self.store.list_admins()}
+        ids |= {u.id for u in await self.directory.list_admins()}
         if state.assignee_id is not None:
             ids.add(state.assignee_id)
         ids.discard(state.visitor_id)
@@ -371,18 +375,18 @@ class Livechat:
             if fallback is not None:
                 branch_ids.add(fallback)
         names = list(inbox.operators)
-        for branch in await self.store.list_branches():
+        for branch in await self.directory.list_branches():
             if branch.id in branch_ids:
                 names += branch.operators
         users = {u.id: u for u in await self._users_named(names)}
-        for admin in await self.store.list_admins():
+        for admin in await self.directory.list_admins():
             users[admin.id] = admin
         return sorted(users.values(), key=lambda u: u.name)
 
     async def check_default_branch(self) -> str | None:
         """What is wrong with PARLEY_DEFAULT_BRANCH_ID, or None when it is unset or exists."""
         branch_id = self.settings.default_branch_id
-        if branch_id is None or await self.store.get_branch(branch_id) is not None:
+        if branch_id is None or await self.directory.get_branch(branch_id) is not None:
             return None
         return (
             f"PARLEY_DEFAULT_BRANCH_ID={branch_id} names no branch; unrouted conversations get "
@@ -393,7 +397,7 @@ class Livechat:
 
     async def list_inboxes(self, actor: User) -> list[Inbox]:
         """Inboxes the actor works in (admins: all)."""
-        inboxes = await self.inboxes.list_inboxes()
+        inboxes = await self.directory.list_inboxes()
         if actor.role is Role.ADMIN:
             return inboxes
         mine = {b.id for b in await self._branches_of(actor)}
@@ -440,7 +444,7 @@ class Livechat:
             wanted["assignee_id"] = int(assignee)
         if actor.role is not Role.ADMIN:
             wanted["visible_inbox_ids"] = [
-                i.id for i in await self.inboxes.list_inboxes() if actor.name in i.operators
+                i.id for i in await self.directory.list_inboxes() if actor.name in i.operators
             ]
             wanted["visible_branch_ids"] = [b.id for b in await self._branches_of(actor)]
             wanted["visible_assignee_id"] = actor.id
@@ -596,8 +600,8 @@ class Livechat:
     async def _views(self, listed: list[ListedConversation]) -> list[StaffView]:
         if not listed:
             return []
-        inboxes = {i.id: i for i in await self.inboxes.list_inboxes()}
-        branches = {b.id: b for b in await self.store.list_branches()}
+        inboxes = {i.id: i for i in await self.directory.list_inboxes()}
+        branches = {b.id: b for b in await self.directory.list_branches()}
         user_ids = {c.state.visitor_id for c in listed} | {
             c.state.assignee_id for c in listed if c.state.assignee_id is not None
         }

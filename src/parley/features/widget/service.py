@@ -57,6 +57,7 @@ class Widget:
         self.livechat = livechat
         self.notifications = notifications
         self.identities = identities or WidgetIdentityStore(store.db)
+        self.directory = livechat.directory
 
     def check_enabled(self, inbox: Inbox | None = None) -> None:
         """503 while the messenger is off globally, or this inbox's kill switch is on."""
@@ -68,14 +69,14 @@ class Widget:
             raise Unavailable("this inbox's chat is switched off", ErrorCode.MESSENGER_DISABLED)
 
     async def access_inbox(self, widget_token: str) -> Inbox:
-        inbox = await self.store.find_inbox_by_token(widget_token)
+        inbox = await self.directory.find_inbox_by_token(widget_token)
         if inbox is None:
             raise NotFound("no inbox has this widget token")
         return inbox
 
     async def access_visit(self, session_token: str) -> Visit:
         """The session's inbox, visitor and conversation; 404 for an unknown token."""
-        found = await self.store.find_visit(hash_token(session_token))
+        found = await self.directory.find_visit(hash_token(session_token))
         if found is None:
             raise NotFound("unknown widget session; bootstrap again")
         session, inbox, visitor = found
