@@ -43,7 +43,7 @@ def inbox_from_row(row: Any) -> Inbox:
     )
 
 
-def _session_from_row(row: Any) -> WidgetSession:
+def session_from_row(row: Any) -> WidgetSession:
     return WidgetSession(
         id=row.id,
         inbox_id=row.inbox_id,
@@ -131,7 +131,7 @@ class InboxStore:
                     .returning(*widget_sessions.c)
                 )
             ).one()
-        return _session_from_row(row)
+        return session_from_row(row)
 
     async def find_visit(self, token_hash: str) -> tuple[WidgetSession, Inbox, User] | None:
         """A session with its inbox and visitor, in one query (every widget request needs all)."""
@@ -150,7 +150,7 @@ class InboxStore:
         for key, value in row._mapping.items():
             setattr(part[key[:2]], key[2:], value)
         return (
-            _session_from_row(part["s_"]),
+            session_from_row(part["s_"]),
             inbox_from_row(part["i_"]),
             user_from_row(part["u_"]),  # type: ignore[arg-type]
         )
@@ -171,7 +171,7 @@ class InboxStore:
         query = select(widget_sessions).where(widget_sessions.c.token_hash == token_hash)
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
-        return _session_from_row(row) if row else None
+        return session_from_row(row) if row else None
 
     async def touch_widget_session(self, session_id: int) -> None:
         async with self.db.write() as conn:

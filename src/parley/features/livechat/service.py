@@ -22,7 +22,7 @@ from parley.core.events import (
     LivechatConversationEvent,
     LivechatNoteEvent,
 )
-from parley.core.inboxes import Inbox
+from parley.core.inboxes import Inbox, WidgetSession
 from parley.core.livechat import (
     Branch,
     CannedReply,
@@ -98,6 +98,10 @@ def iso(value: datetime | None) -> str | None:
 
 def _person(user: User | None) -> dict[str, Any] | None:
     return {"id": user.id, "name": user.name} if user else None
+
+
+def _title(inbox: Inbox, visitor_name: str) -> str:
+    return f"{inbox.name}: {visitor_name}"[:200]
 
 
 def conversation_item(view: StaffView) -> dict[str, Any]:
@@ -240,6 +244,51 @@ class Livechat:
         existing = await self.store.find_conversation(inbox.id, visitor.id)
         if existing is not None:
             return existing.conversation_id
+        member_ids, values = await self._staffing(inbox, page_url, language, client_ip)
+        member_ids = [uid for uid in member_ids if uid != visitor.id]
+        state, created = await self.store.open_conversation(
+            inbox_id=inbox.id,
+            visitor_id=visitor.id,
+            title=_title(inbox, visitor.name),
+            member_ids=member_ids,
+            values={**values, "attributes": dict(attributes)},
+        )
+        if created:
+            await self._opened(state.conversation_id, [visitor.id, *member_ids])
+        return state.conversation_id
+
+    async def do_open_visit(
+        self,
+        inbox: Inbox,
+        *,
+        visitor_name: str,
+        session_token_hash: str,
+        page_url: str | None,
+        language: str | None,
+        client_ip: str,
+        attributes: dict[str, str],
+    ) -> tuple[User, WidgetSession]:
+        """A new anonymous visitor, their routed and staffed conversation, and their session.
+
+        All written in one transaction (`LivechatStore.open_visit`): 200 visitors arriving at
+        once queue for the writer once each, not three times.
+        """
+        member_ids, values = await self._staffing(inbox, page_url, language, client_ip)
+        visitor, state, session = await self.store.open_visit(
+            visitor_name=visitor_name,
+            inbox_id=inbox.id,
+            title=_title(inbox, visitor_name),
+            member_ids=member_ids,
+            values={**values, "attributes": dict(attributes)},
+            session_token_hash=session_token_hash,
+        )
+        await self._opened(state.conversation_id, [visitor.id, *member_ids])
+        return visitor, session
+
+    async def _staffing(
+        self, inbox: Inbox, page_url: str | None, language: str | None, client_ip: str
+    ) -> tuple[list[int], dict[str, Any]]:
+        """Who a new conversation's members are, and its routing values (branch, assignee...)."""
         country = self.geoip.country(client_ip)
         branch = await self._route(
             inbox, routing.Visit(page_url=page_url, language=language, country=country)
@@ -247,30 +296,21 @@ class Livechat:
         operators = await self._users_named(
             [*inbox.operators, *(branch.operators if branch else [])]
         )
-        member_ids = [u.id for u in operators if u.id != visitor.id]
         assignee_id = await self._pick_assignee(inbox, branch) if inbox.auto_assign else None
-        state, created = await self.store.open_conversation(
-            inbox_id=inbox.id,
-            visitor_id=visitor.id,
-            title=f"{inbox.name}: {visitor.name}"[:200],
-            member_ids=member_ids,
-            values={
-                "branch_id": branch.id if branch else None,
-                "assignee_id": assignee_id,
-                "page_url": page_url,
-                "language": language,
-                "country": country,
-                "attributes": dict(attributes),
-            },
+        values = {
+            "branch_id": branch.id if branch else None,
+            "assignee_id": assignee_id,
+            "page_url": page_url,
+            "language": language,
+            "country": country,
+        }
+        return [u.id for u in operators], values
+
+    async def _opened(self, conversation_id: int, member_ids: list[int]) -> None:
+        await self.publish(
+            ConversationUpdatedEvent(conversation_id=conversation_id, member_ids=member_ids)
         )
-        if created:
-            await self.publish(
-                ConversationUpdatedEvent(
-                    conversation_id=state.conversation_id, member_ids=[visitor.id, *member_ids]
-                )
-            )
-            await self._announce(state.conversation_id)
-        return state.conversation_id
+        await self._announce(conversation_id)
 
     async def on_visitor_message(self, conversation_id: int) -> None:
         """The visitor wrote: reopen a resolved or closed conversation and tell its staff.
