@@ -220,8 +220,9 @@ class Livechat:
         self.online = online
         # Inboxes, branches and admins as this node keeps them (no cache unless given one).
         self.directory = directory or Directory(inboxes, store, ttl=0)
-        # Conversations with an announcement under way -> whether another one is wanted after it.
-        self._announcing: dict[int, bool] = {}
+        # Conversations with an announcement under way -> None, or another one is wanted after
+        # it (True: to the members among the staff too).
+        self._announcing: dict[int, bool | None] = {}
         self._announcers: set[asyncio.Task[None]] = set()
 
     # -- opening, from the widget ---------------------------------------------------------------
@@ -315,11 +316,16 @@ class Livechat:
     async def on_visitor_message(self, conversation_id: int) -> None:
         """The visitor wrote: reopen a resolved or closed conversation and tell its staff.
 
-        The reopening is done before the send is answered; the staff announcement follows beside
-        it, one at a time per conversation (a burst of messages makes at most two).
+        Staff who are members hear the message itself (the console moves the conversation up
+        from it), so unless the conversation reopened only staff outside it (admins, operators
+        added since it opened) get `livechat.conversation`: a visitor's message wakes an
+        operator's long-poll once, not twice. The reopening is done before the send is answered;
+        the announcement follows beside it, one at a time per conversation (a burst of messages
+        makes at most two).
         """
-        if await self.store.record_visitor_message(conversation_id) is not None:
-            self._announce_soon(conversation_id)
+        recorded = await self.store.record_visitor_message(conversation_id)
+        if recorded is not None:
+            self._announce_soon(conversation_id, to_members=recorded[1])
 
     async def on_message_released(self, conversation_id: int, sender_id: int) -> None:
         """A moderator approved a held message: if the visitor wrote it, as `on_visitor_message`."""
@@ -336,22 +342,24 @@ class Livechat:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
 
-    def _announce_soon(self, conversation_id: int) -> None:
+    def _announce_soon(self, conversation_id: int, *, to_members: bool) -> None:
         if conversation_id in self._announcing:
-            self._announcing[conversation_id] = True
+            wanted = self._announcing[conversation_id]
+            self._announcing[conversation_id] = to_members or wanted is True
             return
-        self._announcing[conversation_id] = False
-        task = asyncio.create_task(self._announce_until_quiet(conversation_id))
+        self._announcing[conversation_id] = None
+        task = asyncio.create_task(self._announce_until_quiet(conversation_id, to_members))
         self._announcers.add(task)
         task.add_done_callback(self._announcers.discard)
 
-    async def _announce_until_quiet(self, conversation_id: int) -> None:
+    async def _announce_until_quiet(self, conversation_id: int, to_members: bool) -> None:
         try:
             while True:
-                await self._announce(conversation_id)
-                if not self._announcing.get(conversation_id):
+                await self._announce(conversation_id, to_members=to_members)
+                wanted = self._announcing.get(conversation_id)
+                if wanted is None:
                     break
-                self._announcing[conversation_id] = False
+                to_members, self._announcing[conversation_id] = wanted, None
         except Exception:
             log.exception("announcing live-chat conversation %d failed", conversation_id)
         finally:
@@ -663,14 +671,19 @@ class Livechat:
         views = await self._views([listed]) if listed else []
         return views[0] if views else None
 
-    async def _announce(self, conversation_id: int) -> None:
-        """A `livechat.conversation` event to the conversation's staff (never its visitor)."""
+    async def _announce(self, conversation_id: int, *, to_members: bool = True) -> None:
+        """A `livechat.conversation` event to the conversation's staff (never its visitor);
+        without `to_members`, only to staff who are not members (they miss its messages)."""
         view = await self._view(conversation_id)
         if view is None:
             return
+        staff_ids = await self._staff_ids(view.inbox, view.listed.state)
+        if not to_members:
+            members = await self.conversations.list_members(conversation_id)
+            inside = {m.user_id for m in members}
+            staff_ids = [uid for uid in staff_ids if uid not in inside]
+            if not staff_ids:
+                return
         await self.publish(
-            LivechatConversationEvent(
-                conversation=conversation_item(view),
-                staff_ids=await self._staff_ids(view.inbox, view.listed.state),
-            )
+            LivechatConversationEvent(conversation=conversation_item(view), staff_ids=staff_ids)
         )
