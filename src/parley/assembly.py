@@ -146,6 +146,9 @@ class Services:
         stream.greeters.append(calls.greet)
         maintenance = Maintenance(settings, stream.store, users, core.audit)
         stream.admit = maintenance.check_admits
+        privacy_store = PrivacyStore(db)
+        # An erasure ends the person's widget sessions: no node may go on serving them.
+        privacy_store.on_change.append(livechat.directory.changed)
         exports = Exports(
             store=ExportStore(db),
             blobs=core.attachments.blobs,
@@ -205,7 +208,7 @@ class Services:
             exports=exports,
             privacy=Privacy(
                 settings=settings,
-                store=PrivacyStore(db),
+                store=privacy_store,
                 timeline=timeline,
                 blobs=core.attachments.blobs,
                 audit=core.audit,
