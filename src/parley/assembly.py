@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley import metrics
+from parley.core.events import LivechatChangedEvent
 from parley.core.models import User
 from parley.core.writer import MessageWriter
 from parley.features.calls.service import Calls
@@ -18,6 +19,7 @@ from parley.features.disputes.webhooks import WebhookSender
 from parley.features.export.service import Exports
 from parley.features.inbox.service import Inboxes
 from parley.features.livechat.branches import Branches
+from parley.features.livechat.directory import Directory
 from parley.features.livechat.geoip import GeoIP
 from parley.features.livechat.service import Livechat
 from parley.features.moderation.classifier import HttpClassifier
@@ -105,6 +107,7 @@ class Services:
             geoip=GeoIP(settings.geoip_database),
             publish=stream.publish,
             online=stream.online,
+            directory=_directory(settings, stream, inbox_store, livechat_store),
         )
         moderation = _moderation(settings, core)
         moderation.on_released = livechat.on_message_released
@@ -143,6 +146,9 @@ class Services:
         stream.greeters.append(calls.greet)
         maintenance = Maintenance(settings, stream.store, users, core.audit)
         stream.admit = maintenance.check_admits
+        privacy_store = PrivacyStore(db)
+        # An erasure ends the person's widget sessions: no node may go on serving them.
+        privacy_store.on_change.append(livechat.directory.changed)
         exports = Exports(
             store=ExportStore(db),
             blobs=core.attachments.blobs,
@@ -202,7 +208,7 @@ class Services:
             exports=exports,
             privacy=Privacy(
                 settings=settings,
-                store=PrivacyStore(db),
+                store=privacy_store,
                 timeline=timeline,
                 blobs=core.attachments.blobs,
                 audit=core.audit,
@@ -302,3 +308,13 @@ def _disputes(
         timeout=settings.dispute_webhook_timeout_seconds,
     )
     return disputes, DisputeScheduler(settings=settings, disputes=disputes, webhooks=webhooks)
+
+
+def _directory(
+    settings: Settings, stream: StreamService, inboxes: InboxStore, livechat: LivechatStore
+) -> Directory:
+    """The node's copy of inboxes, branches and sessions; changes drop it on every node."""
+    directory = Directory(inboxes, livechat, ttl=settings.livechat_cache_seconds)
+    directory.publish = stream.publish
+    stream.node_listeners[LivechatChangedEvent().type] = directory.on_bus_event
+    return directory

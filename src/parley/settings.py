@@ -281,6 +281,10 @@ class Settings(BaseSettings):
     # A MaxMind .mmdb file (GeoLite2-Country or City) for the visitor's country, which routing
     # rules can match (empty: no country lookup, `country` rules never match).
     geoip_database: str = ""
+    # Each node keeps inboxes, branches, admins and widget sessions this long. A change made on a
+    # serving node drops every node's copy at once (on the bus); one made elsewhere (the CLI) shows
+    # within this time. 0: no cache.
+    livechat_cache_seconds: float = Field(default=2.0, ge=0, le=60)
 
     # -- moderation (docs/moderation.md) -------------------------------------------------------
     # Each node caches the filter rules and active sanctions, and checks this often whether another

@@ -715,12 +715,23 @@ async def test_opening_changes_and_visitor_messages_are_announced_to_staff_only(
     desk = await Desk.make(people)
     inbox = await desk.inbox()
     operator_stream = await services.stream.open(desk.operator.user, cursor=None, transport="sse")
+    admin_stream = await services.stream.open(desk.admin.user, cursor=None, transport="sse")
     heard: list[dict[str, Any]] = []
+    admin_heard: list[dict[str, Any]] = []
 
     async def announced(count: int) -> list[dict[str, Any]]:
         heard.extend(json.loads(e.data) for e in await operator_stream.sub.wait(timeout=0))
         found = [e["conversation"] for e in heard if e["type"] == "livechat.conversation"]
         return found if len(found) >= count else []
+
+    async def admin_announced(count: int) -> list[dict[str, Any]]:
+        admin_heard.extend(json.loads(e.data) for e in await admin_stream.sub.wait(timeout=0))
+        found = [e["conversation"] for e in admin_heard if e["type"] == "livechat.conversation"]
+        return found if len(found) >= count else []
+
+    async def operator_got_message() -> bool:
+        heard.extend(json.loads(e.data) for e in await operator_stream.sub.wait(timeout=0))
+        return any(e["type"] == "message" for e in heard)
 
     try:
         site = Site(people)
@@ -734,23 +745,61 @@ async def test_opening_changes_and_visitor_messages_are_announced_to_staff_only(
                 f"/v1/livechat/conversations/{opened['conversation_id']}",
                 json={"priority": "high"},
             )
+            changes = await eventually(lambda: announced(2), what="the change")
             await site.send(opened["session"], "Anyone there?", "q1")
-            changes = await eventually(lambda: announced(3), what="the change and the message")
+            # The admin is staff but no member: the announcement is how they hear of it.
+            admin_changes = await eventually(lambda: admin_announced(3), what="the message")
+            await eventually(operator_got_message, what="the message, to the operator")
             visitor_heard = [
                 json.loads(e.data)["type"] for e in await visitor_stream.sub.wait(timeout=0)
             ]
         finally:
             await services.stream.close(visitor_stream)
+        await services.livechat.stop()  # announcements under way have finished
+        heard.extend(json.loads(e.data) for e in await operator_stream.sub.wait(timeout=0))
     finally:
         await services.stream.close(operator_stream)
+        await services.stream.close(admin_stream)
 
     assert on_open["conversation_id"] == opened["conversation_id"]
     assert on_open["page_url"] == "https://shop.example.com/a"
     assert on_open["status"] == "open" and on_open["last_message"] is None
     assert changes[1]["priority"] == "high"
-    assert changes[2]["last_message"]["body"] == "Anyone there?"
+    assert admin_changes[2]["last_message"]["body"] == "Anyone there?"
+    # The operator, a member, hears the message itself, and no second wake-up for it.
+    kinds = [e["type"] for e in heard]
+    assert kinds.count("livechat.conversation") == 2
+    assert [e["message"]["body"] for e in heard if e["type"] == "message"] == ["Anyone there?"]
     assert "message" in visitor_heard
     assert not [kind for kind in visitor_heard if kind.startswith("livechat.")]
+
+
+async def test_a_visitor_writing_in_a_resolved_chat_reopens_it_for_every_operator(
+    people: PeopleFactory, services: Services
+) -> None:
+    desk = await Desk.make(people)
+    inbox = await desk.inbox()
+    site = Site(people)
+    opened = await site.open(inbox["widget_token"])
+    url = f"/v1/livechat/conversations/{opened['conversation_id']}"
+    resolved = await desk.operator.http.patch(url, json={"status": "resolved"})
+    assert resolved.status_code == 200, resolved.text
+    await services.livechat.stop()
+    operator_stream = await services.stream.open(desk.operator.user, cursor=None, transport="sse")
+    heard: list[dict[str, Any]] = []
+
+    async def reopened() -> list[dict[str, Any]]:
+        heard.extend(json.loads(e.data) for e in await operator_stream.sub.wait(timeout=0))
+        return [e["conversation"] for e in heard if e["type"] == "livechat.conversation"]
+
+    try:
+        await site.send(opened["session"], "Me again", "again-1")
+        (announced,) = await eventually(reopened, what="the reopening")
+    finally:
+        await services.stream.close(operator_stream)
+
+    assert announced["status"] == "open"
+    assert announced["last_message"]["body"] == "Me again"
 
 
 # -- auto-assign ---------------------------------------------------------------------------------

@@ -183,6 +183,13 @@ class FlagsUpdatedEvent(BaseModel):
     keys: list[str] = []
 
 
+class LivechatChangedEvent(BaseModel):
+    """Between nodes only, never sent to a client: inboxes, branches or widget sessions changed,
+    so each node drops its copy of them (`features/livechat/directory.py`)."""
+
+    type: Literal["livechat.changed"] = "livechat.changed"
+
+
 class LivechatConversationEvent(BaseModel):
     """Staff only: a live-chat conversation was opened or changed, or its visitor wrote.
 
@@ -290,6 +297,7 @@ Event = (
     | ControlEvent
     | CredentialsRevokedEvent
     | FlagsUpdatedEvent
+    | LivechatChangedEvent
     | LivechatConversationEvent
     | LivechatNoteEvent
     | ModerationNoticeEvent

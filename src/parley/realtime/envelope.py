@@ -15,6 +15,7 @@ from parley.core.events import (
     DisputeUpdatedEvent,
     Event,
     FlagsUpdatedEvent,
+    LivechatChangedEvent,
     LivechatConversationEvent,
     LivechatNoteEvent,
     MessageEvent,
@@ -95,7 +96,9 @@ def envelope_for(event: Event, *, audience: tuple[int, ...] = ()) -> Envelope:
         return Envelope(event.type, data, conversation_ids=audience)
     if isinstance(event, ControlEvent) and event.user_ids:
         return Envelope(event.type, data, user_ids=tuple(event.user_ids))
-    if isinstance(event, ControlEvent | FlagsUpdatedEvent | CredentialsRevokedEvent):
+    if isinstance(
+        event, ControlEvent | FlagsUpdatedEvent | CredentialsRevokedEvent | LivechatChangedEvent
+    ):
         return Envelope(event.type, data, broadcast=True)
     if isinstance(event, LivechatConversationEvent | LivechatNoteEvent | ModerationItemEvent):
         # Addressed to staff users only: no conversation id, so no member (the visitor) gets it.

@@ -165,6 +165,8 @@ class StreamService:
         self.greeters: list[Greeter] = []
         # Raises for a user who may not open a stream now (maintenance mode; set by the assembly).
         self.admit: Callable[[User], None] | None = None
+        # Between-node broadcasts a feature acts on, by event type (no connection sees them).
+        self.node_listeners: dict[str, Callable[[Envelope], None]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -654,6 +656,10 @@ class StreamService:
         """Broadcasts this node acts on; True for those no connection should see."""
         if envelope.type == "credentials.revoked":
             self._on_revoked(CredentialsRevokedEvent.model_validate_json(envelope.data))
+            return True
+        listener = self.node_listeners.get(envelope.type)
+        if listener is not None:
+            listener(envelope)
             return True
         if envelope.type == "control" and '"op":"transport"' in envelope.data:
             self.mode = "sse_only" if '"mode":"sse_only"' in envelope.data else "auto"

@@ -25,6 +25,11 @@ from parley.storage.threads import count_mentions, main_unread
 
 # The stream position now: stamped on what changed, so a resuming client gets it again.
 _HEAD = select(stream_head.c.pos).where(stream_head.c.id == 1).scalar_subquery()
+# `updated_pos` of a member who just joined: their receipt cursors (0, 0) have not moved, so no
+# resume or poll cursor (>= 0) lists them. Stamping the head instead made every long-poll whose
+# cursor is that head return the whole new membership at once, again and again until the next
+# message moved the head (live chat: 200 visitor conversations x 21 members, per operator poll).
+UNMOVED_POS = -1
 
 # Member columns are labelled with this prefix where they are selected beside a conversation's.
 MEMBER_PREFIX = "member_"
@@ -175,7 +180,6 @@ class ConversationStore:
             added = [uid for uid in dict.fromkeys(user_ids) if uid not in existing]
             if added:
                 joined = now()
-                head = (await conn.execute(select(_HEAD))).scalar_one()
                 await conn.execute(
                     insert(members),
                     [
@@ -186,7 +190,7 @@ class ConversationStore:
                             "delivered_seq": 0,
                             "read_seq": 0,
                             "joined_at": joined,
-                            "updated_pos": head,
+                            "updated_pos": UNMOVED_POS,
                         }
                         for uid in added
                     ],
@@ -274,7 +278,6 @@ async def insert_conversation(
     Other stores call it so that what they keep beside a conversation commits with it.
     """
     joined = now()
-    head = (await conn.execute(select(_HEAD))).scalar_one()
     row = (
         await conn.execute(
             insert(conversations)
@@ -300,7 +303,7 @@ async def insert_conversation(
                 "delivered_seq": 0,
                 "read_seq": 0,
                 "joined_at": joined,
-                "updated_pos": head,
+                "updated_pos": UNMOVED_POS,
             }
             for user_id in dict.fromkeys([created_by, *member_ids])
         ],

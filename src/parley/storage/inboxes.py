@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -42,7 +43,7 @@ def inbox_from_row(row: Any) -> Inbox:
     )
 
 
-def _session_from_row(row: Any) -> WidgetSession:
+def session_from_row(row: Any) -> WidgetSession:
     return WidgetSession(
         id=row.id,
         inbox_id=row.inbox_id,
@@ -55,6 +56,12 @@ def _session_from_row(row: Any) -> WidgetSession:
 class InboxStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Called after an inbox or a session changed (committed): nodes' copies drop theirs.
+        self.on_change: list[Callable[[], Awaitable[None]]] = []
+
+    async def _changed(self) -> None:
+        for listener in self.on_change:
+            await listener()
 
     async def create_inbox(self, values: dict[str, Any]) -> Inbox:
         try:
@@ -66,6 +73,7 @@ class InboxStore:
                 ).one()
         except IntegrityError:
             raise Conflict("that widget token is taken") from None
+        await self._changed()
         return inbox_from_row(row)
 
     async def list_inboxes(self) -> list[Inbox]:
@@ -94,6 +102,7 @@ class InboxStore:
                     .returning(*inboxes.c)
                 )
             ).first()
+        await self._changed()
         return inbox_from_row(row) if row else None
 
     async def add_widget_session(
@@ -122,7 +131,7 @@ class InboxStore:
                     .returning(*widget_sessions.c)
                 )
             ).one()
-        return _session_from_row(row)
+        return session_from_row(row)
 
     async def find_visit(self, token_hash: str) -> tuple[WidgetSession, Inbox, User] | None:
         """A session with its inbox and visitor, in one query (every widget request needs all)."""
@@ -141,7 +150,7 @@ class InboxStore:
         for key, value in row._mapping.items():
             setattr(part[key[:2]], key[2:], value)
         return (
-            _session_from_row(part["s_"]),
+            session_from_row(part["s_"]),
             inbox_from_row(part["i_"]),
             user_from_row(part["u_"]),  # type: ignore[arg-type]
         )
@@ -162,7 +171,7 @@ class InboxStore:
         query = select(widget_sessions).where(widget_sessions.c.token_hash == token_hash)
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
-        return _session_from_row(row) if row else None
+        return session_from_row(row) if row else None
 
     async def touch_widget_session(self, session_id: int) -> None:
         async with self.db.write() as conn:
@@ -202,4 +211,5 @@ class InboxStore:
             await conn.execute(
                 delete(users).where(users.c.id.in_(visitor_ids), users.c.id.not_in(still_used))
             )
+        await self._changed()
         return len(conversation_ids)

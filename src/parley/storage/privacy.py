@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,6 +81,8 @@ _LIVECHAT = select(livechat_conversations.c.conversation_id)
 class PrivacyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Called after an erasure ended widget sessions (committed): nodes' copies drop theirs.
+        self.on_change: list[Callable[[], Awaitable[None]]] = []
 
     # -- legal holds ----------------------------------------------------------------------------
 
@@ -252,6 +255,8 @@ class PrivacyStore:
                 .values(requested_by_name=erased_name)
             )
             await _scrub_features(conn, user_id)
+        for listener in self.on_change:
+            await listener()
         return int(sessions.rowcount or 0)
 
     async def list_export_ids_about(self, user_id: int) -> list[str]:

@@ -22,7 +22,7 @@ from parley.core.events import (
     LivechatConversationEvent,
     LivechatNoteEvent,
 )
-from parley.core.inboxes import Inbox
+from parley.core.inboxes import Inbox, WidgetSession
 from parley.core.livechat import (
     Branch,
     CannedReply,
@@ -36,6 +36,7 @@ from parley.core.livechat import (
 from parley.core.models import Role, User
 from parley.core.visitor_names import visitor_label
 from parley.features.livechat import routing
+from parley.features.livechat.directory import Directory
 from parley.features.livechat.geoip import GeoIP
 from parley.services.audit import AuditLog
 from parley.settings import Settings
@@ -97,6 +98,10 @@ def iso(value: datetime | None) -> str | None:
 
 def _person(user: User | None) -> dict[str, Any] | None:
     return {"id": user.id, "name": user.name} if user else None
+
+
+def _title(inbox: Inbox, visitor_name: str) -> str:
+    return f"{inbox.name}: {visitor_name}"[:200]
 
 
 def conversation_item(view: StaffView) -> dict[str, Any]:
@@ -202,6 +207,7 @@ class Livechat:
         geoip: GeoIP | None = None,
         publish: Publish = _publish_nowhere,
         online: Online = _nobody_online,
+        directory: Directory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -212,8 +218,11 @@ class Livechat:
         self.geoip = geoip or GeoIP("")
         self.publish = publish
         self.online = online
-        # Conversations with an announcement under way -> whether another one is wanted after it.
-        self._announcing: dict[int, bool] = {}
+        # Inboxes, branches and admins as this node keeps them (no cache unless given one).
+        self.directory = directory or Directory(inboxes, store, ttl=0)
+        # Conversations with an announcement under way -> None, or another one is wanted after
+        # it (True: to the members among the staff too).
+        self._announcing: dict[int, bool | None] = {}
         self._announcers: set[asyncio.Task[None]] = set()
 
     # -- opening, from the widget ---------------------------------------------------------------
@@ -236,6 +245,51 @@ class Livechat:
         existing = await self.store.find_conversation(inbox.id, visitor.id)
         if existing is not None:
             return existing.conversation_id
+        member_ids, values = await self._staffing(inbox, page_url, language, client_ip)
+        member_ids = [uid for uid in member_ids if uid != visitor.id]
+        state, created = await self.store.open_conversation(
+            inbox_id=inbox.id,
+            visitor_id=visitor.id,
+            title=_title(inbox, visitor.name),
+            member_ids=member_ids,
+            values={**values, "attributes": dict(attributes)},
+        )
+        if created:
+            await self._opened(state.conversation_id, [visitor.id, *member_ids])
+        return state.conversation_id
+
+    async def do_open_visit(
+        self,
+        inbox: Inbox,
+        *,
+        visitor_name: str,
+        session_token_hash: str,
+        page_url: str | None,
+        language: str | None,
+        client_ip: str,
+        attributes: dict[str, str],
+    ) -> tuple[User, WidgetSession]:
+        """A new anonymous visitor, their routed and staffed conversation, and their session.
+
+        All written in one transaction (`LivechatStore.open_visit`): 200 visitors arriving at
+        once queue for the writer once each, not three times.
+        """
+        member_ids, values = await self._staffing(inbox, page_url, language, client_ip)
+        visitor, state, session = await self.store.open_visit(
+            visitor_name=visitor_name,
+            inbox_id=inbox.id,
+            title=_title(inbox, visitor_name),
+            member_ids=member_ids,
+            values={**values, "attributes": dict(attributes)},
+            session_token_hash=session_token_hash,
+        )
+        await self._opened(state.conversation_id, [visitor.id, *member_ids])
+        return visitor, session
+
+    async def _staffing(
+        self, inbox: Inbox, page_url: str | None, language: str | None, client_ip: str
+    ) -> tuple[list[int], dict[str, Any]]:
+        """Who a new conversation's members are, and its routing values (branch, assignee...)."""
         country = self.geoip.country(client_ip)
         branch = await self._route(
             inbox, routing.Visit(page_url=page_url, language=language, country=country)
@@ -243,39 +297,35 @@ class Livechat:
         operators = await self._users_named(
             [*inbox.operators, *(branch.operators if branch else [])]
         )
-        member_ids = [u.id for u in operators if u.id != visitor.id]
         assignee_id = await self._pick_assignee(inbox, branch) if inbox.auto_assign else None
-        state, created = await self.store.open_conversation(
-            inbox_id=inbox.id,
-            visitor_id=visitor.id,
-            title=f"{inbox.name}: {visitor.name}"[:200],
-            member_ids=member_ids,
-            values={
-                "branch_id": branch.id if branch else None,
-                "assignee_id": assignee_id,
-                "page_url": page_url,
-                "language": language,
-                "country": country,
-                "attributes": dict(attributes),
-            },
+        values = {
+            "branch_id": branch.id if branch else None,
+            "assignee_id": assignee_id,
+            "page_url": page_url,
+            "language": language,
+            "country": country,
+        }
+        return [u.id for u in operators], values
+
+    async def _opened(self, conversation_id: int, member_ids: list[int]) -> None:
+        await self.publish(
+            ConversationUpdatedEvent(conversation_id=conversation_id, member_ids=member_ids)
         )
-        if created:
-            await self.publish(
-                ConversationUpdatedEvent(
-                    conversation_id=state.conversation_id, member_ids=[visitor.id, *member_ids]
-                )
-            )
-            await self._announce(state.conversation_id)
-        return state.conversation_id
+        await self._announce(conversation_id)
 
     async def on_visitor_message(self, conversation_id: int) -> None:
         """The visitor wrote: reopen a resolved or closed conversation and tell its staff.
 
-        The reopening is done before the send is answered; the staff announcement follows beside
-        it, one at a time per conversation (a burst of messages makes at most two).
+        Staff who are members hear the message itself (the console moves the conversation up
+        from it), so unless the conversation reopened only staff outside it (admins, operators
+        added since it opened) get `livechat.conversation`: a visitor's message wakes an
+        operator's long-poll once, not twice. The reopening is done before the send is answered;
+        the announcement follows beside it, one at a time per conversation (a burst of messages
+        makes at most two).
         """
-        if await self.store.record_visitor_message(conversation_id) is not None:
-            self._announce_soon(conversation_id)
+        recorded = await self.store.record_visitor_message(conversation_id)
+        if recorded is not None:
+            self._announce_soon(conversation_id, to_members=recorded[1])
 
     async def on_message_released(self, conversation_id: int, sender_id: int) -> None:
         """A moderator approved a held message: if the visitor wrote it, as `on_visitor_message`."""
@@ -292,22 +342,24 @@ class Livechat:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
 
-    def _announce_soon(self, conversation_id: int) -> None:
+    def _announce_soon(self, conversation_id: int, *, to_members: bool) -> None:
         if conversation_id in self._announcing:
-            self._announcing[conversation_id] = True
+            wanted = self._announcing[conversation_id]
+            self._announcing[conversation_id] = to_members or wanted is True
             return
-        self._announcing[conversation_id] = False
-        task = asyncio.create_task(self._announce_until_quiet(conversation_id))
+        self._announcing[conversation_id] = None
+        task = asyncio.create_task(self._announce_until_quiet(conversation_id, to_members))
         self._announcers.add(task)
         task.add_done_callback(self._announcers.discard)
 
-    async def _announce_until_quiet(self, conversation_id: int) -> None:
+    async def _announce_until_quiet(self, conversation_id: int, to_members: bool) -> None:
         try:
             while True:
-                await self._announce(conversation_id)
-                if not self._announcing.get(conversation_id):
+                await self._announce(conversation_id, to_members=to_members)
+                wanted = self._announcing.get(conversation_id)
+                if wanted is None:
                     break
-                self._announcing[conversation_id] = False
+                to_members, self._announcing[conversation_id] = wanted, None
         except Exception:
             log.exception("announcing live-chat conversation %d failed", conversation_id)
         finally:
@@ -321,7 +373,7 @@ class Livechat:
             default_branch_id=self.settings.default_branch_id,
         )
         # A rule's branch may have been deleted since; the conversation then has none.
-        return await self.store.get_branch(branch_id) if branch_id is not None else None
+        return await self.directory.get_branch(branch_id) if branch_id is not None else None
 
     async def _pick_assignee(self, inbox: Inbox, branch: Branch | None) -> int | None:
         """The online operator (branch's, else inbox's) with the fewest open+pending ones."""
@@ -342,7 +394,7 @@ class Livechat:
     # -- who is staff ----------------------------------------------------------------------------
 
     async def _branches_of(self, actor: User) -> list[Branch]:
-        return [b for b in await self.store.list_branches() if actor.name in b.operators]
+        return [b for b in await self.directory.list_branches() if actor.name in b.operators]
 
     def _is_staff(
         self, actor: User, inbox: Inbox, state: LivechatConversation, branch: Branch | None
@@ -355,10 +407,10 @@ class Livechat:
         )
 
     async def _staff_ids(self, inbox: Inbox, state: LivechatConversation) -> list[int]:
-        branch = await self.store.get_branch(state.branch_id) if state.branch_id else None
+        branch = await self.directory.get_branch(state.branch_id) if state.branch_id else None
         names = [*inbox.operators, *(branch.operators if branch else [])]
         ids = {u.id for u in await self._users_named(names)}
-        ids |= {u.id for u in await self.store.list_admins()}
+        ids |= {u.id for u in await self.directory.list_admins()}
         if state.assignee_id is not None:
             ids.add(state.assignee_id)
         ids.discard(state.visitor_id)
@@ -371,18 +423,18 @@ class Livechat:
             if fallback is not None:
                 branch_ids.add(fallback)
         names = list(inbox.operators)
-        for branch in await self.store.list_branches():
+        for branch in await self.directory.list_branches():
             if branch.id in branch_ids:
                 names += branch.operators
         users = {u.id: u for u in await self._users_named(names)}
-        for admin in await self.store.list_admins():
+        for admin in await self.directory.list_admins():
             users[admin.id] = admin
         return sorted(users.values(), key=lambda u: u.name)
 
     async def check_default_branch(self) -> str | None:
         """What is wrong with PARLEY_DEFAULT_BRANCH_ID, or None when it is unset or exists."""
         branch_id = self.settings.default_branch_id
-        if branch_id is None or await self.store.get_branch(branch_id) is not None:
+        if branch_id is None or await self.directory.get_branch(branch_id) is not None:
             return None
         return (
             f"PARLEY_DEFAULT_BRANCH_ID={branch_id} names no branch; unrouted conversations get "
@@ -393,7 +445,7 @@ class Livechat:
 
     async def list_inboxes(self, actor: User) -> list[Inbox]:
         """Inboxes the actor works in (admins: all)."""
-        inboxes = await self.inboxes.list_inboxes()
+        inboxes = await self.directory.list_inboxes()
         if actor.role is Role.ADMIN:
             return inboxes
         mine = {b.id for b in await self._branches_of(actor)}
@@ -440,7 +492,7 @@ class Livechat:
             wanted["assignee_id"] = int(assignee)
         if actor.role is not Role.ADMIN:
             wanted["visible_inbox_ids"] = [
-                i.id for i in await self.inboxes.list_inboxes() if actor.name in i.operators
+                i.id for i in await self.directory.list_inboxes() if actor.name in i.operators
             ]
             wanted["visible_branch_ids"] = [b.id for b in await self._branches_of(actor)]
             wanted["visible_assignee_id"] = actor.id
@@ -596,8 +648,8 @@ class Livechat:
     async def _views(self, listed: list[ListedConversation]) -> list[StaffView]:
         if not listed:
             return []
-        inboxes = {i.id: i for i in await self.inboxes.list_inboxes()}
-        branches = {b.id: b for b in await self.store.list_branches()}
+        inboxes = {i.id: i for i in await self.directory.list_inboxes()}
+        branches = {b.id: b for b in await self.directory.list_branches()}
         user_ids = {c.state.visitor_id for c in listed} | {
             c.state.assignee_id for c in listed if c.state.assignee_id is not None
         }
@@ -619,14 +671,19 @@ class Livechat:
         views = await self._views([listed]) if listed else []
         return views[0] if views else None
 
-    async def _announce(self, conversation_id: int) -> None:
-        """A `livechat.conversation` event to the conversation's staff (never its visitor)."""
+    async def _announce(self, conversation_id: int, *, to_members: bool = True) -> None:
+        """A `livechat.conversation` event to the conversation's staff (never its visitor);
+        without `to_members`, only to staff who are not members (they miss its messages)."""
         view = await self._view(conversation_id)
         if view is None:
             return
+        staff_ids = await self._staff_ids(view.inbox, view.listed.state)
+        if not to_members:
+            members = await self.conversations.list_members(conversation_id)
+            inside = {m.user_id for m in members}
+            staff_ids = [uid for uid in staff_ids if uid not in inside]
+            if not staff_ids:
+                return
         await self.publish(
-            LivechatConversationEvent(
-                conversation=conversation_item(view),
-                staff_ids=await self._staff_ids(view.inbox, view.listed.state),
-            )
+            LivechatConversationEvent(conversation=conversation_item(view), staff_ids=staff_ids)
         )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from parley.core.errors import ErrorCode, Forbidden, NotFound, Unauthenticated, Unavailable
 from parley.core.inboxes import Inbox, WidgetSession
-from parley.core.models import Appended, Role, User
+from parley.core.models import Appended, User
 from parley.features.livechat.service import Livechat
 from parley.features.notify.service import Notifications
 from parley.features.widget.identity import VerifiedIdentity, invalid, verify_identity
@@ -38,6 +38,10 @@ class Bootstrapped:
     restored: bool
 
 
+def _visitor_name() -> str:
+    return f"visitor-{secrets.token_hex(6)}"
+
+
 class Widget:
     def __init__(
         self,
@@ -57,6 +61,7 @@ class Widget:
         self.livechat = livechat
         self.notifications = notifications
         self.identities = identities or WidgetIdentityStore(store.db)
+        self.directory = livechat.directory
 
     def check_enabled(self, inbox: Inbox | None = None) -> None:
         """503 while the messenger is off globally, or this inbox's kill switch is on."""
@@ -68,14 +73,14 @@ class Widget:
             raise Unavailable("this inbox's chat is switched off", ErrorCode.MESSENGER_DISABLED)
 
     async def access_inbox(self, widget_token: str) -> Inbox:
-        inbox = await self.store.find_inbox_by_token(widget_token)
+        inbox = await self.directory.find_inbox_by_token(widget_token)
         if inbox is None:
             raise NotFound("no inbox has this widget token")
         return inbox
 
     async def access_visit(self, session_token: str) -> Visit:
         """The session's inbox, visitor and conversation; 404 for an unknown token."""
-        found = await self.store.find_visit(hash_token(session_token))
+        found = await self.directory.find_visit(hash_token(session_token))
         if found is None:
             raise NotFound("unknown widget session; bootstrap again")
         session, inbox, visitor = found
@@ -136,6 +141,20 @@ class Widget:
                 if visit.session.external_id == external_id:
                     await self.store.touch_widget_session(visit.session.id)
                     return Bootstrapped(visit=visit, session_token=session_token, restored=True)
+        token = SESSION_PREFIX + secrets.token_urlsafe(32)
+        if verified is None:
+            # A new anonymous visitor: user, conversation and session in one transaction.
+            visitor, session = await self.livechat.do_open_visit(
+                inbox,
+                visitor_name=_visitor_name(),
+                session_token_hash=hash_token(token),
+                page_url=page_url,
+                language=language,
+                client_ip=client_ip,
+                attributes=attributes or {},
+            )
+            visit = Visit(inbox=inbox, session=session, visitor=visitor)
+            return Bootstrapped(visit=visit, session_token=token, restored=False)
         visitor = await self._visitor(inbox, verified)
         # One conversation per (inbox, visitor), routed to a branch and staffed (livechat).
         conversation_id = await self.livechat.do_open(
@@ -146,7 +165,6 @@ class Widget:
             client_ip=client_ip,
             attributes=attributes or {},
         )
-        token = SESSION_PREFIX + secrets.token_urlsafe(32)
         session = await self.store.add_widget_session(
             token_hash=hash_token(token),
             inbox_id=inbox.id,
@@ -157,13 +175,9 @@ class Widget:
         visit = Visit(inbox=inbox, session=session, visitor=visitor)
         return Bootstrapped(visit=visit, session_token=token, restored=False)
 
-    async def _visitor(self, inbox: Inbox, verified: VerifiedIdentity | None) -> User:
-        """A new anonymous visitor, or the one user of this verified site user in this inbox."""
-        name = f"visitor-{secrets.token_hex(6)}"
-        if verified is None:
-            return await self.identity.do_create_user(
-                name, role=Role.MEMBER, display_name="Visitor", visitor=True
-            )
+    async def _visitor(self, inbox: Inbox, verified: VerifiedIdentity) -> User:
+        """The one user of this verified site user in this inbox (made on their first visit)."""
+        name = _visitor_name()
         found = await self.identities.find_visitor(inbox.id, verified.external_id)
         if found is not None:
             return found

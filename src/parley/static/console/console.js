@@ -134,6 +134,11 @@ function listen(client, list, view, alerts) {
   client.on("livechat.note", (event) => view.addNote(event.note));
   client.on("message", (message, { source }) => {
     const item = list.get(message.conversation_id);
+    if (!item && source === "stream" && message.sender_id !== me.id) {
+      // A visitor's message reaches member staff as the message alone (no livechat.conversation):
+      // a conversation the list does not hold yet (past its first page) is fetched and shown.
+      list.fetch(message.conversation_id).catch(() => {});
+    }
     if (source === "stream" && item && message.sender_id === item.visitor.id) {
       alerts.onVisitorMessage({
         title: item.visitor.name,

@@ -20,6 +20,8 @@ export class ConversationList {
   #nodes = new Map(); // conversation id -> its <li>, kept so a refresh never swaps a button mid-click
   #unread = new Set();
   #loading = 0; // bumped per load: an older answer arriving late is dropped
+  #fetching = new Set(); // conversation ids being fetched after a message (one request each)
+  #notLiveChats = new Set(); // conversation ids the console API answered 404 for
 
   constructor({ api, me, onSelect, onError, onUnread = () => {} }) {
     this.api = api;
@@ -79,6 +81,23 @@ export class ConversationList {
     if (fresh && fromOthers && id !== this.selected) this.#unread.add(id);
     this.#items.set(id, item);
     this.render();
+  }
+
+  /** A conversation the list does not hold had news: fetch it (staff only) and apply it. */
+  async fetch(id) {
+    if (this.#fetching.has(id) || this.#notLiveChats.has(id)) return;
+    this.#fetching.add(id);
+    try {
+      const item = { ...(await this.api.conversation(id)) };
+      delete item.notes;
+      delete item.activity;
+      if (!this.#items.has(id)) this.apply(item);
+    } catch (error) {
+      this.#notLiveChats.add(id); // 404: a plain conversation, or one this user is not staff of
+      throw error;
+    } finally {
+      this.#fetching.delete(id);
+    }
   }
 
   /** A message changed (edited, unsent): if it is the one the list shows, show it as it is. */
