@@ -79,7 +79,7 @@ async function start(token) {
   $("back-to-list").addEventListener("click", closeConversation);
   list.setInboxes(inboxes);
   loadStaff(api, inboxes).then((staff) => list.setStaff(staff), showError);
-  listen(client, list, view, alerts);
+  listen(client, list, view, alerts, me);
   fetch("/v1/maintenance")
     .then((response) => response.json())
     .then((status) => showMaintenance(status.active ? status.message : null))
@@ -111,7 +111,7 @@ function closeConversation() {
   history.replaceState(null, "", location.pathname);
 }
 
-function listen(client, list, view, alerts) {
+function listen(client, list, view, alerts, me) {
   const showConnection = () => {
     const { state, transport } = client;
     const via = state === "open" && transport ? ` (${transport})` : "";
