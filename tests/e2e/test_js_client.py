@@ -129,6 +129,11 @@ class Chat:
         return int(alice["read_seq"])
 
 
+# How long to wait for the client to reach a state: on two busy cores (two workers, each with a
+# browser and servers) a fallback round whose handshakes time out may need a few more rounds.
+WAIT_MS = 30_000
+
+
 class BrowserClient:
     """The page's `window.client`, driven from Python."""
 
@@ -159,14 +164,14 @@ class BrowserClient:
                 return bodies.every((b) => have.has(b));
             }""",
             arg=[conversation_id, bodies],
-            timeout=15_000,
+            timeout=WAIT_MS,
         )
 
     def wait_for_transport(self, name: str) -> None:
         self.page.wait_for_function(
             "(name) => client.transport === name && client.state === 'open'",
             arg=name,
-            timeout=15_000,
+            timeout=WAIT_MS,
         )
 
     @property
