@@ -59,8 +59,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-# Polling runs every second; leave room for a slow CI machine before an expectation fails.
-expect.set_options(timeout=10_000)
+# Polling runs every second; leave room for a slow CI machine before an expectation fails: two
+# workers share two cores, each with a browser and its servers.
+expect.set_options(timeout=20_000)
 
 SignIn = Callable[[str], Page]
 
