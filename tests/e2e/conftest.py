@@ -4,6 +4,9 @@ Playwright's sync API is used on purpose: these tests are plain functions, so no
 is running while Playwright drives its own, and pytest-asyncio's auto mode leaves them alone.
 `playwright install` cannot download browsers here, so the system Chromium is launched by path.
 Without it the tests skip locally and fail in CI (CI=true).
+
+They run on the xdist workers with the rest of the suite (scripts/test.sh): each worker has its
+own Playwright, its own Chromium and its own servers on free ports in its own temporary dirs.
 """
 
 from __future__ import annotations
@@ -49,33 +52,68 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests run alone (scripts/test.sh): Chromium beside other work makes them slow."""
+    """Mark the browser tests `browser` (pyproject.toml), so `-m browser` selects just them."""
     here = Path(__file__).parent
     for item in items:
         if here in item.path.parents:
-            item.add_marker(pytest.mark.serial)
+            item.add_marker(pytest.mark.browser)
 
 
-# Polling runs every second; leave room for a slow CI machine before an expectation fails.
-expect.set_options(timeout=10_000)
+# Polling runs every second; leave room for a slow CI machine before an expectation fails: two
+# workers share two cores, each with a browser and its servers.
+expect.set_options(timeout=20_000)
 
 SignIn = Callable[[str], Page]
 
 
+class DemoServers:
+    """Fresh demo servers for one worker: the next one starts while the current test runs, so a
+    test waits for its server only as long as the test before it was shorter than a start-up."""
+
+    def __init__(self, directories: pytest.TempPathFactory) -> None:
+        self.directories = directories
+        self.next: ServerProcess | None = None
+
+    def launch(self) -> ServerProcess:
+        workdir = self.directories.mktemp("demo")
+        server = ServerProcess(
+            port=free_port(),
+            workdir=workdir,
+            env={
+                "PARLEY_LOG_JSON": "false",
+                "PARLEY_DATA_DIR": str(workdir / "var"),
+                "PARLEY_DATABASE_URL": "",  # the embedded SQLite, whatever the outer env says
+            },
+            args=["--demo"],
+        )
+        return server.launch()
+
+    def take(self) -> ServerProcess:
+        server, self.next = self.next or self.launch(), None
+        try:
+            server.wait_ready()
+        except BaseException:
+            server.stop()
+            raise
+        self.next = self.launch()
+        return server
+
+    def close(self) -> None:
+        if self.next is not None:
+            self.next.stop()
+
+
+@pytest.fixture(scope="package")
+def demo_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServers]:
+    servers = DemoServers(tmp_path_factory)
+    yield servers
+    servers.close()
+
+
 @pytest.fixture
-def demo_server(tmp_path: Path) -> Iterator[ServerProcess]:
+def demo_server(demo_servers: DemoServers) -> Iterator[ServerProcess]:
     """A fresh demo server (alice, bob, "Demo room", one direct conversation) in its own dir."""
-    server = ServerProcess(
-        port=free_port(),
-        workdir=tmp_path,
-        env={
-            "PARLEY_LOG_JSON": "false",
-            "PARLEY_DATA_DIR": str(tmp_path / "var"),
-            "PARLEY_DATABASE_URL": "",  # the embedded SQLite, whatever the outer env says
-        },
-        args=["--demo"],
-    )
-    server.start()
+    server = demo_servers.take()
     yield server
     server.stop()
 

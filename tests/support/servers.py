@@ -38,6 +38,10 @@ class ServerProcess:
         return self.workdir / f"server-{self.port}.log"
 
     def start(self, timeout: float = 60) -> ServerProcess:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Start the process and return at once (`wait_ready` waits until it answers)."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "parley", "serve", "--port", str(self.port), *self.args],
@@ -46,6 +50,10 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> ServerProcess:
+        assert self.process is not None, "launch() the server first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
