@@ -336,6 +336,8 @@ class Settings(BaseSettings):
     # How often an idle worker looks for work, how much it takes per round, how many sends it has
     # in flight at once, and how long a claimed send is its own before another worker retries it.
     notify_poll_seconds: float = Field(default=1.0, gt=0)
+    # After a round that found work but less than a batch: the wait before the next round.
+    notify_gather_seconds: float = Field(default=0.25, ge=0, le=10)
     notify_batch: int = Field(default=200, ge=1, le=10_000)
     notify_concurrency: int = Field(default=20, ge=1, le=500)
     notify_lease_seconds: float = Field(default=60.0, gt=0)

@@ -81,6 +81,10 @@ class RoundResult:
     def busy(self) -> bool:
         return bool(self.expanded or self.decided or self.sent)
 
+    def full(self, batch: int) -> bool:
+        """A step took as much as one round takes: more is probably waiting."""
+        return max(self.expanded, self.decided, self.sent) >= batch
+
 
 class NotificationWorker:
     def __init__(
@@ -135,17 +139,27 @@ class NotificationWorker:
                 await sender.close()
 
     async def run(self) -> None:
-        """Rounds until cancelled; an idle worker waits `notify_poll_seconds` (or a wake-up)."""
+        """Rounds until cancelled; an idle worker waits `notify_poll_seconds` (or a wake-up).
+
+        A round that took a whole batch goes straight on to the next. One that found some work
+        but less waits `notify_gather_seconds` first, so what comes in meanwhile is taken by one
+        round: going straight on made a round of queries for every few messages, most of a core
+        at a hundred messages a second.
+        """
         while True:
             try:
                 result = await self.run_once()
             except Exception as exc:  # the database may be restarting: the next round retries
                 log.warning("notification round failed: %s", exc)
                 result = RoundResult()
-            if not result.busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.notify_poll_seconds)
-                self._wake.clear()
+            if result.full(self.settings.notify_batch):
+                continue
+            if result.busy:
+                await asyncio.sleep(self.settings.notify_gather_seconds)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.notify_poll_seconds)
+            self._wake.clear()
 
     async def run_once(self) -> RoundResult:
         result = RoundResult()
