@@ -3,6 +3,7 @@ edit, unsend, reply, react, talk in threads and search, and the other side sees 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, Route, expect
@@ -78,6 +79,11 @@ def test_a_send_whose_answer_is_lost_is_retried_with_the_same_id_and_stored_once
 
     alice.route("**/v1/conversations/*/messages*", lose_first_answer)
     send(alice, "through a flaky network")
+    # The stream may show the stored message before the retry is answered: wait for the retry.
+    deadline = time.monotonic() + 30
+    while len(sent_ids) < 2:
+        assert time.monotonic() < deadline, "the lost send was never retried"
+        alice.wait_for_timeout(100)  # lets Playwright run the route handler meanwhile
     expect(alice.locator(".message.pending")).to_have_count(0)
     send(alice, "and then some")
 

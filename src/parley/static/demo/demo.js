@@ -415,6 +415,11 @@ function showMessage(message) {
 
 function place(list, message) {
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  // The stream's copy of a message still "sending…" here (it can come before the ack) takes
+  // the pending bubble's place: the message is never shown twice.
+  for (const pending of list.querySelectorAll(":scope > li.pending")) {
+    if (message.client_msg_id && pending.dataset.clientMsgId === message.client_msg_id) pending.remove();
+  }
   const item = renderMessage(message, { inThread: list.id === "thread-messages" });
   const old = list.querySelector(`:scope > li[data-seq="${message.seq}"]`);
   if (old) {
@@ -626,9 +631,10 @@ async function onSubmit(event) {
   $("file-name").textContent = "";
   const replyTo = state.replyTo?.id;
   setReplyTo(null);
-  const item = el("li", { className: "message mine pending" });
+  const clientMsgId = crypto.randomUUID?.();
+  const item = el("li", { className: "message mine pending", dataset: clientMsgId ? { clientMsgId } : {} });
   $("messages").append(item);
-  await deliver({ conversationId: state.open, body, file, replyTo, clientMsgId: crypto.randomUUID?.() }, item);
+  await deliver({ conversationId: state.open, body, file, replyTo, clientMsgId }, item);
 }
 
 /** Send through the client (it retries with the same client_msg_id until stored). */
