@@ -379,6 +379,14 @@ def test_the_js_client_passes_on_livechat_events_it_does_not_know(
             json={"session": visit["session"], "client_msg_id": f"v-{attempt}", "body": "hi"},
             headers=origin,
         ).raise_for_status()
+        if attempt:
+            # A member operator hears of the visitor's later messages as messages only; a change
+            # of priority is announced to every operator of the inbox again.
+            alice.call(
+                "PATCH",
+                f"/v1/livechat/conversations/{visit['conversation_id']}",
+                json={"priority": "high" if attempt % 2 else "normal"},
+            ).raise_for_status()
         try:
             page.wait_for_function(arrived, arg=visit["conversation_id"], timeout=3000)
             break

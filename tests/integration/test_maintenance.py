@@ -206,8 +206,15 @@ async def test_the_cli_switch_reaches_every_node_and_closes_member_streams_only(
         notice = await staff_ws.wait_for_event(lambda e: e.get("op") == "maintenance")
         member = httpx.AsyncClient(headers={"Authorization": f"Bearer {tokens['max']}"})
         for node in (node_a, node_b):
-            answer = await member.get(f"{node.url}/v1/conversations")
-            assert answer.status_code == 503 and answer.json()["error"]["code"] == "ERR_MAINTENANCE"
+            # Each node reads the switch on its own (every PARLEY_MAINTENANCE_POLL_SECONDS).
+            async def refused(url: str = node.url) -> bool:
+                answer = await member.get(f"{url}/v1/conversations")
+                return (
+                    answer.status_code == 503
+                    and answer.json()["error"]["code"] == "ERR_MAINTENANCE"
+                )
+
+            await eventually(refused, what=f"{node.url} to refuse members")
         again = await WsReader(node_a.url, tokens["max"]).opened()
         await again.wait_ended()
         sse = await member.get(f"{node_a.url}/v1/stream/sse")
