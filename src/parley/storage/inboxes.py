@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from parley.core.errors import Conflict
 from parley.core.inboxes import Inbox, WidgetSession, WorkingHours
@@ -114,24 +115,15 @@ class InboxStore:
         conversation_id: int,
         external_id: str | None = None,
     ) -> WidgetSession:
-        stamp = now()
         async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    insert(widget_sessions)
-                    .values(
-                        token_hash=token_hash,
-                        inbox_id=inbox_id,
-                        visitor_id=visitor_id,
-                        conversation_id=conversation_id,
-                        external_id=external_id,
-                        created_at=stamp,
-                        last_seen_at=stamp,
-                    )
-                    .returning(*widget_sessions.c)
-                )
-            ).one()
-        return session_from_row(row)
+            return await insert_widget_session(
+                conn,
+                token_hash=token_hash,
+                inbox_id=inbox_id,
+                visitor_id=visitor_id,
+                conversation_id=conversation_id,
+                external_id=external_id,
+            )
 
     async def find_visit(self, token_hash: str) -> tuple[WidgetSession, Inbox, User] | None:
         """A session with its inbox and visitor, in one query (every widget request needs all)."""
@@ -213,3 +205,33 @@ class InboxStore:
             )
         await self._changed()
         return len(conversation_ids)
+
+
+async def insert_widget_session(
+    conn: AsyncConnection,
+    *,
+    token_hash: str,
+    inbox_id: int,
+    visitor_id: int,
+    conversation_id: int,
+    external_id: str | None = None,
+) -> WidgetSession:
+    """A widget session, inside the caller's transaction (a bootstrap writes it beside the
+    visitor and their conversation)."""
+    stamp = now()
+    row = (
+        await conn.execute(
+            insert(widget_sessions)
+            .values(
+                token_hash=token_hash,
+                inbox_id=inbox_id,
+                visitor_id=visitor_id,
+                conversation_id=conversation_id,
+                external_id=external_id,
+                created_at=stamp,
+                last_seen_at=stamp,
+            )
+            .returning(*widget_sessions.c)
+        )
+    ).one()
+    return session_from_row(row)

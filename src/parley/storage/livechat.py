@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from parley.core.errors import Conflict, ErrorCode
 from parley.core.inboxes import WidgetSession
@@ -23,9 +25,10 @@ from parley.core.livechat import (
     Status,
 )
 from parley.core.models import ConversationKind, Role, User
+from parley.core.visitor_names import DEFAULT_DISPLAY_NAME
 from parley.storage.conversations import insert_conversation
 from parley.storage.database import Database
-from parley.storage.inboxes import session_from_row
+from parley.storage.inboxes import insert_widget_session
 from parley.storage.rows import _json, now, user_from_row, utc
 from parley.storage.schema import (
     branches,
@@ -35,7 +38,6 @@ from parley.storage.schema import (
     livechat_notes,
     messages,
     users,
-    widget_sessions,
 )
 
 _state = livechat_conversations
@@ -172,22 +174,9 @@ class LivechatStore:
                     created_by=visitor_id,
                     member_ids=member_ids,
                 )
-                row = (
-                    await conn.execute(
-                        insert(_state)
-                        .values(
-                            conversation_id=conversation.id,
-                            inbox_id=inbox_id,
-                            visitor_id=visitor_id,
-                            status=Status.OPEN.value,
-                            priority=Priority.NORMAL.value,
-                            created_at=stamp,
-                            updated_at=stamp,
-                            **values,
-                        )
-                        .returning(*_state.c)
-                    )
-                ).one()
+                row = await _insert_state(
+                    conn, conversation.id, inbox_id, visitor_id, stamp=stamp, values=values
+                )
                 return _state_from_row(row), True
         except IntegrityError:
             found = await self.find_conversation(inbox_id, visitor_id)
@@ -215,7 +204,7 @@ class LivechatStore:
                     insert(users)
                     .values(
                         name=visitor_name,
-                        display_name="Visitor",
+                        display_name=DEFAULT_DISPLAY_NAME,
                         role=Role.MEMBER.value,
                         internal=False,
                         password_hash=None,
@@ -233,38 +222,17 @@ class LivechatStore:
                 created_by=user_row.id,
                 member_ids=member_ids,
             )
-            state_row = (
-                await conn.execute(
-                    insert(_state)
-                    .values(
-                        conversation_id=conversation.id,
-                        inbox_id=inbox_id,
-                        visitor_id=user_row.id,
-                        status=Status.OPEN.value,
-                        priority=Priority.NORMAL.value,
-                        created_at=stamp,
-                        updated_at=stamp,
-                        **values,
-                    )
-                    .returning(*_state.c)
-                )
-            ).one()
-            session_row = (
-                await conn.execute(
-                    insert(widget_sessions)
-                    .values(
-                        token_hash=session_token_hash,
-                        inbox_id=inbox_id,
-                        visitor_id=user_row.id,
-                        conversation_id=conversation.id,
-                        external_id=None,
-                        created_at=stamp,
-                        last_seen_at=stamp,
-                    )
-                    .returning(*widget_sessions.c)
-                )
-            ).one()
-        return user_from_row(user_row), _state_from_row(state_row), session_from_row(session_row)
+            state_row = await _insert_state(
+                conn, conversation.id, inbox_id, user_row.id, stamp=stamp, values=values
+            )
+            session = await insert_widget_session(
+                conn,
+                token_hash=session_token_hash,
+                inbox_id=inbox_id,
+                visitor_id=user_row.id,
+                conversation_id=conversation.id,
+            )
+        return user_from_row(user_row), _state_from_row(state_row), session
 
     async def find_conversation(
         self, inbox_id: int, visitor_id: int
@@ -466,3 +434,31 @@ def _listed_from_row(row: Any) -> ListedConversation:
             deleted=row.last_deleted_at is not None,
         )
     return ListedConversation(state=_state_from_row(row), last_message=last)
+
+
+async def _insert_state(
+    conn: AsyncConnection,
+    conversation_id: int,
+    inbox_id: int,
+    visitor_id: int,
+    *,
+    stamp: datetime,
+    values: dict[str, Any],
+) -> Any:
+    """A new conversation's live-chat row (open, normal priority), in the caller's transaction."""
+    return (
+        await conn.execute(
+            insert(_state)
+            .values(
+                conversation_id=conversation_id,
+                inbox_id=inbox_id,
+                visitor_id=visitor_id,
+                status=Status.OPEN.value,
+                priority=Priority.NORMAL.value,
+                created_at=stamp,
+                updated_at=stamp,
+                **values,
+            )
+            .returning(*_state.c)
+        )
+    ).one()
