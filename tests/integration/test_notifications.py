@@ -336,6 +336,23 @@ async def test_the_beta_flag_notifies_only_its_percentage_of_contracts(
     assert "inside the beta" in parts(mail)[0]
 
 
+async def test_with_the_beta_off_messages_notify_nobody_and_leave_the_outbox(
+    people: PeopleFactory, services: Services, rounds: Rounds, smtp: SmtpCapture
+) -> None:
+    alice, bob, cid = await pair(people)
+    await with_email(bob)
+    await say(alice, cid, "nobody is in the beta", "still nobody")
+    await rounds.run(after=31)
+    assert smtp.mails == []
+    assert await services.notifications.worker.store.count_outbox() == 0
+    await beta_on(services)
+    await say(alice, cid, "now bob is")
+    await rounds.run(after=31)
+    [mail] = smtp.mails
+    assert "now bob is" in parts(mail)[0]
+    assert "nobody is in the beta" not in parts(mail)[0]
+
+
 # -- deduplication, retries, dead letters ----------------------------------------------------
 
 

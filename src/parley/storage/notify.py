@@ -15,7 +15,7 @@ work; SQLite serializes every write transaction, which makes one claim at a time
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -208,9 +208,16 @@ class NotifyStore:
     # -- step 1: outbox → pending ------------------------------------------------------------
 
     async def expand_outbox(
-        self, limit: int, plan: Callable[[list[OutboxItem]], list[dict[str, Any]]]
+        self,
+        limit: int,
+        plan: Callable[[list[OutboxItem]], list[dict[str, Any]]],
+        *,
+        livechat_only: bool = False,
     ) -> tuple[int, int, int]:
         """Turn up to `limit` outbox rows into pending rows (as `plan` says), in one transaction.
+
+        `livechat_only`: the caller knows only live-chat messages can notify anyone (the beta
+        flag is off), so the others are taken without reading their bodies and members.
 
         Returns (messages taken, pending rows created, pending rows refused as duplicates).
         """
@@ -225,7 +232,11 @@ class NotifyStore:
             outbox = (await conn.execute(query)).all()
             if not outbox:
                 return 0, 0, 0
-            items = await self._outbox_items(conn, outbox)
+            wanted = outbox
+            if livechat_only:
+                livechat = await self._livechat_ids(conn, {row.conversation_id for row in outbox})
+                wanted = [row for row in outbox if row.conversation_id in livechat]
+            items = await self._outbox_items(conn, wanted) if wanted else []
             rows = plan(items)
             created = 0
             if rows:
@@ -280,14 +291,7 @@ class NotifyStore:
                     muted=(row.id, row.conversation_id) in muted,
                 )
             )
-        livechat = {
-            row.conversation_id
-            for row in await conn.execute(
-                select(livechat_conversations.c.conversation_id).where(
-                    livechat_conversations.c.conversation_id.in_(conversation_ids)
-                )
-            )
-        }
+        livechat = await self._livechat_ids(conn, conversation_ids)
         items = []
         for row in outbox:
             body, metadata, found = bodies.get(row.message_id, ("", {}, None))
@@ -309,6 +313,15 @@ class NotifyStore:
                 )
             )
         return items
+
+    async def _livechat_ids(
+        self, conn: AsyncConnection, conversation_ids: Iterable[int]
+    ) -> set[int]:
+        """Which of the conversations are website visitors' live chats."""
+        query = select(livechat_conversations.c.conversation_id).where(
+            livechat_conversations.c.conversation_id.in_(sorted(conversation_ids))
+        )
+        return {int(row.conversation_id) for row in await conn.execute(query)}
 
     async def count_outbox(self) -> int:
         async with self.db.read() as conn:
