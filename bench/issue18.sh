@@ -47,6 +47,13 @@ if pg_isready -q -h "$pg_host" -p 5432 && redis-cli -h 127.0.0.1 ping >/dev/null
   export PARLEY_REDIS_URL=redis://127.0.0.1:6379/0 PARLEY_REDIS_PREFIX="issue18-$$:"
   row durable-postgres "$py" -m parley bench ramp --start postgres --clients 1000 --room-size 2 \
     --rates 1000,1500,2000,3000,4000 --duration 4 --drain 5 --settle 1
+  # Two nodes sharing the database: how long their batches wait for the stream head's lock.
+  "$py" bench/pg_waits.py --dsn "postgresql://postgres@$pg_host/$db" --seconds 8 \
+    >"$out/pg-waits-2-nodes.txt" 2>&1 &
+  waits=$!
+  row durable-postgres-2-nodes "$py" -m parley bench direct --start postgres --servers 2 \
+    --clients 1000 --rate 3000 --duration 12 --drain 5
+  wait "$waits"; cat "$out/pg-waits-2-nodes.txt" | tee -a "$out/summary.txt"
   if [ -f "$baselines/pg_write.py" ]; then
     bdb="parley_pgwrite_$$"
     createdb -h "$pg_host" -U postgres "$bdb"
