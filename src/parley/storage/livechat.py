@@ -41,6 +41,8 @@ from parley.storage.schema import (
 )
 
 _state = livechat_conversations
+# A visitor's message reopens a conversation in one of these.
+_FINISHED = (Status.RESOLVED.value, Status.CLOSED.value)
 
 
 def _branch_from_row(row: Any) -> Branch:
@@ -294,27 +296,37 @@ class LivechatStore:
     async def record_visitor_message(
         self, conversation_id: int
     ) -> tuple[LivechatConversation, bool] | None:
-        """Stamp the visitor's message; a resolved or closed conversation opens again.
+        """A visitor wrote: a resolved or closed conversation opens again.
 
         Returns the state and whether it was reopened (None: not a live-chat conversation).
+        Most messages arrive in an open conversation and need no write at all: a read decides,
+        so a visitor's message is one writer transaction (its own), not two. The listing takes
+        the time of the last message from the messages themselves.
         """
+        query = select(_state).where(_state.c.conversation_id == conversation_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        if row.status not in _FINISHED:
+            return _state_from_row(row), False
         stamp = now()
-        finished = [Status.RESOLVED.value, Status.CLOSED.value]
         async with self.db.write() as conn:
-            reopened = await conn.execute(
-                update(_state)
-                .where(_state.c.conversation_id == conversation_id, _state.c.status.in_(finished))
-                .values(status=Status.OPEN.value)
-            )
-            row = (
+            reopened = (
                 await conn.execute(
                     update(_state)
-                    .where(_state.c.conversation_id == conversation_id)
-                    .values(last_message_at=stamp, updated_at=stamp)
+                    .where(
+                        _state.c.conversation_id == conversation_id,
+                        _state.c.status.in_(_FINISHED),
+                    )
+                    .values(status=Status.OPEN.value, last_message_at=stamp, updated_at=stamp)
                     .returning(*_state.c)
                 )
             ).first()
-        return (_state_from_row(row), bool(reopened.rowcount)) if row else None
+            if reopened is not None:
+                return _state_from_row(reopened), True
+            row = (await conn.execute(query)).first()
+        return (_state_from_row(row), False) if row else None
 
     async def count_active_assigned(self, assignee_ids: list[int]) -> dict[int, int]:
         """Open and pending conversations assigned to each of these users."""
