@@ -21,6 +21,7 @@ from parley.runner import cli_actor, run_with_services
 from parley.settings import Settings
 from parley.storage.migrate import upgrade_to_head
 from parley.transports.http import header_deadline_protocol
+from parley.transports.ws import expose_protocol
 
 app = typer.Typer(
     help="Parley: self-hosted chat with release safety built in.", no_args_is_help=True
@@ -64,11 +65,12 @@ def serve(
         )
     app_instance = create_app(settings)
     config = uvicorn.Config(
-        app_instance,
+        expose_protocol(app_instance),
         host=settings.host,
         port=settings.port,
         log_config=None,
         ws_max_size=settings.ws_max_frame_bytes,
+        ws_per_message_deflate=settings.ws_compression,
         http=header_deadline_protocol(
             settings.http_header_timeout_seconds, settings.stream_send_timeout_seconds
         ),

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     stream_queue_limit: int = Field(default=10_000, ge=10)
     # Largest WebSocket frame, after permessage-deflate inflation (close 1009 past it).
     ws_max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Offer permessage-deflate to WebSocket clients (browsers ask for it). Off by default: a
+    # compressed connection holds zlib state (68 KiB per idle socket instead of 30) and every
+    # event is compressed again for every connection, where uncompressed the same frame bytes
+    # go to all of them. Chat events are small; turn it on for slow links that need it.
+    ws_compression: bool = False
     # Origins (scheme://host[:port]) besides the server's own allowed to open a WebSocket.
     allowed_origins: list[str] = Field(default_factory=list)
     # How often each node reads the stream head to catch what the bus lost.

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from websockets.frames import Frame, Opcode
+
 from parley.core.events import (
     CallEvent,
     ControlEvent,
@@ -45,6 +47,7 @@ class Envelope:
     broadcast: bool = False
     committed_at: float = field(default_factory=time.time)
     _sse: bytes | None = None
+    _ws: bytes | None = None
 
     def sse_frame(self) -> bytes:
         """The Server-Sent Events frame, made once per envelope."""
@@ -52,6 +55,13 @@ class Envelope:
             event_id = f"id: {self.pos}\n" if self.pos is not None else ""
             self._sse = f"{event_id}event: {self.type}\ndata: {self.data}\n\n".encode()
         return self._sse
+
+    def ws_frame(self) -> bytes:
+        """The WebSocket text frame a server sends (unmasked, uncompressed), made once per
+        envelope: fanning an event out to its connections then writes the same bytes to each."""
+        if self._ws is None:
+            self._ws = Frame(Opcode.TEXT, self.data.encode()).serialize(mask=False)
+        return self._ws
 
     def to_wire(self) -> dict[str, Any]:
         return {

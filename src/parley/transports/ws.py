@@ -9,7 +9,10 @@ import logging
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from parley import metrics
 from parley.core.errors import ErrorCode, ParleyError, RateLimited, ResyncRangeUnavailable
@@ -148,6 +151,7 @@ class _Writer:
 
     __slots__ = (
         "ended",
+        "raw",
         "reader",
         "send_timeout",
         "session",
@@ -160,6 +164,7 @@ class _Writer:
         self.websocket = websocket
         self.session = session
         self.send_timeout = send_timeout
+        self.raw: WebSocketsSansIOProtocol | None = websocket.scope.get(_PROTOCOL_KEY)
         self.reader = asyncio.current_task()
         self.task: asyncio.Task[None] | None = None
         self.ended = False
@@ -178,6 +183,9 @@ class _Writer:
             if _close_code_after(envelope, self.session) is not None:
                 self._continue([envelope])
                 return
+            if self.raw is not None and _takes_raw_frames(self.raw):
+                self.raw.transport.write(envelope.ws_frame())
+                continue
             try:
                 waiting = _send_without_waiting(self.websocket, envelope.data)
             except WebSocketDisconnect:
@@ -267,6 +275,38 @@ class _Writer:
             await websocket.close(code=CLOSE_SERVICE_RESTART)
             return False
         return True
+
+
+_PROTOCOL_KEY = "parley.ws_protocol"
+
+
+def expose_protocol(app: ASGIApp) -> ASGIApp:
+    """The server's outermost ASGI app: tells a WebSocket's handler which uvicorn protocol
+    object serves it, so a frame made once can be written to every socket as it is
+    (`Envelope.ws_frame`). Servers other than uvicorn's websockets-sansio, and in-process test
+    clients, get nothing and go through `send` as usual."""
+
+    async def app_exposing_protocol(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            owner = getattr(send, "__self__", None)
+            if isinstance(owner, WebSocketsSansIOProtocol):
+                scope[_PROTOCOL_KEY] = owner
+        await app(scope, receive, send)
+
+    return app_exposing_protocol
+
+
+def _takes_raw_frames(protocol: WebSocketsSansIOProtocol) -> bool:
+    """Whether a frame written straight to the socket is what `send` would have written: an
+    open connection without extensions (compression frames differ per connection) that is
+    writable now (otherwise `send` waits, and so must we)."""
+    return (
+        not protocol.close_sent
+        and protocol.conn.state is State.OPEN
+        and not protocol.conn.extensions
+        and protocol.writable.is_set()
+        and not protocol.transport.is_closing()
+    )
 
 
 def _send_without_waiting(websocket: WebSocket, text: str) -> Awaitable[None] | None:
