@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,7 +28,13 @@ from tests.support.waiting import eventually
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(
-        update={"stream_queue_limit": 10, "stream_max_per_user": 3, "head_poll_seconds": 0.1}
+        update={
+            "stream_queue_limit": 10,
+            "stream_max_per_user": 3,
+            "head_poll_seconds": 0.1,
+            "stream_auth_recheck_seconds": 0.1,
+            "widget_poll_min_interval_seconds": 0,
+        }
     )
 
 
@@ -301,3 +308,54 @@ async def test_draining_closes_parked_subscriptions(
 
     services.stream.drain()
     assert parked.sub.closed and not services.stream._parked
+
+
+async def test_a_parked_subscription_of_a_token_that_expires_is_dropped(
+    people: PeopleFactory, services: Services
+) -> None:
+    ben = await people.add()
+    stream = services.stream
+    expires = datetime.now(UTC) + timedelta(seconds=0.5)
+    credential = Credential(user=ben.user, token_id=123_456, expires_at=expires)
+    session = await stream.open(credential, cursor=None, transport="poll", holder="t")
+    await stream.finish_poll(session, holder="t", cursor=session.cursor)
+    (parked,) = _parked_of(stream, ben.user.id)
+
+    await eventually(lambda: parked.sub.closed, what="the expired token's parked sub to go")
+    assert not _parked_of(stream, ben.user.id)
+
+
+async def test_a_widget_visitor_poll_continues_on_its_parked_subscription(
+    people: PeopleFactory, services: Services
+) -> None:
+    admin, operator = await people.add(role=Role.ADMIN), await people.add()
+    created = await admin.http.post(
+        "/v1/admin/inboxes",
+        json={
+            "name": "Shop",
+            "allowed_domains": ["shop.example.com"],
+            "operators": [operator.user.name],
+        },
+    )
+    assert created.status_code == 201, created.text
+    site = people.client()
+    site.headers["Origin"] = "https://shop.example.com"
+    token = created.json()["widget_token"]
+    started = (await site.post("/api/widget/bootstrap", json={"widget_token": token})).json()
+    cid, visit = started["conversation_id"], {"session": started["session"]}
+    cursor = (await site.get("/api/widget/poll", params={**visit, "timeout": 0})).json()["cursor"]
+    hits = _parked_hits()
+    bodies: list[str] = []
+    for n in range(3):
+        reply = {"client_msg_id": f"r{n}", "body": f"reply {n}"}
+        await operator.http.post(f"/v1/conversations/{cid}/messages", json=reply)
+        page = (
+            await site.get("/api/widget/poll", params={**visit, "cursor": cursor, "timeout": 0})
+        ).json()
+        bodies += _bodies(page, cid)
+        cursor = page["cursor"]
+
+    assert bodies == ["reply 0", "reply 1", "reply 2"]
+    assert _parked_hits() == hits + 3
+    visit_id = (await services.widget.access_visit(started["session"])).session.id
+    assert [key[1] for key in services.stream._parked] == [f"widget:{visit_id}"]  # not the secret
