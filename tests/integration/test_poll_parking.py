@@ -359,3 +359,19 @@ async def test_a_widget_visitor_poll_continues_on_its_parked_subscription(
     assert _parked_hits() == hits + 3
     visit_id = (await services.widget.access_visit(started["session"])).session.id
     assert [key[1] for key in services.stream._parked] == [f"widget:{visit_id}"]  # not the secret
+
+
+async def test_a_banned_user_is_not_served_from_a_parked_subscription(
+    people: PeopleFactory, services: Services
+) -> None:
+    ann, mod = await people.add(), await people.add(role=Role.MODERATOR)
+    cursor = (await _poll(ann.http))["cursor"]
+    (parked,) = _parked_of(services.stream, ann.user.id)
+    banned = await mod.http.post(
+        "/v1/moderation/sanctions", json={"user_id": ann.user.id, "kind": "ban", "reason": "x"}
+    )
+    assert banned.status_code == 201, banned.text
+
+    refused = await ann.http.get("/v1/stream/poll", params={"cursor": cursor, "timeout": 0})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "ERR_BANNED"
+    assert parked.sub.closed and not _parked_of(services.stream, ann.user.id)
