@@ -461,7 +461,7 @@ class StreamService:
             # Refused now (maintenance, a ban): no earlier poll's subscription serves them later.
             self._drop_parked_of(user.id)
             raise
-        parked = None
+        parked: StreamSession | None = None
         if transport == "poll" and holder is not None and after is not None:
             parked = self._unpark((user.id, holder, after))
         try:
