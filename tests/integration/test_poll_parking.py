@@ -375,3 +375,34 @@ async def test_a_banned_user_is_not_served_from_a_parked_subscription(
     refused = await ann.http.get("/v1/stream/poll", params={"cursor": cursor, "timeout": 0})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "ERR_BANNED"
     assert parked.sub.closed and not _parked_of(services.stream, ann.user.id)
+
+
+async def test_a_parked_poll_reads_nothing_from_the_database(
+    people: PeopleFactory, services: Services
+) -> None:
+    from sqlalchemy import event
+
+    ben = await people.add()
+    stream = services.stream
+    credential = Credential(user=ben.user, token_id=42)
+    session = await stream.open(credential, cursor=None, transport="poll", holder="t")
+    await stream.finish_poll(session, holder="t", cursor=session.cursor)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engines = {services.db._reader.sync_engine, services.db._writer.sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
+    try:
+        cursor = str(session.cursor)
+        parked = await stream.open(credential, cursor=cursor, transport="poll", holder="t")
+        assert statements == []
+        fresh = await stream.open(credential, cursor=cursor, transport="poll", holder="other")
+        assert statements  # the normal path: conversation ids, backlog
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
+    await stream.close(parked)
+    await stream.close(fresh)
