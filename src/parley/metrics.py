@@ -45,6 +45,10 @@ STREAM_OPENS = Counter(
     "Stream connections opened (with or without a cursor).",
     ["transport"],
 )
+STREAM_POLL_PARKED = Counter(
+    "parley_stream_poll_parked_total",
+    "Long polls that took the subscription their previous poll parked (no database read).",
+)
 STREAM_RESUMES = Counter(
     "parley_stream_resumes_total", "Stream opens that re-sent missed events.", ["transport"]
 )

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     stream_max_per_ip: int = Field(default=500, ge=1)
     # Events queued for one slow connection before it is cut loose (it then resumes).
     stream_queue_limit: int = Field(default=10_000, ge=10)
+    # A long poll that returns keeps its subscription on this node this long (seconds; 0: off),
+    # for the same client's next poll with the cursor it was given: that poll then needs no
+    # database read. A parked subscription is not an open stream (it does not count against the
+    # caps above); a user has at most a few parked, the oldest is dropped.
+    poll_park_seconds: float = Field(default=15.0, ge=0)
     # Largest WebSocket frame, after permessage-deflate inflation (close 1009 past it).
     ws_max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
     # Offer permessage-deflate to WebSocket clients (browsers ask for it). Off by default: a

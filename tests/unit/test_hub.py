@@ -127,6 +127,33 @@ async def test_membership_changes_add_and_remove_conversations() -> None:
     await hub.close()
 
 
+async def test_a_subscription_forgets_what_it_queued_for_a_conversation_its_user_left() -> None:
+    """A parked long poll's queue, taken after its user was removed, holds what a fresh open
+    would read: nothing more of the conversation left, the rest (and the removal) kept."""
+    hub = Hub(start_pos=0, fetch_range=Database([]).fetch)
+    sub = hub.subscribe(user_id=2, conversation_ids=[9, 10])
+    removal = Envelope(
+        "conversation.updated",
+        json.dumps({"conversation_id": 9, "member_ids": [1], "removed_ids": [2]}),
+        conversation_ids=(9,),
+        user_ids=(1, 2),
+    )
+    notice = Envelope("control", '{"op":"reconnect"}', broadcast=True)
+    for batch in ([message(1, cid=9)], [message(2, cid=10)], [notice], [removal]):
+        hub.ingest(batch)
+    hub.ingest([message(3, cid=9)])
+
+    assert sub.any_queued(lambda e: e.type == "control")
+    assert not sub.any_queued(lambda e: e.pos == 3)  # after the removal: never queued
+    sub.forget_left()
+    assert [(e.type, e.pos) for e in sub.take()] == [
+        ("message", 2),
+        ("control", None),
+        ("conversation.updated", None),
+    ]
+    await hub.close()
+
+
 async def test_a_subscription_starts_after_the_hubs_position() -> None:
     hub = Hub(start_pos=0, fetch_range=Database([]).fetch)
     hub.ingest([message(1)])

@@ -119,6 +119,25 @@ class Subscription:
             self._ready.clear()
         return envelope
 
+    def any_queued(self, match: Callable[[Envelope], bool]) -> bool:
+        """Whether an envelope waiting in the queue matches."""
+        return any(match(envelope) for envelope in self._queue)
+
+    def forget_left(self) -> None:
+        """Drop queued envelopes of conversations this subscription no longer follows (its user
+        was removed while they waited), unless addressed to the user or to everyone: what a
+        fresh subscription reading the backlog of its current conversations would get."""
+        self._queue = deque(
+            envelope
+            for envelope in self._queue
+            if envelope.broadcast
+            or not envelope.conversation_ids
+            or self.user_id in envelope.user_ids
+            or not self.conversation_ids.isdisjoint(envelope.conversation_ids)
+        )
+        if not self._queue and self._ready is not None:
+            self._ready.clear()
+
     @property
     def backlog(self) -> int:
         """Envelopes queued, not yet taken by the connection's writer."""

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 from limits.aio.storage import Storage
@@ -65,6 +66,9 @@ OUTBOX_LIMIT = 10_000
 TYPING_TTL_SECONDS = 5.0
 # A revoked token is remembered this long, for streams whose opening raced the revocation.
 REVOKED_MEMORY_SECONDS = 300.0
+# A user has at most this many long-poll subscriptions parked on a node (more tabs or devices
+# than that fall back to opening each poll afresh); the oldest is dropped.
+PARKED_PER_USER = 4
 REPORTED_COUNTERS = (
     "ack_without_receipt_10s",
     "timeline_duplicate_detected",
@@ -91,6 +95,9 @@ class ReportSender:
 
 
 ReportHook = Callable[[ReportSender, Transport, dict[str, int], list[float]], None]
+# Who may take a parked long-poll subscription: the user, their credential (a token id, or a
+# widget visit's session id — never the secret) and the cursor the poll returned.
+ParkKey = tuple[int, str, int]
 
 
 @dataclass
@@ -113,6 +120,14 @@ class StreamSession:
     def cursor(self) -> int:
         """Every message event up to this position was delivered or is queued for delivery."""
         return max(self.sub.min_pos, self.hub.processed)
+
+
+@dataclass(slots=True)
+class _Parked:
+    """A returned long poll's session, kept for its client's next poll until `until`."""
+
+    session: StreamSession
+    until: float  # time.monotonic()
 
 
 class StreamService:
@@ -148,6 +163,10 @@ class StreamService:
         self._per_user: dict[int, int] = {}
         self._per_ip: dict[str, int] = {}
         self._sessions: dict[str, StreamSession] = {}
+        # Long-poll sessions between two polls of one client, oldest first (see `finish_poll`);
+        # not open streams: they count against no cap, but at most PARKED_PER_USER per user.
+        self._parked: dict[ParkKey, _Parked] = {}
+        self._parked_by_user: dict[int, dict[ParkKey, None]] = {}
         self._revoked: dict[int, float] = {}
         self._receipt_samples: dict[str, deque[float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -199,6 +218,7 @@ class StreamService:
         if self._draining or self.hub is None:
             return
         self._draining = True
+        self._drop_parked(lambda session: True)
         goodbye = envelope_for(ControlEvent(op="reconnect", reason="shutdown"))
         for sub in self.hub.subscriptions():
             sub.push(goodbye)
@@ -229,6 +249,7 @@ class StreamService:
         while True:
             await asyncio.sleep(self.settings.head_poll_seconds)
             metrics.BUS_HEALTHY.set(1 if self.bus.healthy else 0)
+            self._sweep_parked()
             try:
                 head = await self.store.get_head()
                 if not self._positioned:
@@ -416,21 +437,43 @@ class StreamService:
         cursor: str | None,
         transport: Transport,
         client_ip: str = "",
+        holder: str | None = None,
     ) -> StreamSession:
         """Subscribe the user, then collect what they missed since `cursor` (if any).
 
         Subscribing first and reading the backlog up to the subscription's start position
         afterwards leaves no window in which an event could fall between the two. The caps
         (PARLEY_STREAM_MAX_PER_USER / _PER_IP) count every transport, long-poll included.
+
+        A long poll by `holder` (its credential) with the cursor its previous poll returned
+        takes that poll's parked subscription instead: what was queued in it since is exactly
+        what follows the cursor, so there is nothing to read from the database.
         """
         credential, user = (who, who.user) if isinstance(who, Credential) else (None, who)
-        if self.admit is not None:
-            self.admit(user)  # maintenance mode
-        self.check_transport_allowed(transport)
-        after = parse_cursor(cursor)
-        if self.timeline.guard is not None:
-            self.timeline.guard.check_may_connect(user)  # a deployment-wide ban
-        self._reserve(user, client_ip)
+        try:
+            if self.admit is not None:
+                self.admit(user)  # maintenance mode
+            self.check_transport_allowed(transport)
+            after = parse_cursor(cursor)
+            if self.timeline.guard is not None:
+                self.timeline.guard.check_may_connect(user)  # a deployment-wide ban
+        except BaseException:
+            # Refused now (maintenance, a ban): no earlier poll's subscription serves them later.
+            self._drop_parked_of(user.id)
+            raise
+        parked: StreamSession | None = None
+        if transport == "poll" and holder is not None and after is not None:
+            parked = self._unpark((user.id, holder, after))
+        try:
+            self._reserve(user, client_ip)
+        except BaseException:
+            if parked is not None:
+                self.live_hub.unsubscribe(parked.sub)
+            raise
+        if parked is not None:
+            if self._may_resume(parked, credential):
+                return self._resume_parked(parked, credential, client_ip)
+            self.live_hub.unsubscribe(parked.sub)
         hub = self.live_hub
         sub: Subscription | None = None
         try:
@@ -477,6 +520,107 @@ class StreamService:
             await self._presence_online(user, session, conversation_ids)
         return session
 
+    # -- parked long polls ----------------------------------------------------------------------
+
+    async def finish_poll(self, session: StreamSession, *, holder: str | None, cursor: int) -> None:
+        """End a long poll that returned `cursor`: park its subscription for `holder`'s next
+        poll with that cursor (PARLEY_POLL_PARK_SECONDS), or close it.
+
+        Only a subscription whose queue starts right after `cursor` is parked (the cursor is
+        the session's own), and nothing awaits between the poll's last take and this, so every
+        event past the cursor is either in the answer or queued in the parked subscription.
+        """
+        if (
+            holder is None
+            or self.settings.poll_park_seconds <= 0
+            or self._draining
+            or session.sub.closed
+            or session.sub.overflowed
+            or cursor != session.cursor
+            or session.id not in self._sessions
+        ):
+            await self.close(session)
+            return
+        del self._sessions[session.id]
+        self._release(session.user.id, session.client_ip)  # a parked one is not an open stream
+        key = (session.user.id, holder, cursor)
+        self._unpark_and_drop(key)  # the same client's poll that returned the same cursor
+        mine = self._parked_by_user.setdefault(session.user.id, {})
+        while len(mine) >= PARKED_PER_USER:
+            self._unpark_and_drop(next(iter(mine)))
+            mine = self._parked_by_user.setdefault(session.user.id, {})
+        until = time.monotonic() + self.settings.poll_park_seconds
+        self._parked[key] = _Parked(session=session, until=until)
+        mine[key] = None
+
+    def _unpark(self, key: ParkKey) -> StreamSession | None:
+        parked = self._parked.pop(key, None)
+        if parked is None:
+            return None
+        mine = self._parked_by_user.get(key[0], {})
+        mine.pop(key, None)
+        if not mine:
+            self._parked_by_user.pop(key[0], None)
+        return parked.session
+
+    def _unpark_and_drop(self, key: ParkKey) -> None:
+        session = self._unpark(key)
+        if session is not None and self.hub is not None:
+            self.hub.unsubscribe(session.sub)
+
+    def _drop_parked(self, which: Callable[[StreamSession], bool]) -> None:
+        """Unsubscribe the parked sessions `which` selects: their client opens afresh."""
+        for key, parked in list(self._parked.items()):
+            if which(parked.session):
+                self._unpark_and_drop(key)
+
+    def _drop_parked_of(
+        self, user_id: int, which: Callable[[StreamSession], bool] = lambda session: True
+    ) -> None:
+        for key in list(self._parked_by_user.get(user_id, ())):
+            if which(self._parked[key].session):
+                self._unpark_and_drop(key)
+
+    def _sweep_parked(self) -> None:
+        """Drop parked sessions no poll came back for in time (oldest first: in park order)."""
+        now = time.monotonic()
+        for key, parked in list(self._parked.items()):
+            if parked.until > now:
+                break
+            self._unpark_and_drop(key)
+
+    def _may_resume(self, parked: StreamSession, credential: Credential | None) -> bool:
+        sub = parked.sub
+        if sub.closed or sub.overflowed or parked.hub is not self.hub:
+            return False  # ended (revoked, shut down) or cut loose: resume from the database
+        if sub.any_queued(_is_reconnect):
+            return False  # told to go (maintenance, a ban): open afresh, through every check
+        token_id = credential.token_id if credential else None
+        return token_id is None or token_id not in self._revoked
+
+    def _resume_parked(
+        self, parked: StreamSession, credential: Credential | None, client_ip: str
+    ) -> StreamSession:
+        """A poll's session on the parked subscription (counted against the caps already)."""
+        parked.sub.forget_left()
+        session = StreamSession(
+            user=parked.user,
+            transport="poll",
+            sub=parked.sub,
+            hub=parked.hub,
+            hello=HelloEvent(
+                cursor=str(parked.cursor), transport="poll", mode=self.mode, resumed=0
+            ),
+            backlog=[],
+            token_id=credential.token_id if credential else None,
+            expires_at=credential.expires_at if credential else None,
+            client_ip=client_ip,
+        )
+        self._sessions[session.id] = session
+        metrics.STREAM_OPENS.labels("poll").inc()
+        metrics.STREAM_POLL_PARKED.inc()
+        return session
+
     async def _greetings(self, user: User) -> list[Envelope]:
         greeting: list[Envelope] = []
         for greeter in self.greeters:
@@ -513,6 +657,10 @@ class StreamService:
         now = time.monotonic()
         for token_id in event.token_ids:
             self._revoked[token_id] = now
+        self._drop_parked_of(
+            event.user_id,
+            lambda session: event.all_streams or session.token_id in event.token_ids,
+        )
         for session in list(self._sessions.values()):
             if session.user.id != event.user_id:
                 continue
@@ -553,6 +701,7 @@ class StreamService:
             for session in list(self._sessions.values()):
                 if session.expires_at is not None and session.expires_at <= now:
                     self._end(session, "the token expired")
+            self._drop_parked(partial(_expired_by, now))
             cutoff = time.monotonic() - REVOKED_MEMORY_SECONDS
             self._revoked = {k: at for k, at in self._revoked.items() if at > cutoff}
 
@@ -734,6 +883,14 @@ def _decrement(counts: dict[K, int], key: K) -> None:
         counts[key] = left
     else:
         counts.pop(key, None)
+
+
+def _is_reconnect(envelope: Envelope) -> bool:
+    return envelope.type == "control" and '"op":"reconnect"' in envelope.data
+
+
+def _expired_by(now: datetime, session: StreamSession) -> bool:
+    return session.expires_at is not None and session.expires_at <= now
 
 
 def parse_cursor(cursor: str | None) -> int | None:

@@ -257,6 +257,7 @@ async def widget_poll(
         cursor=cursor,
         timeout=timeout,
         client_ip=_ip(request, services),
+        holder=f"widget:{visit.session.id}",
     )
     _allow_cors(request, answer)
     return answer
