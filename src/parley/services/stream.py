@@ -595,6 +595,10 @@ class StreamService:
             return False  # ended (revoked, shut down) or cut loose: resume from the database
         if sub.any_queued(_is_reconnect):
             return False  # told to go (maintenance, a ban): open afresh, through every check
+        if sub.any_queued(_is_message_change):
+            # A client that was away gets changes as the messages are now (the resume's
+            # backlog): an edit queued here may show text its author has unsent since.
+            return False
         token_id = credential.token_id if credential else None
         return token_id is None or token_id not in self._revoked
 
@@ -883,6 +887,10 @@ def _decrement(counts: dict[K, int], key: K) -> None:
         counts[key] = left
     else:
         counts.pop(key, None)
+
+
+def _is_message_change(envelope: Envelope) -> bool:
+    return envelope.type == "message.updated"
 
 
 def _is_reconnect(envelope: Envelope) -> bool:
