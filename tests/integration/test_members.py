@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from parley.assembly import Services
 from tests.conftest import PeopleFactory, Person, create_conversation
+from tests.support.waiting import eventually
 
 
 async def create(owner: Person, *names: str, kind: str = "group") -> httpx.Response:
@@ -321,3 +323,17 @@ async def test_a_removal_that_commits_while_a_check_is_reading_is_not_cached_ove
 
     assert services.timeline.member_cache.get(cid, bob.user.id) is None
     assert (await say(bob, cid, "after")).status_code == 404
+
+
+async def test_a_node_whose_bus_is_unhealthy_forgets_cached_memberships(
+    people: PeopleFactory, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other nodes' removals may be lost with the bus: the node stops trusting its cache."""
+    alice, bob = await people.add(), await people.add()
+    cid = await create_conversation(alice, bob)
+    assert (await say(bob, cid, "one")).status_code == 201
+    assert services.timeline.member_cache.get(cid, bob.user.id) is not None
+
+    monkeypatch.setattr(type(services.stream.bus), "healthy", property(lambda _bus: False))
+
+    await eventually(lambda: len(services.timeline.member_cache) == 0, what="the cache cleared")
