@@ -18,7 +18,9 @@ class Clock:
         return self.now
 
 
-def cache(clock: Clock | None = None, *, ttl: float = 10, max_size: int = 100) -> MembershipCache:
+def cache(
+    clock: Clock | None = None, *, ttl: float = 10, max_size: int = 100
+) -> MembershipCache[str]:
     return MembershipCache(ttl=ttl, max_size=max_size, clock=clock or Clock())
 
 
