@@ -31,6 +31,12 @@ WRITER_BATCH_SIZE = Histogram(
     "Sends stored per group-commit transaction.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
+MEMBERSHIP_CACHE = Counter(
+    "parley_membership_cache_total",
+    "Membership checks of sends and typing, by result: hit (this node's cache answered) or "
+    "miss (the database did).",
+    ["result"],
+)
 READ_ROLLBACK_DETECTED = Counter(
     "parley_read_rollback_detected_total",
     "P0: receipts that tried to move a cursor backwards (ignored, never applied).",

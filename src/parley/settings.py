@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     # One shard by default: every batch takes the stream head's row lock, so on PostgreSQL more
     # shards only queue on it (measured: 23-118 ms lock waits with 4, 1.5-4 ms with 1).
     writer_shards: int = Field(default=1, ge=1, le=64)
+    # Each node remembers who is a member of which conversation for this many seconds, so a
+    # send costs no membership query (0: always ask the database). Removals reach it at once
+    # (same node) or with their `conversation.updated` event (other nodes); this bounds how
+    # long a lost event can leave a removed member able to send. At most `_size` entries.
+    membership_cache_seconds: float = Field(default=15.0, ge=0, le=60)
+    membership_cache_size: int = Field(default=50_000, ge=0, le=10_000_000)
 
     # How long after sending authors may still edit a message (seconds; 0: never). Staff
     # (admins, moderators) edit their own messages at any time. Deleting has no window.

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
+import pytest
 
+from parley.assembly import Services
 from tests.conftest import PeopleFactory, Person, create_conversation
+from tests.support.waiting import eventually
 
 
 async def create(owner: Person, *names: str, kind: str = "group") -> httpx.Response:
@@ -234,3 +238,102 @@ async def test_removing_someone_who_is_not_a_member_is_not_found(people: PeopleF
     response = await alice.http.delete(f"/v1/conversations/{cid}/members/{stranger.user.id}")
 
     assert response.status_code == 404
+
+
+# The send path's membership cache (per node) ----------------------------------------------------
+
+
+def count_membership_queries(services: Services) -> list[int]:
+    """How many keys each membership query asked for, from now on."""
+    lookup = services.timeline._memberships
+    fetch = lookup._fetch
+    asked: list[int] = []
+
+    async def counting(keys: list[tuple[int, int]]) -> dict[tuple[int, int], Any]:
+        asked.append(len(keys))
+        return await fetch(keys)
+
+    lookup._fetch = counting  # type: ignore[method-assign]
+    return asked
+
+
+async def test_repeated_sends_check_membership_with_one_query(
+    people: PeopleFactory, services: Services
+) -> None:
+    alice, bob = await people.add(), await people.add()
+    cid = await create_conversation(alice, bob)
+    asked = count_membership_queries(services)
+
+    for n in range(3):
+        assert (await say(bob, cid, f"hello {n}")).status_code == 201
+
+    assert asked == [1]
+
+
+async def test_a_removed_member_whose_membership_was_cached_is_refused_at_once(
+    people: PeopleFactory, services: Services
+) -> None:
+    alice, bob = await people.add(), await people.add()
+    cid = await create_conversation(alice, bob)
+    assert (await say(bob, cid, "one")).status_code == 201
+    assert services.timeline.member_cache.get(cid, bob.user.id) is not None
+
+    removed = await alice.http.delete(f"/v1/conversations/{cid}/members/{bob.user.id}")
+
+    assert removed.status_code == 204
+    refused = await say(bob, cid, "two")
+    assert refused.status_code == 404 and error_code(refused) == "ERR_NOT_FOUND"
+    assert (await say(alice, cid, "still mine")).status_code == 201
+
+
+async def test_a_member_who_leaves_and_is_added_again_sends_again(
+    people: PeopleFactory, services: Services
+) -> None:
+    alice, bob = await people.add(), await people.add()
+    cid = await create_conversation(alice, bob)
+    assert (await say(bob, cid, "one")).status_code == 201
+    assert (await bob.http.delete(f"/v1/conversations/{cid}/members/{bob.user.id}")).is_success
+    assert (await say(bob, cid, "two")).status_code == 404  # not remembered as a non-member
+
+    added = await alice.http.post(
+        f"/v1/conversations/{cid}/members", json={"members": [bob.user.name]}
+    )
+
+    assert added.status_code == 200, added.text
+    assert (await say(bob, cid, "three")).status_code == 201
+
+
+async def test_a_removal_that_commits_while_a_check_is_reading_is_not_cached_over(
+    people: PeopleFactory, services: Services
+) -> None:
+    """A membership read just before the removal committed must not be cached after it."""
+    alice, bob = await people.add(), await people.add()
+    cid = await create_conversation(alice, bob)
+    lookup = services.timeline._memberships
+    fetch = lookup._fetch
+
+    async def read_then_removed(keys: list[tuple[int, int]]) -> dict[tuple[int, int], Any]:
+        found = await fetch(keys)  # bob is still a member here
+        await services.timeline.conversations.remove_member(cid, bob.user.id)
+        return found
+
+    lookup._fetch = read_then_removed  # type: ignore[method-assign]
+    assert (await say(bob, cid, "raced the removal")).status_code == 201
+    lookup._fetch = fetch  # type: ignore[method-assign]
+
+    assert services.timeline.member_cache.get(cid, bob.user.id) is None
+    assert (await say(bob, cid, "after")).status_code == 404
+
+
+async def test_a_node_whose_bus_is_unhealthy_forgets_cached_memberships(
+    people: PeopleFactory, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other nodes' removals may be lost with the bus: the node stops trusting its cache."""
+    alice, bob = await people.add(), await people.add()
+    cid = await create_conversation(alice, bob)
+    assert (await say(bob, cid, "one")).status_code == 201
+    assert services.timeline.member_cache.get(cid, bob.user.id) is not None
+
+    monkeypatch.setattr(type(services.stream.bus), "healthy", property(lambda _bus: False))
+
+    await eventually(lambda: len(services.timeline.member_cache) == 0, what="the cache cleared")

@@ -158,6 +158,7 @@ class Hub:
         gap_wait: float = 0.25,
         on_control: Callable[[Envelope], bool] | None = None,
         on_dispatch: Callable[[Envelope], None] | None = None,
+        on_membership: Callable[[int], None] | None = None,
     ) -> None:
         self.processed = start_pos
         self._fetch_range = fetch_range
@@ -165,6 +166,8 @@ class Hub:
         self._gap_wait = gap_wait
         self._on_control = on_control
         self._on_dispatch = on_dispatch
+        # Told the id of every conversation whose members changed (any node's change).
+        self._on_membership = on_membership
         self._pending: dict[int, Envelope] = {}
         self._known_head = start_pos
         self._by_conversation: dict[int, set[Subscription]] = {}
@@ -269,6 +272,8 @@ class Hub:
 
     def _apply_membership(self, envelope: Envelope) -> None:
         (cid,) = envelope.conversation_ids
+        if self._on_membership is not None:
+            self._on_membership(cid)
         members = set(json.loads(envelope.data)["member_ids"])
         for sub in list(self._by_conversation.get(cid, ())):
             if sub.user_id not in members:

@@ -107,6 +107,8 @@ class Core:
             edit_window_seconds=settings.edit_window_seconds,
             on_read_rollback=READ_ROLLBACK_DETECTED.labels("rest").inc,
             on_send=_send_outcome(settings.release_send_stall_ms / 1000),
+            membership_cache_seconds=settings.membership_cache_seconds,
+            membership_cache_size=settings.membership_cache_size,
         )
         threads = Threads(
             timeline=timeline,

@@ -204,6 +204,8 @@ class StreamService:
             queue_limit=self.settings.stream_queue_limit,
             on_control=self._on_control,
             on_dispatch=lambda envelope: metrics.FANOUT_DELAY.observe(age_seconds(envelope)),
+            # Another node added or removed members: this node's cached answers are stale.
+            on_membership=self.timeline.forget_memberships,
         )
         await self.bus.start(self.hub.ingest)
         self._tasks = [
@@ -250,6 +252,10 @@ class StreamService:
             await asyncio.sleep(self.settings.head_poll_seconds)
             metrics.BUS_HEALTHY.set(1 if self.bus.healthy else 0)
             self._sweep_parked()
+            if not self.bus.healthy:
+                # Other nodes' membership changes may be lost on the way: don't wait for the
+                # cache's TTL to forget what they changed.
+                self.timeline.member_cache.clear()
             try:
                 head = await self.store.get_head()
                 if not self._positioned:
@@ -819,7 +825,7 @@ class StreamService:
         return False
 
     async def do_typing(self, actor: User, conversation_id: int) -> None:
-        await self.timeline.access_conversation(actor, conversation_id)
+        await self.timeline.cached_access(actor, conversation_id)  # membership only
         # One typing event per user and conversation per TTL/2, however often clients call.
         if await self.ephemeral.claim(
             f"typing:{conversation_id}:{actor.id}", TYPING_TTL_SECONDS / 2

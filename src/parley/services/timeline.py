@@ -17,6 +17,7 @@ from parley.core.events import (
     MessageUpdatedEvent,
     ReceiptEvent,
 )
+from parley.core.membercache import MembershipCache
 from parley.core.mentions import find_mentions, may_mention
 from parley.core.models import (
     Appended,
@@ -84,6 +85,8 @@ class Timeline:
         publish: Publish = _publish_nowhere,
         on_read_rollback: Callable[[int], None] = lambda _n: None,
         on_send: Callable[[float, bool], None] = lambda _seconds, _failed: None,
+        membership_cache_seconds: float = 0.0,
+        membership_cache_size: int = 0,
     ) -> None:
         self.users = users
         self.conversations = conversations
@@ -101,6 +104,11 @@ class Timeline:
         self.guard: SendGuard | None = None
         # Every send checks membership: checks arriving together share one query.
         self._memberships = CoalescedLookup(conversations.find_memberships)
+        # ... and a repeated check of the send path costs none (see `cached_access`).
+        self.member_cache: MembershipCache[Access] = MembershipCache(
+            ttl=membership_cache_seconds, max_size=membership_cache_size
+        )
+        conversations.on_members_changed.append(self.forget_memberships)
 
     async def access_conversation(self, actor: User, conversation_id: int) -> Access:
         """The conversation if `actor` is a member; otherwise 404, whether it exists or not."""
@@ -108,6 +116,30 @@ class Timeline:
         if found is None:
             raise NotFound("no such conversation", ErrorCode.NOT_FOUND)
         return Access(*found)
+
+    async def cached_access(self, actor: User, conversation_id: int) -> Access:
+        """`access_conversation` answered from this node's membership cache when it can.
+
+        Only the membership itself and the fields that never change once a conversation and a
+        membership exist (ids, the conversation's kind, the member's role) may be read from
+        the result: its counters (`conversation.last_seq`, the member's `delivered_seq` and
+        `read_seq`) and the title can be up to PARLEY_MEMBERSHIP_CACHE_SECONDS old. Callers
+        that need them fresh keep `access_conversation`.
+        """
+        cached = self.member_cache.get(conversation_id, actor.id)
+        if cached is not None:
+            metrics.MEMBERSHIP_CACHE.labels("hit").inc()
+            return cached
+        metrics.MEMBERSHIP_CACHE.labels("miss").inc()
+        token = self.member_cache.token()
+        access = await self.access_conversation(actor, conversation_id)
+        self.member_cache.put(conversation_id, actor.id, access, token=token)
+        return access
+
+    def forget_memberships(self, conversation_id: int) -> None:
+        """The conversation's members changed (here, or on another node: its
+        `conversation.updated` event): its next checks ask the database again."""
+        self.member_cache.invalidate_conversation(conversation_id)
 
     async def check_user_names(self, names: list[str]) -> list[User]:
         """The users named; 422 naming those that do not exist.
@@ -224,9 +256,10 @@ class Timeline:
         `reply_to_id` quotes a message of the conversation; `thread_root_id` puts the message
         in that message's thread (a reply's own root, if it names a reply). `@name` of a member
         and `@here` become the message's mentions. The moderation filters run before it is
-        stored (a held send never gets a seq).
+        stored (a held send never gets a seq). The membership check is `cached_access`: of
+        it, only the conversation's id and kind are read (by the moderation filters).
         """
-        access = await self.access_conversation(actor, conversation_id)
+        access = await self.cached_access(actor, conversation_id)
         if RECORD_METADATA_KEY in metadata:
             raise BadInput(
                 f"metadata key {RECORD_METADATA_KEY!r} is reserved for the server's call records"

@@ -41,6 +41,14 @@ _MEMBERSHIPS = select(
 class ConversationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Told the conversation's id once a change to its members is committed (or may have
+        # been: also when the write fails), before the caller hears of it: the timeline's
+        # membership cache forgets the conversation here.
+        self.on_members_changed: list[Callable[[int], None]] = []
+
+    def _members_changed(self, conversation_id: int) -> None:
+        for listener in self.on_members_changed:
+            listener(conversation_id)
 
     async def create_conversation(
         self,
@@ -166,6 +174,12 @@ class ConversationStore:
 
     async def add_members(self, conversation_id: int, user_ids: list[int]) -> list[int]:
         """Add users who are not members yet; returns the ids actually added."""
+        try:
+            return await self._add_members(conversation_id, user_ids)
+        finally:
+            self._members_changed(conversation_id)
+
+    async def _add_members(self, conversation_id: int, user_ids: list[int]) -> list[int]:
         async with self.db.write() as conn:
             existing = set(
                 (
@@ -210,13 +224,18 @@ class ConversationStore:
             return (await conn.execute(query)).first() is not None
 
     async def remove_member(self, conversation_id: int, user_id: int) -> bool:
-        async with self.db.write() as conn:
-            result = await conn.execute(
-                delete(members).where(
-                    members.c.conversation_id == conversation_id, members.c.user_id == user_id
+        try:
+            async with self.db.write() as conn:
+                result = await conn.execute(
+                    delete(members).where(
+                        members.c.conversation_id == conversation_id, members.c.user_id == user_id
+                    )
                 )
-            )
-            await _touch_conversation(conn, conversation_id)
+                await _touch_conversation(conn, conversation_id)
+        finally:
+            # After the commit: a membership read before it may not be cached again (the
+            # cache's token), one read after it sees the removal.
+            self._members_changed(conversation_id)
         return bool(result.rowcount)
 
     async def apply_receipt(
