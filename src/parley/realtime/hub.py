@@ -123,6 +123,10 @@ class Subscription:
         """Whether an envelope waiting in the queue matches."""
         return any(match(envelope) for envelope in self._queue)
 
+    def count_queued(self, match: Callable[[Envelope], bool]) -> int:
+        """How many envelopes waiting in the queue match."""
+        return sum(1 for envelope in self._queue if match(envelope))
+
     def forget_left(self) -> None:
         """Drop queued envelopes of conversations this subscription no longer follows (its user
         was removed while they waited), unless addressed to the user or to everyone: what a

@@ -477,7 +477,7 @@ class StreamService:
                 self.live_hub.unsubscribe(parked.sub)
             raise
         if parked is not None:
-            if self._may_resume(parked, credential):
+            if self._may_resume(parked, credential, after):
                 return self._resume_parked(parked, credential, client_ip)
             self.live_hub.unsubscribe(parked.sub)
         hub = self.live_hub
@@ -595,10 +595,19 @@ class StreamService:
                 break
             self._unpark_and_drop(key)
 
-    def _may_resume(self, parked: StreamSession, credential: Credential | None) -> bool:
+    def _may_resume(
+        self, parked: StreamSession, credential: Credential | None, cursor: int
+    ) -> bool:
         sub = parked.sub
         if sub.closed or sub.overflowed or parked.hub is not self.hub:
             return False  # ended (revoked, shut down) or cut loose: resume from the database
+        if (
+            self.live_hub.processed - cursor > self.settings.resume_window_events
+            or sub.count_queued(_is_positioned) > self.settings.resume_max_messages
+        ):
+            # As far behind as a resume may go, and further: the normal open answers it as it
+            # would any resume (ERR_RESYNC_RANGE_UNAVAILABLE, then the client loads full state).
+            return False
         if sub.any_queued(_is_reconnect):
             return False  # told to go (maintenance, a ban): open afresh, through every check
         if sub.any_queued(_is_message_change):
@@ -893,6 +902,10 @@ def _decrement(counts: dict[K, int], key: K) -> None:
         counts[key] = left
     else:
         counts.pop(key, None)
+
+
+def _is_positioned(envelope: Envelope) -> bool:
+    return envelope.pos is not None
 
 
 def _is_message_change(envelope: Envelope) -> bool:
